@@ -1,0 +1,104 @@
+"""Channel pruning of conv layers with NNI, then physical speedup.
+
+NNI's pruners only compute masks; ``ModelSpeedup`` then rebuilds the layers
+with fewer channels (and shrinks whatever consumes them: batch norm, the next
+conv, the first fc), so the pruned model is really smaller and faster.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+
+import nni
+import torch
+from nni.compression.pruning import FPGMPruner, L1NormPruner, L2NormPruner, TaylorPruner
+from nni.compression.speedup import ModelSpeedup
+from nni.compression.utils import TorchEvaluator
+from torch import nn
+
+from hgen_ray.compress.nni_compat import apply_nni_compat
+from hgen_ray.config import LayerChoice
+from hgen_ray.models.training import batches, training_step
+
+__all__ = ["TAYLOR_TRAINING_STEPS", "prune_conv_channels"]
+
+apply_nni_compat()  # every process that imports this module can speed up
+# NNI's speedup logs every replaced layer at INFO; route it to our own logger.
+_speedup_log = logging.getLogger(__name__ + ".speedup")
+
+TAYLOR_TRAINING_STEPS = 20  # batches of gradients Taylor averages before scoring channels
+_NORM_PRUNERS = {"l1": L1NormPruner, "l2": L2NormPruner, "fpgm": FPGMPruner}
+
+Masks = dict[str, dict[str, torch.Tensor]]
+
+
+@contextlib.contextmanager
+def _quiet_nni() -> Iterator[None]:
+    """Silence NNI's per-layer INFO logs and the debug prints in its mask_conflict."""
+    loggers = [logging.getLogger(n) for n in list(logging.root.manager.loggerDict) if n.startswith("nni")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+def _taylor_evaluator(images: torch.Tensor, labels: torch.Tensor, seed: int) -> TorchEvaluator:
+    def training(model: nn.Module, optimizers: torch.optim.Optimizer, step: Callable, lr_schedulers: object = None,
+                 max_steps: int | None = None, max_epochs: int | None = None) -> None:
+        model.train()
+        for done, batch in enumerate(batches(images, labels, 64, seed)):
+            if max_steps is not None and done >= max_steps:
+                break
+            optimizers.zero_grad()
+            step(batch, model).backward()
+            optimizers.step()
+
+    return TorchEvaluator(training, nni.trace(torch.optim.SGD)([torch.zeros(1)], lr=0.0), training_step)
+
+
+def _masks_for(model: nn.Module, technique: str, layers: dict[str, float], images: torch.Tensor,
+               labels: torch.Tensor, seed: int) -> Masks:
+    config_list = [{"op_names": [name], "sparse_ratio": ratio} for name, ratio in layers.items()]
+    if technique == "taylor":
+        pruner = TaylorPruner(model, config_list, _taylor_evaluator(images, labels, seed), TAYLOR_TRAINING_STEPS)
+    else:
+        pruner = _NORM_PRUNERS[technique](model, config_list)
+    _, masks = pruner.compress()  # TaylorPruner.compress() takes no arguments in NNI 3.0
+    pruner.unwrap_model()
+    return masks
+
+
+def prune_conv_channels(model: nn.Module, choices: dict[str, LayerChoice], dummy_input: torch.Tensor,
+                        images: torch.Tensor, labels: torch.Tensor, seed: int) -> nn.Module:
+    """Prune each chosen conv layer's output channels, then speed the model up.
+
+    Args:
+        model: The network to prune, modified in place.
+        choices: Conv layer name -> technique (l1, l2, fpgm, taylor) and sparse ratio.
+        dummy_input: A batch the tracer runs to find what consumes each channel.
+        images: Clean train images; Taylor pruning takes its gradients from them.
+        labels: Their labels.
+        seed: Fixes the batch order Taylor sees.
+    """
+    by_technique: dict[str, dict[str, float]] = defaultdict(dict)
+    for name, choice in choices.items():
+        if choice.technique != "none" and choice.ratio > 0:
+            by_technique[choice.technique][name] = choice.ratio
+    if not by_technique:
+        return model
+    masks: Masks = {}
+    for technique, layers in sorted(by_technique.items()):
+        masks.update(_masks_for(model, technique, layers, images, labels, seed))
+    model.eval()
+    with _quiet_nni():
+        ModelSpeedup(model, dummy_input, masks, logger=_speedup_log).speedup_model()
+    return model

@@ -1,0 +1,299 @@
+"""Experiment configuration: YAML in, validated, typed dataclasses out.
+
+Every section is a dataclass whose fields carry a default and a one-line comment.
+Validation is driven by the type hints plus ``field(metadata=...)``: ``range``
+for numbers and ``choices`` for strings. Any problem raises :class:`ConfigError`
+with one line naming the dotted key and what is allowed; the CLI turns it into
+exit code 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+__all__ = [
+    "CHALLENGE_CATEGORIES",
+    "CONV_TECHNIQUES",
+    "FC_TECHNIQUES",
+    "Candidate",
+    "ConfigError",
+    "Constraints",
+    "DataConfig",
+    "ExperimentConfig",
+    "FinetuneConfig",
+    "HumanChoice",
+    "HumanPoolConfig",
+    "LayerChoice",
+    "ModelConfig",
+    "ProfileConfig",
+    "as_dict",
+    "build_dataclass",
+    "config_hash",
+    "load_candidate",
+    "load_config",
+    "read_yaml_mapping",
+]
+
+CHALLENGE_CATEGORIES: tuple[str, ...] = (
+    "low_resolution",
+    "small_size",
+    "motion_blur",
+    "defocus_blur",
+    "gaussian_noise",
+    "impulse_noise",
+    "low_light",
+    "low_contrast",
+    "fog",
+    "occlusion",
+    "jpeg",
+    "rotation",
+)
+CONV_TECHNIQUES: tuple[str, ...] = ("none", "l1", "l2", "fpgm", "taylor")
+FC_TECHNIQUES: tuple[str, ...] = ("none", "svd")
+MAX_COMPRESSION_RATIO = 0.9  # beyond this a layer keeps too few channels to train
+
+
+class ConfigError(ValueError):
+    """A configuration or candidate problem, with a one-line message."""
+
+
+def _range(low: float, high: float) -> dict[str, Any]:
+    return {"range": (low, high)}
+
+
+def _choices(*allowed: str) -> dict[str, Any]:
+    return {"choices": allowed}
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    root: str = "data/fashion-mnist"  # idx .gz files; the env var HGEN_DATA overrides
+    download: bool = False  # let torchvision download Fashion-MNIST if root lacks it
+    severity: int = field(default=3, metadata=_range(1, 5))  # challenge severity evaluated
+    test_per_category: int = field(default=1000, metadata=_range(10, 10000))  # test images per category
+    validation_size: int = field(default=5000, metadata=_range(100, 20000))  # clean train images held out for gate calibration
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = field(default="h_cnn", metadata=_choices("h_cnn"))  # architecture
+    conv_channels: tuple[int, int] = (32, 64)  # output channels of conv1, conv2
+    fc_units: int = field(default=128, metadata=_range(8, 4096))  # width of fc1
+    epochs: int = field(default=3, metadata=_range(1, 100))  # base training epochs
+    batch_size: int = field(default=128, metadata=_range(1, 4096))  # base training batch
+    learning_rate: float = field(default=2e-3, metadata=_range(1e-6, 1.0))  # Adam step size
+    train_subset: int = field(default=0, metadata=_range(0, 60000))  # 0 = every train image
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    epochs: int = field(default=1, metadata=_range(0, 100))  # fine-tune epochs after compression
+    subset: int = field(default=10000, metadata=_range(0, 60000))  # clean train images used; 0 = all
+    batch_size: int = field(default=128, metadata=_range(1, 4096))  # fine-tune batch
+    learning_rate: float = field(default=1e-3, metadata=_range(1e-6, 1.0))  # Adam step size
+
+
+@dataclass(frozen=True)
+class HumanPoolConfig:
+    size: int = field(default=8, metadata=_range(1, 256))  # people in the pool
+    arrival_interval_s: float = field(default=0.5, metadata=_range(0.0, 3600.0))  # seconds between incoming samples
+    max_restarts: int = field(default=3, metadata=_range(0, 100))  # actor restarts after a crash
+
+
+@dataclass(frozen=True)
+class ProfileConfig:
+    energy_source: str = field(default="auto", metadata=_choices("auto", "nvml", "rapl", "estimate"))  # energy meter
+    latency_repeats: int = field(default=50, metadata=_range(5, 10000))  # timed batch-1 runs; the median is kept
+    energy_window_ms: float = field(default=100.0, metadata=_range(100.0, 60000.0))  # min metered window
+
+
+@dataclass(frozen=True)
+class Constraints:
+    accuracy_min: float = field(default=0.0, metadata=_range(0.0, 1.0))  # demand A_d
+    latency_ms_max: float = field(default=math.inf, metadata=_range(0.0, math.inf))  # demand T_d
+    energy_mj_max: float = field(default=math.inf, metadata=_range(0.0, math.inf))  # limit E_c
+    storage_mb_max: float = field(default=math.inf, metadata=_range(0.0, math.inf))  # limit S_c
+    labor_s_per_1k_max: float = field(default=math.inf, metadata=_range(0.0, math.inf))  # limit L_c
+
+
+@dataclass(frozen=True)
+class LayerChoice:
+    technique: str = "none"  # conv: none|l1|l2|fpgm|taylor; fc: none|svd
+    ratio: float = field(default=0.0, metadata=_range(0.0, MAX_COMPRESSION_RATIO))  # fraction of channels or rank removed
+
+
+@dataclass(frozen=True)
+class HumanChoice:
+    mechanism: str = field(default="sequential", metadata=_choices("sequential", "majority"))  # how a chain decides
+    tau: float = field(default=0.0, metadata=_range(0.0, 1.0))  # defer when confidence < tau; 0 = never
+    k: int = field(default=1, metadata=_range(1, 3))  # people in the chain
+
+
+@dataclass(frozen=True)
+class Candidate:
+    layers: dict[str, LayerChoice] = field(default_factory=dict)  # per-layer compression
+    human: HumanChoice = field(default_factory=HumanChoice)  # human participation
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    seed: int = field(default=0, metadata=_range(0, 2**31 - 1))  # every random draw derives from it
+    cache_dir: str = ".cache/hgen-ray"  # trained base models, keyed by config hash
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    human_pool: HumanPoolConfig = field(default_factory=HumanPoolConfig)
+    profile: ProfileConfig = field(default_factory=ProfileConfig)
+    constraints: Constraints = field(default_factory=Constraints)
+    candidate: Candidate = field(default_factory=Candidate)  # evaluated when --candidate is not given
+
+
+T = TypeVar("T")
+
+
+def _type_name(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        return "a list of " + str(len(typing.get_args(hint))) + " integers"
+    if origin is dict:
+        return "a mapping"
+    if dataclasses.is_dataclass(hint):
+        return "a mapping"
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(hint, str(hint))
+
+
+def _check_number(value: Any, hint: type, key: str) -> float | int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{key}: expected {_type_name(hint)}, got {value!r}")
+    if hint is int and not isinstance(value, int):
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if isinstance(value, float) and math.isnan(value):
+        raise ConfigError(f"{key}: expected a number, got NaN")
+    return float(value) if hint is float else value
+
+
+def _convert(value: Any, hint: Any, key: str, meta: typing.Mapping[str, Any]) -> Any:
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return build_dataclass(hint, value, key)
+    if origin is dict:
+        _, value_hint = typing.get_args(hint)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return {str(k): _convert(v, value_hint, f"{key}.{k}", {}) for k, v in value.items()}
+    if origin is tuple:
+        item_hints = typing.get_args(hint)
+        if not isinstance(value, (list, tuple)) or len(value) != len(item_hints):
+            raise ConfigError(f"{key}: expected {_type_name(hint)}, got {value!r}")
+        items = tuple(_check_number(v, h, f"{key}[{i}]") for i, (v, h) in enumerate(zip(value, item_hints)))
+        if any(v < 1 or v > 4096 for v in items):
+            raise ConfigError(f"{key}: each entry must be between 1 and 4096, got {list(value)}")
+        return items
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        allowed = meta.get("choices")
+        if allowed and value not in allowed:
+            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(allowed)}")
+        return value
+    number = _check_number(value, hint, key)
+    low, high = meta.get("range", (-math.inf, math.inf))
+    if not low <= number <= high:
+        raise ConfigError(f"{key}: {number} is out of range [{low}, {high}]")
+    return number
+
+
+def build_dataclass(cls: type[T], data: Any, key: str = "") -> T:
+    """Build ``cls`` from a mapping, checking keys, types and ranges.
+
+    Args:
+        cls: A dataclass type whose fields are annotated.
+        data: The parsed YAML value; ``None`` means all defaults.
+        key: Dotted path of ``data`` in the document, for error messages.
+
+    Raises:
+        ConfigError: With one line naming the offending key.
+    """
+    where = key or "config"
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(str(k) for k in data if k not in fields)
+    if unknown:
+        prefix = f"{key}." if key else ""
+        raise ConfigError(f"{prefix}{unknown[0]}: unknown key; allowed keys are {', '.join(fields)}")
+    values = {}
+    for name, value in data.items():
+        child = f"{key}.{name}" if key else name
+        values[name] = _convert(value, hints[name], child, fields[name].metadata)
+    return cls(**values)
+
+
+def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
+    """Read a YAML file that must hold a mapping, with ``yaml.safe_load`` only."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read ({error.strerror or error})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{where}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a YAML mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    """Load and validate an experiment config file."""
+    return build_dataclass(ExperimentConfig, read_yaml_mapping(path))
+
+
+def load_candidate(path: str | Path) -> Candidate:
+    """Load and validate a candidate file (``layers`` and ``human``)."""
+    return build_dataclass(Candidate, read_yaml_mapping(path), "candidate")
+
+
+def _jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in sorted(value.items())}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and math.isinf(value):
+        return "inf"
+    return value
+
+
+def config_hash(*parts: Any) -> str:
+    """Stable short hash of dataclasses and plain values, for cache keys."""
+    text = json.dumps([_jsonable(p) for p in parts], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def as_dict(value: Any) -> Any:
+    """A JSON-ready copy of a config dataclass (infinities as ``"inf"``)."""
+    return _jsonable(value)
+

@@ -1,0 +1,85 @@
+"""Supervised training and batched inference for the classifiers.
+
+Base training and post-compression fine-tuning share this loop, so that every
+strategy fine-tunes the same way on the same clean train split (DESIGN.md,
+"Fair comparisons").
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+__all__ = ["batches", "predict_logits", "train_classifier", "training_step"]
+
+log = logging.getLogger(__name__)
+
+
+def batches(images: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Shuffled mini-batches, in an order fixed by ``seed``."""
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
+    for start in range(0, len(order), batch_size):
+        index = order[start : start + batch_size]
+        yield images[index], labels[index]
+
+
+def training_step(batch: tuple[torch.Tensor, torch.Tensor], model: nn.Module) -> torch.Tensor:
+    """Cross-entropy loss of one batch; also NNI's ``training_step`` hook."""
+    inputs, targets = batch
+    return nn.functional.cross_entropy(model(inputs), targets)
+
+
+def train_classifier(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    seed: int,
+    label: str = "train",
+) -> float:
+    """Train with Adam and a cosine schedule; returns the last epoch's mean loss.
+
+    Args:
+        model: The classifier; it normalises its own ``[0, 1]`` input.
+        images: Float ``[N, 1, H, W]`` in ``[0, 1]``.
+        labels: Class indices ``[N]``.
+        epochs: Passes over the data; 0 leaves the model untouched.
+        batch_size: Mini-batch size.
+        learning_rate: Adam's initial step size.
+        seed: Fixes the shuffling (and so, with the weights, the result).
+        label: Names the phase in progress logs.
+    """
+    if epochs == 0 or len(images) == 0:
+        return float("nan")
+    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
+    steps = epochs * -(-len(images) // batch_size)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=learning_rate, total_steps=steps)
+    model.train()
+    mean_loss = float("nan")
+    for epoch in range(epochs):
+        total, count = 0.0, 0
+        for batch in batches(images, labels, batch_size, seed + epoch):
+            optimizer.zero_grad(set_to_none=True)
+            loss = training_step(batch, model)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            total += loss.item() * len(batch[0])
+            count += len(batch[0])
+        mean_loss = total / count
+        log.info("%s epoch %d/%d: loss %.4f", label, epoch + 1, epochs, mean_loss)
+    model.eval()
+    return mean_loss
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """Logits for a float batch, computed in eval mode."""
+    model.eval()
+    return torch.cat([model(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
