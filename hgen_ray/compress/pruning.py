@@ -29,6 +29,7 @@ __all__ = ["TAYLOR_TRAINING_STEPS", "prune_conv_channels"]
 apply_nni_compat()  # every process that imports this module can speed up
 # NNI's speedup logs every replaced layer at INFO; route it to our own logger.
 _speedup_log = logging.getLogger(__name__ + ".speedup")
+_speedup_log.setLevel(logging.WARNING)
 
 TAYLOR_TRAINING_STEPS = 20  # batches of gradients Taylor averages before scoring channels
 _NORM_PRUNERS = {"l1": L1NormPruner, "l2": L2NormPruner, "fpgm": FPGMPruner}
@@ -42,7 +43,7 @@ def _quiet_nni() -> Iterator[None]:
     loggers = [logging.getLogger(n) for n in list(logging.root.manager.loggerDict) if n.startswith("nni")]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
-        logger.setLevel(logging.WARNING)
+        logger.setLevel(logging.ERROR)  # "both dim0 and dim1 masks found" is expected when chained convs are pruned
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             yield

@@ -57,6 +57,7 @@ def train_classifier(
     """
     if epochs == 0 or len(images) == 0:
         return float("nan")
+    torch.manual_seed(seed)  # dropout draws from the global generator
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
     steps = epochs * -(-len(images) // batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=learning_rate, total_steps=steps)

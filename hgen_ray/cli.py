@@ -1,0 +1,110 @@
+"""The ``hgen-ray`` command.
+
+    hgen-ray evaluate --config configs/quickstart.yaml [--candidate cand.yaml] [--out DIR]
+    hgen-ray show-data --config configs/quickstart.yaml --out grid.png
+
+Bad input (config, candidate, dataset) prints one line naming the problem and
+exits with code 2; nothing is written before the input has been validated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
+
+from hgen_ray.config import ConfigError, as_dict, load_candidate, load_config
+
+__all__ = ["main", "run"]
+
+EXIT_BAD_INPUT = 2
+log = logging.getLogger("hgen_ray")
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write, then rename: a reader never sees a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(handle, "w", encoding="utf-8") as stream:
+        stream.write(text)
+    os.replace(temporary, path)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    candidate = load_candidate(args.candidate) if args.candidate else config.candidate
+    from hgen_ray.compress import validate_candidate
+    from hgen_ray.evaluate import evaluate_candidate
+    from hgen_ray.models import COMPRESSIBLE_LAYERS
+    from hgen_ray.report import format_measures_table
+
+    validate_candidate(candidate, COMPRESSIBLE_LAYERS)
+    evaluation = evaluate_candidate(config, candidate)
+    out = Path(args.out)
+    _write_atomic(out / "metrics.json", json.dumps(evaluation.metrics, indent=2, sort_keys=True) + "\n")
+    _write_atomic(out / "candidate.yaml", yaml.safe_dump(as_dict(candidate), sort_keys=False))
+    print(format_measures_table(evaluation.metrics))
+    print(f"\nwrote {out / 'metrics.json'}")
+    return 0
+
+
+def _show_data(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    from hgen_ray.data.preview import draw_challenge_grid
+    from hgen_ray.data.splits import load_splits
+
+    splits = load_splits(config.data, config.seed)
+    print(f"wrote {draw_challenge_grid(splits.test_images, Path(args.out), config.seed)}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hgen-ray", description="Generate human-in-the-loop DNNs on Ray.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    evaluate = commands.add_parser("evaluate", help="compress, fine-tune and measure one H-DNN candidate")
+    evaluate.add_argument("--config", required=True, help="experiment YAML, e.g. configs/quickstart.yaml")
+    evaluate.add_argument("--candidate", help="candidate YAML (layers, human); default: the config's candidate")
+    evaluate.add_argument("--out", default="runs/evaluate", help="output directory (default: runs/evaluate)")
+    evaluate.set_defaults(run=_evaluate)
+    show = commands.add_parser("show-data", help="draw the challenge categories x severities grid")
+    show.add_argument("--config", default="configs/quickstart.yaml", help="experiment YAML (data section)")
+    show.add_argument("--out", default="runs/challenges.png", help="PNG to write")
+    show.set_defaults(run=_show_data)
+    return parser
+
+
+def _quiet_third_party() -> None:
+    # NNI 3.0 re-registers torch pytree nodes on import; harmless, and not ours to fix.
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"nni\..*")
+    warnings.filterwarnings("ignore", message=r".*already registered as pytree node.*")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[hgen-ray %(asctime)s] %(message)s", datefmt="%H:%M:%S")
+    _quiet_third_party()
+    from hgen_ray.data.fashion_mnist import DatasetError
+
+    try:
+        return int(args.run(args))
+    except (ConfigError, DatasetError) as error:
+        print(f"hgen-ray: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()
