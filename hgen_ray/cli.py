@@ -15,7 +15,6 @@ import logging
 import os
 import sys
 import tempfile
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -81,17 +80,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _quiet_third_party() -> None:
-    # NNI 3.0 re-registers torch pytree nodes on import; harmless, and not ours to fix.
-    warnings.filterwarnings("ignore", category=FutureWarning, module=r"nni\..*")
-    warnings.filterwarnings("ignore", message=r".*already registered as pytree node.*")
-    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[hgen-ray %(asctime)s] %(message)s", datefmt="%H:%M:%S")
-    _quiet_third_party()
     from hgen_ray.data.fashion_mnist import DatasetError
 
     try:

@@ -282,8 +282,6 @@ def _jsonable(value: Any) -> Any:
         return {k: _jsonable(v) for k, v in sorted(value.items())}
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
-    if isinstance(value, float) and math.isinf(value):
-        return "inf"
     return value
 
 
@@ -294,6 +292,6 @@ def config_hash(*parts: Any) -> str:
 
 
 def as_dict(value: Any) -> Any:
-    """A JSON-ready copy of a config dataclass (infinities as ``"inf"``)."""
+    """A plain-data copy of a config dataclass, for YAML and JSON."""
     return _jsonable(value)
 

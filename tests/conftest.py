@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,6 @@ from hgen_ray.config import DataConfig, ExperimentConfig, FinetuneConfig, HumanP
 from hgen_ray.data.splits import Splits, load_splits
 from hgen_ray.models import TrainedBase, load_or_train_base
 
-warnings.filterwarnings("ignore", message=r".*already registered as pytree node.*")
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -13,12 +13,19 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 
-import nni
+import warnings
+
 import torch
-from nni.compression.pruning import FPGMPruner, L1NormPruner, L2NormPruner, TaylorPruner
-from nni.compression.speedup import ModelSpeedup
-from nni.compression.utils import TorchEvaluator
 from torch import nn
+
+with warnings.catch_warnings():
+    # NNI 3.0 re-registers torch.fx pytree nodes through a deprecated torch API on import.
+    warnings.simplefilter("ignore", FutureWarning)
+    warnings.filterwarnings("ignore", message=r".*already registered as pytree node.*")
+    import nni
+    from nni.compression.pruning import FPGMPruner, L1NormPruner, L2NormPruner, TaylorPruner
+    from nni.compression.speedup import ModelSpeedup
+    from nni.compression.utils import TorchEvaluator
 
 from hgen_ray.compress.nni_compat import apply_nni_compat
 from hgen_ray.config import LayerChoice

@@ -3,7 +3,7 @@
 Training takes about a minute on 2 cores, and every candidate of a search
 starts from the same base, so it is trained once and loaded from
 ``cache_dir/base-<hash>.pt``. The hash covers everything that changes the
-weights: data split, model config and seed. Checkpoints hold only tensors and
+weights: data split, model config, seed and the hgen-ray version. Checkpoints hold only tensors and
 numbers and are loaded with ``weights_only=True``, so a cache file cannot run
 code; a corrupt file is reported and retrained over.
 """
@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+import hgen_ray
 from hgen_ray.config import ExperimentConfig, config_hash
 from hgen_ray.data.splits import Splits
 from hgen_ray.models.gate import fit_temperature
@@ -37,7 +38,7 @@ class TrainedBase:
 
 
 def base_cache_path(config: ExperimentConfig) -> Path:
-    key = config_hash(config.model, config.data.validation_size, config.seed)
+    key = config_hash(config.model, config.data.validation_size, config.seed, hgen_ray.__version__)
     return Path(config.cache_dir) / f"base-{key}.pt"
 
 

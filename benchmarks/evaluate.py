@@ -1,0 +1,94 @@
+"""Speed and memory of the core evaluation, on this machine.
+
+    .venv/bin/python benchmarks/evaluate.py [--config configs/quickstart.yaml] [--repeats 3]
+
+Prints:
+- base H-CNN training time from scratch and its clean test accuracy
+  (target: >= 90% in <= 90 s on 2 CPU cores);
+- wall time of evaluating the config's candidate with the base model cached:
+  compress, fine-tune on the subset, evaluate 13 x test_per_category samples,
+  human pool and profiling (target: <= 60 s), median of --repeats;
+- peak RSS of the driver process (target: <= 3 GB). The simulated people run
+  in Ray worker processes and are not counted; each is a small idle actor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+
+import ray
+import torch
+
+from hgen_ray.config import load_config
+from hgen_ray.data.splits import load_splits
+from hgen_ray.evaluate import evaluate_candidate
+from hgen_ray.models import load_or_train_base, predict_logits
+
+TRAIN_TARGET_S = 90.0
+TRAIN_TARGET_ACCURACY = 0.90
+EVALUATE_TARGET_S = 60.0
+RSS_TARGET_GB = 3.0
+
+
+def _peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # Linux reports KiB
+
+
+def _verdict(ok: bool) -> str:
+    return "meets target" if ok else "MISSES target"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="configs/quickstart.yaml")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    logging.basicConfig(level=logging.WARNING)
+    config = load_config(args.config)
+    print(f"machine: {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads")
+
+    with tempfile.TemporaryDirectory() as fresh_cache:
+        fresh = dataclasses.replace(config, cache_dir=fresh_cache)
+        splits = load_splits(fresh.data, fresh.seed)
+        started = time.perf_counter()
+        base = load_or_train_base(fresh, splits)
+        train_s = time.perf_counter() - started
+    full_test = dataclasses.replace(fresh.data, test_per_category=10000)
+    test = load_splits(full_test, fresh.seed)
+    accuracy = float((predict_logits(base.model, test.test_images).argmax(1) == test.test_labels).float().mean())
+    print(f"base training: {train_s:.1f} s ({_verdict(train_s <= TRAIN_TARGET_S)} <= {TRAIN_TARGET_S:.0f} s), "
+          f"clean test accuracy {accuracy:.4f} on 10,000 images "
+          f"({_verdict(accuracy >= TRAIN_TARGET_ACCURACY)} >= {TRAIN_TARGET_ACCURACY:.2f})")
+
+    ray.init(include_dashboard=False, logging_level="WARNING")
+    load_or_train_base(config, splits)  # make sure the cached model exists before timing
+    timings = []
+    for _ in range(args.repeats):
+        started = time.perf_counter()
+        metrics = evaluate_candidate(config, config.candidate, splits=splits).metrics
+        timings.append(time.perf_counter() - started)
+    ray.shutdown()
+    median = statistics.median(timings)
+    samples = 13 * config.data.test_per_category
+    print(f"evaluate one candidate ({samples} samples): median {median:.1f} s of {args.repeats} "
+          f"[{', '.join(f'{t:.1f}' for t in timings)}] ({_verdict(median <= EVALUATE_TARGET_S)} <= "
+          f"{EVALUATE_TARGET_S:.0f} s)")
+    print(f"  accuracy {metrics['accuracy']:.4f}, storage {metrics['storage_mb']:.3f} MB, "
+          f"deferral {metrics['deferral_rate']:.3f}")
+    rss = _peak_rss_gb()
+    print(f"peak driver RSS: {rss:.2f} GB ({_verdict(rss <= RSS_TARGET_GB)} <= {RSS_TARGET_GB:.0f} GB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""The command line: outputs on success, one line and exit 2 on bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hgen_ray.cli import main
+from hgen_ray.config import ExperimentConfig, as_dict
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _write_config(tmp_path: Path, config: ExperimentConfig, **overrides: object) -> Path:
+    document = as_dict(config)
+    document.update(overrides)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "hgen_ray.cli", *args], capture_output=True, text=True,
+                          timeout=600, cwd=REPO)
+
+
+@pytest.mark.usefixtures("ray_session", "trained_base")
+def test_evaluate_writes_metrics_json_and_prints_the_table(tmp_path: Path, tiny_config: ExperimentConfig,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    config = _write_config(tmp_path, tiny_config)
+    candidate = tmp_path / "cand.yaml"
+    candidate.write_text("layers:\n  conv2: {technique: l2, ratio: 0.5}\nhuman: {mechanism: majority, tau: 0.5, k: 3}\n")
+    assert main(["evaluate", "--config", str(config), "--candidate", str(candidate), "--out", str(tmp_path / "out")]) == 0
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert 0 < metrics["accuracy"] < 1 and metrics["labor_s_per_1k"] > 0
+    assert yaml.safe_load((tmp_path / "out" / "candidate.yaml").read_text())["human"]["k"] == 3
+    printed = capsys.readouterr().out
+    assert "A  accuracy" in printed and "L  labor_s_per_1k" in printed and "low_contrast" in printed
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("data:\n  severity: 9\n", "data.severity: 9 is out of range [1, 5]"),
+        ("human_pool: {size: -1}\n", "human_pool.size: -1 is out of range"),
+        ("- not\n- a mapping\n", "expected a YAML mapping"),
+        ("candidate:\n  layers:\n    conv7: {technique: l1, ratio: 0.5}\n", "candidate.layers.conv7: no such"),
+    ],
+)
+def test_bad_config_gives_one_line_exit_2_and_writes_nothing(tmp_path: Path, content: str, message: str) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text(content)
+    result = _cli("evaluate", "--config", str(config), "--out", str(tmp_path / "out"))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_dataset_says_how_to_get_it(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(f"data: {{root: {tmp_path / 'nowhere'}}}\ncache_dir: {tmp_path / 'cache'}\n")
+    result = _cli("evaluate", "--config", str(config), "--out", str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert "make data" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_show_data_draws_the_grid(tmp_path: Path, tiny_config: ExperimentConfig) -> None:
+    out = tmp_path / "grid.png"
+    assert main(["show-data", "--config", str(_write_config(tmp_path, tiny_config)), "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
