@@ -35,6 +35,8 @@ __all__ = [
     "LayerChoice",
     "ModelConfig",
     "ProfileConfig",
+    "RewardConfig",
+    "SearchConfig",
     "as_dict",
     "build_dataclass",
     "config_hash",
@@ -126,6 +128,27 @@ class Constraints:
 
 
 @dataclass(frozen=True)
+class RewardConfig:
+    accuracy_weight: float = field(default=1.0, metadata=_range(0.0, 100.0))  # w_A on accuracy in [0, 1]
+    latency_weight: float = field(default=0.2, metadata=_range(0.0, 100.0))  # w_T on the saturated latency term
+    latency_scale_ms: float = field(default=1000.0, metadata=_range(1e-3, 1e9))  # T at which the latency term is half spent
+    violation_weight: float = field(default=1.0, metadata=_range(0.0, 100.0))  # w_V on the summed normalised violations
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    algorithm: str = field(default="hgen", metadata=_choices("hgen", "random", "compression_only", "optuna"))  # strategy
+    trials: int = field(default=16, metadata=_range(1, 100000))  # candidates evaluated
+    max_concurrent_trials: int = field(default=2, metadata=_range(1, 1024))  # trials running at once
+    cpus_per_trial: float = field(default=1.0, metadata=_range(0.0, 1024.0))  # Ray CPUs each trial holds
+    gpus_per_trial: float = field(default=0.0, metadata=_range(0.0, 64.0))  # Ray GPUs each trial holds; fractions share
+    warmup_trials: int = field(default=8, metadata=_range(0, 100000))  # random candidates before the agents act
+    updates_per_trial: int = field(default=8, metadata=_range(0, 1000))  # gradient steps per agent per finished trial
+    hidden_units: int = field(default=64, metadata=_range(4, 1024))  # width of the agents' two hidden layers
+    references: bool = True  # also evaluate `original` and `human_only` for the report
+
+
+@dataclass(frozen=True)
 class LayerChoice:
     technique: str = "none"  # conv: none|l1|l2|fpgm|taylor; fc: none|svd
     ratio: float = field(default=0.0, metadata=_range(0.0, MAX_COMPRESSION_RATIO))  # fraction of channels or rank removed
@@ -155,6 +178,8 @@ class ExperimentConfig:
     profile: ProfileConfig = field(default_factory=ProfileConfig)
     constraints: Constraints = field(default_factory=Constraints)
     candidate: Candidate = field(default_factory=Candidate)  # evaluated when --candidate is not given
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
 
 
 T = TypeVar("T")

@@ -1,0 +1,187 @@
+"""Tune searchers over the H-DNN space: the two-stage RLlib controller and random search.
+
+``HGenSearcher`` is H-Gen's search strategy as a Ray Tune ``Searcher``:
+
+- ``suggest()`` rolls the policy through the layers. At each step the DQN
+  agent (stage 1) picks the discrete option, then the SAC agent (stage 2),
+  seeing that choice, picks the continuous value. The last step is the human
+  one: off or a mechanism with k, then tau.
+- ``on_trial_complete()`` turns the trial's reward (see :mod:`hgen_ray.metric`)
+  into one episode per agent and trains both. A failed trial scores as the
+  worst infeasible candidate, and the search goes on.
+- ``save()``/``restore()`` hold both agents' weights, target networks,
+  optimizers and replay buffers, and the in-flight rollouts, so ``--resume``
+  continues learning instead of starting over. Tune calls them itself.
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from ray.tune.search import Searcher
+
+from hgen_ray.config import RewardConfig, SearchConfig
+from hgen_ray.controller.agents import ContinuousAgent, DiscreteAgent
+from hgen_ray.controller.space import NUM_DISCRETE_ACTIONS, SearchSpace, candidate_to_flat
+from hgen_ray.metric import failed_reward
+
+__all__ = ["HGenSearcher", "RandomSearcher", "Rollout"]
+
+REWARD_METRIC = "reward"
+
+
+@dataclass
+class Rollout:
+    """One episode: per step, both agents' observations and actions."""
+
+    discrete_obs: list[np.ndarray] = field(default_factory=list)
+    continuous_obs: list[np.ndarray] = field(default_factory=list)
+    discrete: list[int] = field(default_factory=list)
+    continuous: list[float] = field(default_factory=list)
+
+
+def _one_hot(action: int) -> np.ndarray:
+    vector = np.zeros(NUM_DISCRETE_ACTIONS, dtype=np.float32)
+    vector[action] = 1.0
+    return vector
+
+
+class RandomSearcher(Searcher):
+    """Uniform candidates over the same space (the ``random`` baseline)."""
+
+    def __init__(self, space: SearchSpace, seed: int, metric: str = REWARD_METRIC, mode: str = "max") -> None:
+        super().__init__(metric=metric, mode=mode)
+        self.space = space
+        self.rng = np.random.default_rng(seed)
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        discrete, continuous = self.space.random_actions(self.rng)
+        return candidate_to_flat(self.space.decode(discrete, continuous))
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        pass  # random search learns nothing
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as handle:
+            pickle.dump(self.rng.bit_generator.state, handle)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as handle:
+            self.rng.bit_generator.state = pickle.load(handle)
+
+
+class HGenSearcher(Searcher):
+    """The two-stage RLlib controller (DQN then SAC at every step).
+
+    Args:
+        space: Steps, options and observations.
+        weights: Reward weights, for the failed-trial score.
+        settings: Budget, warm-up, updates per trial, network width.
+        seed: Seeds the agents and the warm-up draws.
+    """
+
+    def __init__(self, space: SearchSpace, weights: RewardConfig, settings: SearchConfig, seed: int,
+                 metric: str = REWARD_METRIC, mode: str = "max") -> None:
+        super().__init__(metric=metric, mode=mode)
+        self.space = space
+        self.weights = weights
+        self.settings = settings
+        self.seed = seed
+        self._build()
+
+    def _build(self) -> None:
+        steps = self.space.num_steps
+        exploring = self.settings.warmup_trials + max(1, (self.settings.trials - self.settings.warmup_trials) // 2)
+        self.discrete_agent = DiscreteAgent(self.space.observation_size, NUM_DISCRETE_ACTIONS, steps,
+                                            self.settings.hidden_units, exploring, self.seed)
+        self.continuous_agent = ContinuousAgent(self.space.observation_size + NUM_DISCRETE_ACTIONS, steps,
+                                                self.settings.hidden_units, self.seed + 1)
+        self.rng = np.random.default_rng([self.seed, 1])  # warm-up draws, not the random baseline's
+        self.pending: dict[str, Rollout] = {}
+        self.suggested = 0
+        self.rewards: list[float] = []
+
+    def rollout(self, explore: bool = True) -> Rollout:
+        """Walk the steps; random during warm-up, the agents' policies after."""
+        warm_up = explore and self.suggested < self.settings.warmup_trials
+        if warm_up:
+            random_discrete, random_continuous = self.space.random_actions(self.rng)
+        episode = Rollout()
+        for step in range(self.space.num_steps):
+            observation = self.space.observation(step, episode.discrete, episode.continuous)
+            action = random_discrete[step] if warm_up else self.discrete_agent.act(observation, explore)
+            informed = np.concatenate([observation, _one_hot(action)])
+            value = random_continuous[step] if warm_up else self.continuous_agent.act(informed, explore)
+            episode.discrete_obs.append(observation)
+            episode.continuous_obs.append(informed)
+            episode.discrete.append(action)
+            episode.continuous.append(value)
+        return episode
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        episode = self.rollout(explore=True)
+        self.suggested += 1
+        self.pending[trial_id] = episode
+        return candidate_to_flat(self.space.decode(episode.discrete, episode.continuous))
+
+    def greedy_candidate(self) -> dict[str, Any]:
+        """The candidate the current policies choose without exploring."""
+        episode = self.rollout(explore=False)
+        return candidate_to_flat(self.space.decode(episode.discrete, episode.continuous))
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        episode = self.pending.pop(trial_id, None)
+        if episode is None:
+            return
+        metric = self.metric or REWARD_METRIC
+        failed = error or not result or metric not in result
+        reward = failed_reward(self.weights) if failed else float(result[metric])  # type: ignore[index]
+        self.learn(episode, reward)
+
+    def learn(self, episode: Rollout, reward: float) -> None:
+        """Store the episode in both agents' replay buffers and train them."""
+        self.rewards.append(reward)
+        self.discrete_agent.add_episode(episode.discrete_obs, episode.discrete, reward)
+        continuous_actions = [np.array([v], dtype=np.float32) for v in episode.continuous]
+        self.continuous_agent.add_episode(episode.continuous_obs, continuous_actions, reward)
+        self.discrete_agent.train(self.settings.updates_per_trial)
+        self.continuous_agent.train(self.settings.updates_per_trial)
+
+    def get_state(self) -> dict[str, Any]:
+        return {
+            "discrete": self.discrete_agent.get_state(),
+            "continuous": self.continuous_agent.get_state(),
+            "rng": self.rng.bit_generator.state,
+            "pending": self.pending,
+            "suggested": self.suggested,
+            "rewards": self.rewards,
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.discrete_agent.set_state(state["discrete"])
+        self.continuous_agent.set_state(state["continuous"])
+        self.rng.bit_generator.state = state["rng"]
+        self.pending = state["pending"]
+        self.suggested = state["suggested"]
+        self.rewards = state["rewards"]
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as handle:
+            pickle.dump(self.get_state(), handle)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as handle:
+            self.set_state(pickle.load(handle))
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Live learner groups do not pickle; their state does (Tune pickles the searcher).
+        plain = {k: v for k, v in self.__dict__.items() if k not in ("discrete_agent", "continuous_agent", "rng")}
+        return {"plain": plain, "agents": self.get_state()}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state["plain"])
+        self._build()
+        self.set_state(state["agents"])

@@ -1,0 +1,246 @@
+"""The search space: per-layer compression x human participation.
+
+An episode walks the compressible layers in order, then one last "human" step.
+At each step the discrete agent picks an option (a technique; for the human
+step, off or a mechanism with k) and the continuous agent picks a number in
+[-1, 1], mapped to a ratio in [0, 0.9] or to tau in [0, 1].
+
+The state at each step follows AMC's layer embedding (He et al., ECCV 2018):
+step index, layer type, in/out channels, kernel, stride, parameters, FLOPs,
+FLOPs reduced so far, FLOPs left, previous action. To it we add the user's
+budget (A_d, T_d, E_c, S_c, L_c, normalised) and how much of storage and
+energy the choices so far are estimated to use.
+
+Candidates travel to Tune trials as flat dicts of plain values
+(``layers/conv1/technique``, ``human/tau``...), which every searcher, Optuna
+included, can produce; :func:`flat_to_candidate` turns them back.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from hgen_ray.config import (
+    CONV_TECHNIQUES,
+    FC_TECHNIQUES,
+    MAX_COMPRESSION_RATIO,
+    Candidate,
+    Constraints,
+    HumanChoice,
+    LayerChoice,
+    build_dataclass,
+)
+
+__all__ = [
+    "HUMAN_OPTIONS",
+    "NUM_DISCRETE_ACTIONS",
+    "LayerSpec",
+    "SearchSpace",
+    "candidate_to_flat",
+    "describe_layers",
+    "flat_to_candidate",
+]
+
+HUMAN_OFF = ("off", 0)
+HUMAN_OPTIONS: tuple[tuple[str, int], ...] = (
+    HUMAN_OFF,
+    ("sequential", 1),
+    ("sequential", 2),
+    ("sequential", 3),
+    ("majority", 2),
+    ("majority", 3),
+)
+NUM_DISCRETE_ACTIONS = max(len(CONV_TECHNIQUES), len(FC_TECHNIQUES), len(HUMAN_OPTIONS))
+MAX_TAU = 1.0
+# Scales that bring the budget into [0, 1] for the agents' inputs.
+LATENCY_SCALE_MS = 10_000.0  # beyond 10 s per sample an H-DNN is not interactive
+LABOR_SCALE_S_PER_1K = 9_000.0  # every sample to a chain of 3 people at ~3 s each
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    name: str
+    kind: str  # conv | fc
+    in_channels: int
+    out_channels: int
+    kernel: int
+    stride: int
+    params: int
+    flops: int  # multiply-accumulates for one sample
+
+
+@torch.no_grad()
+def describe_layers(model: nn.Module, layers: Mapping[str, str], sample: torch.Tensor) -> list[LayerSpec]:
+    """Static facts of each compressible layer, from one forward pass."""
+    macs: dict[str, int] = {}
+
+    def recorder(name: str):  # type: ignore[no-untyped-def]
+        def hook(module: nn.Module, _inputs: object, output: torch.Tensor) -> None:
+            weight = module.weight
+            per_output = weight[0].numel() if isinstance(module, nn.Conv2d) else weight.shape[1]
+            macs[name] = output[0].numel() * per_output
+
+        return hook
+
+    handles = [model.get_submodule(n).register_forward_hook(recorder(n)) for n in layers]
+    try:
+        model.eval()(sample)
+    finally:
+        for handle in handles:
+            handle.remove()
+    specs = []
+    for name, kind in layers.items():
+        module = model.get_submodule(name)
+        conv = isinstance(module, nn.Conv2d)
+        specs.append(LayerSpec(
+            name=name, kind=kind,
+            in_channels=module.in_channels if conv else module.in_features,
+            out_channels=module.out_channels if conv else module.out_features,
+            kernel=module.kernel_size[0] if conv else 1, stride=module.stride[0] if conv else 1,
+            params=sum(p.numel() for p in module.parameters()), flops=macs[name],
+        ))
+    return specs
+
+
+def _options(kind: str) -> tuple:
+    return {"conv": CONV_TECHNIQUES, "fc": FC_TECHNIQUES, "human": HUMAN_OPTIONS}[kind]
+
+
+def _kept_fraction(spec: LayerSpec, technique: str, ratio: float) -> float:
+    """Estimated share of a layer's weights (and FLOPs) a choice keeps."""
+    if technique == "none":
+        return 1.0
+    if spec.kind == "fc":
+        rank = max(1, math.ceil((1 - ratio) * min(spec.in_channels, spec.out_channels)))
+        return min(1.0, rank * (spec.in_channels + spec.out_channels) / (spec.in_channels * spec.out_channels))
+    return 1.0 - ratio
+
+
+def _normalised_limit(limit: float, scale: float) -> float:
+    return 1.0 if math.isinf(limit) else min(limit / scale, 1.0)
+
+
+class SearchSpace:
+    """Steps, options and observations for one model and one user's budget.
+
+    Args:
+        layers: The model's compressible layers, in forward order.
+        constraints: Demands and limits, part of every observation.
+        reference: Measures of the uncompressed model (``storage_mb``, ``energy_mj``), for normalising.
+        human_enabled: False for ``compression_only``: the human step is always off.
+    """
+
+    def __init__(self, layers: list[LayerSpec], constraints: Constraints, reference: Mapping[str, float],
+                 human_enabled: bool = True) -> None:
+        self.layers = layers
+        self.human_enabled = human_enabled
+        self.total_params = sum(s.params for s in layers)
+        self.total_flops = sum(s.flops for s in layers)
+        self.max_channels = max(max(s.in_channels, s.out_channels) for s in layers)
+        self.budget = np.array([
+            constraints.accuracy_min,
+            _normalised_limit(constraints.latency_ms_max, LATENCY_SCALE_MS),
+            _normalised_limit(constraints.energy_mj_max, reference["energy_mj"]),
+            _normalised_limit(constraints.storage_mb_max, reference["storage_mb"]),
+            _normalised_limit(constraints.labor_s_per_1k_max, LABOR_SCALE_S_PER_1K),
+        ], dtype=np.float32)
+
+    @property
+    def num_steps(self) -> int:
+        return len(self.layers) + 1  # the human step comes last
+
+    @property
+    def observation_size(self) -> int:
+        return 14 + len(self.budget) + 2
+
+    def step_kind(self, step: int) -> str:
+        return self.layers[step].kind if step < len(self.layers) else "human"
+
+    def option(self, step: int, action: int) -> object:
+        """The option a discrete action means at ``step`` (actions wrap around short lists)."""
+        if self.step_kind(step) == "human" and not self.human_enabled:
+            return HUMAN_OFF
+        options = _options(self.step_kind(step))
+        return options[action % len(options)]
+
+    def observation(self, step: int, discrete: list[int], continuous: list[float]) -> np.ndarray:
+        """The state before choosing at ``step``, given the choices made so far."""
+        kind = self.step_kind(step)
+        spec = self.layers[step] if kind != "human" else None
+        kept = [_kept_fraction(s, str(self.option(i, discrete[i])), self.ratio(continuous[i]))
+                for i, s in enumerate(self.layers[:step])]
+        flops_done = sum(s.flops * (1 - k) for s, k in zip(self.layers, kept))
+        flops_left = sum(s.flops for s in self.layers[step:])
+        params_used = sum(s.params * k for s, k in zip(self.layers, kept)) + sum(s.params for s in self.layers[step:])
+        layer_facts = [0.0] * 6 if spec is None else [
+            spec.in_channels / self.max_channels, spec.out_channels / self.max_channels, spec.kernel / 7,
+            spec.stride / 2, spec.params / self.total_params, spec.flops / self.total_flops,
+        ]
+        features = [
+            step / self.num_steps, float(kind == "conv"), float(kind == "fc"), float(kind == "human"),
+            *layer_facts,
+            flops_done / self.total_flops, flops_left / self.total_flops,
+            (discrete[-1] / (NUM_DISCRETE_ACTIONS - 1)) if discrete else 0.0,
+            continuous[-1] if continuous else 0.0,
+        ]
+        used = [params_used / self.total_params, (self.total_flops - flops_done) / self.total_flops]
+        return np.concatenate([np.array(features, dtype=np.float32), self.budget,
+                               np.array(used, dtype=np.float32)])
+
+    @staticmethod
+    def ratio(action: float) -> float:
+        """Map an actor output in [-1, 1] to a compression ratio in [0, 0.9]."""
+        return float(np.clip((action + 1) / 2, 0.0, 1.0) * MAX_COMPRESSION_RATIO)
+
+    @staticmethod
+    def tau(action: float) -> float:
+        """Map an actor output in [-1, 1] to a gate threshold in [0, 1]."""
+        return float(np.clip((action + 1) / 2, 0.0, 1.0) * MAX_TAU)
+
+    def decode(self, discrete: list[int], continuous: list[float]) -> Candidate:
+        """The candidate an episode's actions describe."""
+        layers = {
+            spec.name: LayerChoice(technique=str(self.option(i, discrete[i])), ratio=round(self.ratio(continuous[i]), 4))
+            for i, spec in enumerate(self.layers)
+        }
+        mechanism, k = self.option(len(self.layers), discrete[-1])  # type: ignore[misc]
+        if mechanism == "off":
+            return Candidate(layers=layers, human=HumanChoice(tau=0.0))
+        return Candidate(layers=layers, human=HumanChoice(mechanism=mechanism, tau=round(self.tau(continuous[-1]), 4),
+                                                          k=k))
+
+    def random_actions(self, rng: np.random.Generator) -> tuple[list[int], list[float]]:
+        """Uniform actions over the whole space (the ``random`` baseline and warm-up)."""
+        discrete = [int(rng.integers(len(_options(self.step_kind(s))))) for s in range(self.num_steps)]
+        return discrete, [float(rng.uniform(-1, 1)) for _ in range(self.num_steps)]
+
+
+def candidate_to_flat(candidate: Candidate) -> dict[str, object]:
+    """A candidate as flat plain values, the form trials receive."""
+    flat: dict[str, object] = {}
+    for name, choice in candidate.layers.items():
+        flat[f"layers/{name}/technique"] = choice.technique
+        flat[f"layers/{name}/ratio"] = choice.ratio
+    flat["human/mechanism"] = candidate.human.mechanism
+    flat["human/tau"] = candidate.human.tau
+    flat["human/k"] = candidate.human.k
+    return flat
+
+
+def flat_to_candidate(flat: Mapping[str, object]) -> Candidate:
+    """Inverse of :func:`candidate_to_flat`, validated; keys outside the candidate are ignored."""
+    layers: dict[str, dict[str, object]] = {}
+    human: dict[str, object] = {}
+    for key, value in flat.items():
+        parts = key.split("/")
+        if len(parts) == 3 and parts[0] == "layers":
+            layers.setdefault(parts[1], {})[parts[2]] = value
+        elif len(parts) == 2 and parts[0] == "human":
+            human[parts[1]] = value
+    return build_dataclass(Candidate, {"layers": layers, "human": human}, "candidate")

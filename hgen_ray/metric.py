@@ -1,0 +1,98 @@
+"""From the five measures to a reward, feasibility and the Pareto front.
+
+The search maximises accuracy A and minimises latency T subject to the user's
+demands and limits: A >= A_d, T <= T_d, E <= E_c, S <= S_c, L <= L_c.
+
+    feasible:    R = w_A * A + w_T * (1 - t),   t = T / (T + T_s)   in [0, 1)
+    infeasible:  R = -w_V * sum_i min(v_i, V_max)
+    failed:      R = -w_V * 5 * V_max                (the worst infeasible score)
+
+where T_s is ``reward.latency_scale_ms`` (the latency at which the latency term
+is half spent) and v_i are the normalised violations:
+(A_d - A) / A_d, (T - T_d) / T_d, (E - E_c) / E_c, (S - S_c) / S_c and
+(L - L_c) / L_c, each counted only when positive. A feasible candidate always
+scores above 0 and an infeasible one below 0, so any feasible candidate beats
+every infeasible one, and an infeasible one is penalised in proportion to how
+far it is from the feasible region.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from hgen_ray.config import Constraints, RewardConfig
+
+__all__ = ["MAX_VIOLATION", "PARETO_OBJECTIVES", "Score", "failed_reward", "pareto_front", "score", "violations"]
+
+MAX_VIOLATION = 5.0  # cap per measure, so one absurd value does not swamp the agent's value estimates
+PARETO_OBJECTIVES: dict[str, str] = {
+    "accuracy": "max",
+    "latency_ms": "min",
+    "energy_mj": "min",
+    "storage_mb": "min",
+    "labor_s_per_1k": "min",
+}
+_LIMITS = (
+    ("latency_ms", "latency_ms_max"),
+    ("energy_mj", "energy_mj_max"),
+    ("storage_mb", "storage_mb_max"),
+    ("labor_s_per_1k", "labor_s_per_1k_max"),
+)
+
+
+@dataclass(frozen=True)
+class Score:
+    reward: float
+    feasible: bool
+    violation: float  # summed normalised violation, 0 when feasible
+
+
+def _over(value: float, limit: float) -> float:
+    if math.isinf(limit) or value <= limit:
+        return 0.0
+    if limit <= 0:
+        return MAX_VIOLATION
+    return min((value - limit) / limit, MAX_VIOLATION)
+
+
+def violations(metrics: Mapping[str, Any], constraints: Constraints) -> dict[str, float]:
+    """Normalised violation per measure (0 where the demand or limit holds)."""
+    found = {"accuracy": 0.0}
+    if constraints.accuracy_min > 0 and metrics["accuracy"] < constraints.accuracy_min:
+        found["accuracy"] = min((constraints.accuracy_min - metrics["accuracy"]) / constraints.accuracy_min,
+                                MAX_VIOLATION)
+    for measure, limit in _LIMITS:
+        found[measure] = _over(float(metrics[measure]), getattr(constraints, limit))
+    return found
+
+
+def score(metrics: Mapping[str, Any], constraints: Constraints, weights: RewardConfig) -> Score:
+    """The reward of one evaluated candidate; see the module docstring for the formula."""
+    violation = sum(violations(metrics, constraints).values())
+    if violation > 0:
+        return Score(reward=-weights.violation_weight * violation, feasible=False, violation=violation)
+    latency = float(metrics["latency_ms"])
+    saturated = latency / (latency + weights.latency_scale_ms)
+    reward = weights.accuracy_weight * float(metrics["accuracy"]) + weights.latency_weight * (1.0 - saturated)
+    return Score(reward=reward, feasible=True, violation=0.0)
+
+
+def failed_reward(weights: RewardConfig) -> float:
+    """What a crashed candidate scores: the worst an infeasible candidate can."""
+    return -weights.violation_weight * MAX_VIOLATION * (1 + len(_LIMITS))
+
+
+def _dominates(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    at_least_as_good = all(
+        (a[m] >= b[m]) if mode == "max" else (a[m] <= b[m]) for m, mode in PARETO_OBJECTIVES.items()
+    )
+    strictly_better = any((a[m] > b[m]) if mode == "max" else (a[m] < b[m]) for m, mode in PARETO_OBJECTIVES.items())
+    return at_least_as_good and strictly_better
+
+
+def pareto_front(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The rows no other row dominates over (A up; T, E, S, L down)."""
+    return [row for row in rows if not any(_dominates(other, row) for other in rows if other is not row)]
