@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DATA_DIR := data/fashion-mnist
 DATA_STAMP := $(DATA_DIR)/train-images-idx3-ubyte.gz
 SYSTEM_DATA := /usr/share/datasets/fashion-mnist
-DEMO_OUT ?= runs/demo
+DEMO_OUT ?= runs/quickstart-$(shell date +%Y%m%d-%H%M%S)
 
 .PHONY: install data demo test bench clean
 
@@ -35,7 +35,7 @@ $(DATA_STAMP):
 	fi
 
 demo: install data
-	$(BIN)/hgen-ray evaluate --config configs/quickstart.yaml --out $(DEMO_OUT)
+	$(BIN)/hgen-ray search --config configs/quickstart.yaml --out $(DEMO_OUT)
 
 test: install data
 	$(BIN)/python -m pytest tests

@@ -1,6 +1,9 @@
 """The ``hgen-ray`` command.
 
     hgen-ray evaluate --config configs/quickstart.yaml [--candidate cand.yaml] [--out DIR]
+    hgen-ray search --config configs/quickstart.yaml --out runs/q1 [--address ADDR]
+    hgen-ray search --resume runs/q1
+    hgen-ray export runs/q1/best --format onnx
     hgen-ray show-data --config configs/quickstart.yaml --out grid.png
 
 Bad input (config, candidate, dataset) prints one line naming the problem and
@@ -55,6 +58,33 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _search(args: argparse.Namespace) -> int:
+    if not args.resume and not (args.config and args.out):
+        raise ConfigError("search: give --config and --out for a new search, or --resume DIR")
+    from hgen_ray.metric import failed_reward
+    from hgen_ray.report import summary_table, trial_rows, write_search_report
+    from hgen_ray.search import SEARCH_CONFIG_FILE, run_search
+
+    config = None if args.resume else load_config(args.config)
+    run = run_search(config, Path(args.resume or args.out), resume=bool(args.resume), address=args.address)
+    config = load_config(run.out / SEARCH_CONFIG_FILE)  # on resume, the search's own config
+    rows = trial_rows(run.results, failed_reward(config.reward))
+    header = {"algorithm": config.search.algorithm, "command": " ".join(["hgen-ray", *sys.argv[1:]]),
+              "elapsed_s": run.elapsed_s, "constraints": as_dict(config.constraints)}
+    best = write_search_report(run.out, rows, run.references, header)
+    print(summary_table(rows, run.references))
+    print(f"\nbest H-DNN: {best}\nreport: {run.out / 'report.md'}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from hgen_ray.hdnn import export_onnx
+
+    written = export_onnx(args.path, args.out)
+    print(f"wrote {written} and {written.parent / 'gate.json'}")
+    return 0
+
+
 def _show_data(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     from hgen_ray.data.preview import draw_challenge_grid
@@ -73,6 +103,17 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--candidate", help="candidate YAML (layers, human); default: the config's candidate")
     evaluate.add_argument("--out", default="runs/evaluate", help="output directory (default: runs/evaluate)")
     evaluate.set_defaults(run=_evaluate)
+    search = commands.add_parser("search", help="search compression x human participation with Ray Tune")
+    search.add_argument("--config", help="experiment YAML, e.g. configs/quickstart.yaml")
+    search.add_argument("--out", help="output directory for trials.csv, pareto.json, best/, report.md")
+    search.add_argument("--resume", metavar="DIR", help="continue the interrupted search in DIR")
+    search.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local node)")
+    search.set_defaults(run=_search)
+    export = commands.add_parser("export", help="export a saved H-DNN (e.g. DIR/best) to ONNX plus gate.json")
+    export.add_argument("path", help="a saved H-DNN folder")
+    export.add_argument("--format", choices=["onnx"], default="onnx", help="export format (default: onnx)")
+    export.add_argument("--out", help="output folder (default: the H-DNN folder)")
+    export.set_defaults(run=_export)
     show = commands.add_parser("show-data", help="draw the challenge categories x severities grid")
     show.add_argument("--config", default="configs/quickstart.yaml", help="experiment YAML (data section)")
     show.add_argument("--out", default="runs/challenges.png", help="PNG to write")
@@ -84,10 +125,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[hgen-ray %(asctime)s] %(message)s", datefmt="%H:%M:%S")
     from hgen_ray.data.fashion_mnist import DatasetError
+    from hgen_ray.hdnn import HDNNError
 
     try:
         return int(args.run(args))
-    except (ConfigError, DatasetError) as error:
+    except (ConfigError, DatasetError, HDNNError) as error:
         print(f"hgen-ray: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
 

@@ -5,7 +5,7 @@ demands and limits: A >= A_d, T <= T_d, E <= E_c, S <= S_c, L <= L_c.
 
     feasible:    R = w_A * A + w_T * (1 - t),   t = T / (T + T_s)   in [0, 1)
     infeasible:  R = -w_V * sum_i min(v_i, V_max)
-    failed:      R = -w_V * 5 * V_max                (the worst infeasible score)
+    failed:      R = -w_V * (1 + 4 * V_max)          (the worst infeasible score)
 
 where T_s is ``reward.latency_scale_ms`` (the latency at which the latency term
 is half spent) and v_i are the normalised violations:
@@ -82,7 +82,8 @@ def score(metrics: Mapping[str, Any], constraints: Constraints, weights: RewardC
 
 def failed_reward(weights: RewardConfig) -> float:
     """What a crashed candidate scores: the worst an infeasible candidate can."""
-    return -weights.violation_weight * MAX_VIOLATION * (1 + len(_LIMITS))
+    most_short_of_accuracy = 1.0  # (A_d - 0) / A_d
+    return -weights.violation_weight * (most_short_of_accuracy + MAX_VIOLATION * len(_LIMITS))
 
 
 def _dominates(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:

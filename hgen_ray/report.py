@@ -1,12 +1,28 @@
-"""Human-readable reports of measures: tables for the terminal, figures for people."""
+"""Reports: the measures table, and a search's trials.csv, pareto.json, best/ and report.md."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import csv
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 from hgen_ray.data.splits import EVALUATED_CATEGORIES
+from hgen_ray.metric import pareto_front
+from hgen_ray.plots import plot_reward_curve, plot_tradeoffs
 
-__all__ = ["format_measures_table"]
+__all__ = [
+    "best_row",
+    "format_measures_table",
+    "summary_table",
+    "trial_rows",
+    "write_csv_atomic",
+    "write_search_report",
+]
 
 
 def _row(cells: list[str], widths: list[int]) -> str:
@@ -36,3 +52,142 @@ def format_measures_table(metrics: Mapping[str, float | str | bool]) -> str:
         f"L  labor_s_per_1k  {metrics['labor_s_per_1k']:.1f}   (deferral_rate {metrics['deferral_rate']:.3f})",
     ]
     return "\n".join(lines)
+
+
+def trial_rows(results: Iterable[Any], failed_reward: float) -> list[dict[str, Any]]:
+    """One row per Tune trial: candidate, measures, reward, feasibility, status and error."""
+    rows = []
+    for result in results:
+        metrics = dict(result.metrics or {})
+        trial_id, index = _trial_id_and_index(result.path)
+        row: dict[str, Any] = {"trial": index, "trial_id": metrics.get("trial_id", trial_id), "status": "ERROR" if result.error else "TERMINATED",
+                               "error": _one_line(result.error) if result.error else ""}
+        row.update(_flatten({k: v for k, v in (result.config or {}).items() if k in ("layers", "human")}))
+        if result.error:
+            row.update({"reward": failed_reward, "feasible": False})
+        else:
+            row.update({k: metrics[k] for k in _RESULT_COLUMNS if k in metrics})
+        row["checkpoint"] = result.checkpoint.path if result.checkpoint and not result.error else ""
+        rows.append(row)
+    return sorted(rows, key=lambda r: r["trial"])
+
+
+_RESULT_COLUMNS = ("reward", "feasible", "violation", "accuracy", "accuracy_clean", "dnn_accuracy", "latency_ms",
+                   "dnn_latency_ms", "energy_mj", "energy_source", "energy_shared_gpu", "storage_mb",
+                   "labor_s_per_1k", "deferral_rate", "parameters",
+                   *(f"accuracy/{c}" for c in EVALUATED_CATEGORIES))
+
+
+def _flatten(nested: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in nested.items():
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{prefix}{key}/"))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _trial_id_and_index(path: str) -> tuple[str, int]:
+    """Tune names trial dirs ``run_trial_<id>_<index>_<params>_<date>``; the index is creation order."""
+    parts = Path(path).name.split("_")
+    if len(parts) > 3 and parts[3].isdigit():
+        return parts[2], int(parts[3])
+    return Path(path).name, 0
+
+
+def _one_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return (lines[-1] if lines else type(error).__name__)[:300]
+
+
+def write_csv_atomic(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Write a CSV, then rename it into place: readers never see half a table."""
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(handle, "w", newline="", encoding="utf-8") as stream:
+        writer = csv.DictWriter(stream, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(temporary, path)
+
+
+def best_row(rows: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The feasible trial with the highest reward, else the best infeasible one."""
+    finished = [r for r in rows if r["status"] == "TERMINATED"]
+    if not finished:
+        return None
+    return max(finished, key=lambda r: (bool(r["feasible"]), float(r["reward"])))
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], names: Sequence[str]) -> str:
+    lines = ["| " + " | ".join(["", *columns]) + " |", "|" + "---|" * (len(columns) + 1)]
+    for name, row in zip(names, rows):
+        lines.append("| " + " | ".join([name, *(_fmt(row.get(c, "")) for c in columns)]) + " |")
+    return "\n".join(lines)
+
+
+SUMMARY_COLUMNS = ("accuracy", "accuracy_clean", "latency_ms", "energy_mj", "storage_mb", "labor_s_per_1k",
+                   "deferral_rate", "reward", "feasible")
+
+
+def summary_table(rows: Sequence[Mapping[str, Any]], references: Mapping[str, Mapping[str, Any]]) -> str:
+    """The best H-DNN next to the references, for the terminal and the report."""
+    best = best_row(rows)
+    named = [("best H-DNN", best)] if best else []
+    named += list(references.items())
+    return _markdown_table([r for _, r in named], SUMMARY_COLUMNS, [n for n, _ in named])
+
+
+def write_search_report(out: Path, rows: list[dict[str, Any]], references: Mapping[str, Mapping[str, Any]],
+                        header: Mapping[str, Any]) -> Path:
+    """trials.csv, pareto.json, best/, plots and report.md in ``out``; returns the best H-DNN's folder."""
+    write_csv_atomic(out / "trials.csv", rows)
+    finished = [r for r in rows if r["status"] == "TERMINATED"]
+    front = pareto_front(finished)
+    (out / "pareto.json").write_text(json.dumps([{k: v for k, v in r.items() if k != "checkpoint"} for r in front],
+                                                indent=2, default=str) + "\n")
+    best = best_row(rows)
+    best_dir = out / "best"
+    if best is not None:
+        staging = Path(tempfile.mkdtemp(dir=out, prefix=".best."))
+        shutil.copytree(best["checkpoint"], staging, dirs_exist_ok=True)
+        shutil.rmtree(best_dir, ignore_errors=True)
+        os.replace(staging, best_dir)
+    plot_tradeoffs(rows, references, out / "tradeoffs.png")
+    plot_reward_curve({str(header["algorithm"]): [float(r["reward"]) for r in rows]}, out / "reward.png")
+    failed = [r for r in rows if r["status"] == "ERROR"]
+    lines = [
+        f"# hgen-ray search: {header['algorithm']}",
+        "",
+        f"- command: `{header['command']}`",
+        f"- trials: {len(rows)} ({len(finished)} finished, {len(failed)} failed), "
+        f"{sum(bool(r['feasible']) for r in finished)} feasible, {len(front)} on the Pareto front",
+        f"- wall time: {header['elapsed_s']:.0f} s",
+        f"- constraints: {header['constraints']}",
+        "",
+        "## Best H-DNN and references",
+        "",
+        summary_table(rows, references),
+        "",
+    ]
+    if best is not None:
+        candidate = {k: v for k, v in best.items() if k.startswith(("layers/", "human/"))}
+        lines += [f"Best trial `{best['trial_id']}`" + ("" if best["feasible"] else " (no feasible trial: the least "
+                  "infeasible one)") + f", saved in `best/`: `{json.dumps(candidate)}`", ""]
+    lines += ["## Trade-offs", "", "![accuracy vs storage and labour](tradeoffs.png)", "",
+              "## Reward per trial", "", "![reward per trial](reward.png)", ""]
+    if failed:
+        lines += ["## Failed trials", ""] + [f"- `{r['trial_id']}`: {r['error']}" for r in failed] + [""]
+    (out / "report.md").write_text("\n".join(lines))
+    return best_dir

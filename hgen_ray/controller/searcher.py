@@ -25,7 +25,7 @@ from ray.tune.search import Searcher
 
 from hgen_ray.config import RewardConfig, SearchConfig
 from hgen_ray.controller.agents import ContinuousAgent, DiscreteAgent
-from hgen_ray.controller.space import NUM_DISCRETE_ACTIONS, SearchSpace, candidate_to_flat
+from hgen_ray.controller.space import NUM_DISCRETE_ACTIONS, SearchSpace, candidate_to_config
 from hgen_ray.metric import failed_reward
 
 __all__ = ["HGenSearcher", "RandomSearcher", "Rollout"]
@@ -59,7 +59,7 @@ class RandomSearcher(Searcher):
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         discrete, continuous = self.space.random_actions(self.rng)
-        return candidate_to_flat(self.space.decode(discrete, continuous))
+        return candidate_to_config(self.space.decode(discrete, continuous))
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         pass  # random search learns nothing
@@ -125,12 +125,12 @@ class HGenSearcher(Searcher):
         episode = self.rollout(explore=True)
         self.suggested += 1
         self.pending[trial_id] = episode
-        return candidate_to_flat(self.space.decode(episode.discrete, episode.continuous))
+        return candidate_to_config(self.space.decode(episode.discrete, episode.continuous))
 
     def greedy_candidate(self) -> dict[str, Any]:
         """The candidate the current policies choose without exploring."""
         episode = self.rollout(explore=False)
-        return candidate_to_flat(self.space.decode(episode.discrete, episode.continuous))
+        return candidate_to_config(self.space.decode(episode.discrete, episode.continuous))
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         episode = self.pending.pop(trial_id, None)

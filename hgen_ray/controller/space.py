@@ -11,9 +11,9 @@ FLOPs reduced so far, FLOPs left, previous action. To it we add the user's
 budget (A_d, T_d, E_c, S_c, L_c, normalised) and how much of storage and
 energy the choices so far are estimated to use.
 
-Candidates travel to Tune trials as flat dicts of plain values
-(``layers/conv1/technique``, ``human/tau``...), which every searcher, Optuna
-included, can produce; :func:`flat_to_candidate` turns them back.
+Candidates travel to Tune trials as nested dicts of plain values
+(``{"layers": {"conv1": {"technique": ...}}, "human": {...}}``), which every
+searcher, Optuna included, can produce; :func:`config_to_candidate` turns them back.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,6 +35,7 @@ from hgen_ray.config import (
     Constraints,
     HumanChoice,
     LayerChoice,
+    as_dict,
     build_dataclass,
 )
 
@@ -42,9 +44,9 @@ __all__ = [
     "NUM_DISCRETE_ACTIONS",
     "LayerSpec",
     "SearchSpace",
-    "candidate_to_flat",
+    "candidate_to_config",
+    "config_to_candidate",
     "describe_layers",
-    "flat_to_candidate",
 ]
 
 HUMAN_OFF = ("off", 0)
@@ -108,10 +110,6 @@ def describe_layers(model: nn.Module, layers: Mapping[str, str], sample: torch.T
     return specs
 
 
-def _options(kind: str) -> tuple:
-    return {"conv": CONV_TECHNIQUES, "fc": FC_TECHNIQUES, "human": HUMAN_OPTIONS}[kind]
-
-
 def _kept_fraction(spec: LayerSpec, technique: str, ratio: float) -> float:
     """Estimated share of a layer's weights (and FLOPs) a choice keeps."""
     if technique == "none":
@@ -134,12 +132,14 @@ class SearchSpace:
         constraints: Demands and limits, part of every observation.
         reference: Measures of the uncompressed model (``storage_mb``, ``energy_mj``), for normalising.
         human_enabled: False for ``compression_only``: the human step is always off.
+        pool_size: People in the pool; longer chains are left out of the space.
     """
 
     def __init__(self, layers: list[LayerSpec], constraints: Constraints, reference: Mapping[str, float],
-                 human_enabled: bool = True) -> None:
+                 human_enabled: bool = True, pool_size: int = 3) -> None:
         self.layers = layers
         self.human_enabled = human_enabled
+        self.human_options = tuple(o for o in HUMAN_OPTIONS if o[1] <= pool_size) if human_enabled else (HUMAN_OFF,)
         self.total_params = sum(s.params for s in layers)
         self.total_flops = sum(s.flops for s in layers)
         self.max_channels = max(max(s.in_channels, s.out_channels) for s in layers)
@@ -162,11 +162,13 @@ class SearchSpace:
     def step_kind(self, step: int) -> str:
         return self.layers[step].kind if step < len(self.layers) else "human"
 
+    def options(self, step: int) -> tuple:
+        kind = self.step_kind(step)
+        return {"conv": CONV_TECHNIQUES, "fc": FC_TECHNIQUES, "human": self.human_options}[kind]
+
     def option(self, step: int, action: int) -> object:
         """The option a discrete action means at ``step`` (actions wrap around short lists)."""
-        if self.step_kind(step) == "human" and not self.human_enabled:
-            return HUMAN_OFF
-        options = _options(self.step_kind(step))
+        options = self.options(step)
         return options[action % len(options)]
 
     def observation(self, step: int, discrete: list[int], continuous: list[float]) -> np.ndarray:
@@ -217,30 +219,15 @@ class SearchSpace:
 
     def random_actions(self, rng: np.random.Generator) -> tuple[list[int], list[float]]:
         """Uniform actions over the whole space (the ``random`` baseline and warm-up)."""
-        discrete = [int(rng.integers(len(_options(self.step_kind(s))))) for s in range(self.num_steps)]
+        discrete = [int(rng.integers(len(self.options(s)))) for s in range(self.num_steps)]
         return discrete, [float(rng.uniform(-1, 1)) for _ in range(self.num_steps)]
 
 
-def candidate_to_flat(candidate: Candidate) -> dict[str, object]:
-    """A candidate as flat plain values, the form trials receive."""
-    flat: dict[str, object] = {}
-    for name, choice in candidate.layers.items():
-        flat[f"layers/{name}/technique"] = choice.technique
-        flat[f"layers/{name}/ratio"] = choice.ratio
-    flat["human/mechanism"] = candidate.human.mechanism
-    flat["human/tau"] = candidate.human.tau
-    flat["human/k"] = candidate.human.k
-    return flat
+def candidate_to_config(candidate: Candidate) -> dict[str, Any]:
+    """A candidate as nested plain values, the form Tune trials receive."""
+    return as_dict(candidate)
 
 
-def flat_to_candidate(flat: Mapping[str, object]) -> Candidate:
-    """Inverse of :func:`candidate_to_flat`, validated; keys outside the candidate are ignored."""
-    layers: dict[str, dict[str, object]] = {}
-    human: dict[str, object] = {}
-    for key, value in flat.items():
-        parts = key.split("/")
-        if len(parts) == 3 and parts[0] == "layers":
-            layers.setdefault(parts[1], {})[parts[2]] = value
-        elif len(parts) == 2 and parts[0] == "human":
-            human[parts[1]] = value
-    return build_dataclass(Candidate, {"layers": layers, "human": human}, "candidate")
+def config_to_candidate(config: Mapping[str, Any]) -> Candidate:
+    """Inverse of :func:`candidate_to_config`, validated; keys other than layers and human are ignored."""
+    return build_dataclass(Candidate, {k: v for k, v in config.items() if k in ("layers", "human")}, "candidate")

@@ -38,5 +38,7 @@ def confidence(logits: torch.Tensor, temperature: float) -> torch.Tensor:
 
 
 def defer_mask(logits: torch.Tensor, temperature: float, tau: float) -> torch.Tensor:
-    """True where the sample goes to people: calibrated confidence below tau."""
+    """True where the sample goes to people: calibrated confidence below tau; tau = 1 sends all."""
+    if tau >= 1.0:  # a softmax can round to exactly 1.0, which "< 1" would keep
+        return torch.ones(len(logits), dtype=torch.bool)
     return confidence(logits, temperature) < tau

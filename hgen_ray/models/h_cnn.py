@@ -9,12 +9,14 @@ the network's.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 from torch import nn
 
 from hgen_ray.config import ModelConfig
 
-__all__ = ["COMPRESSIBLE_LAYERS", "FASHION_MNIST_MEAN", "FASHION_MNIST_STD", "BaseCNN", "build_h_cnn"]
+__all__ = ["COMPRESSIBLE_LAYERS", "FASHION_MNIST_MEAN", "FASHION_MNIST_STD", "BaseCNN", "build_h_cnn", "rebuild_h_cnn"]
 
 FASHION_MNIST_MEAN = 0.2860  # pixel mean of the train split, in [0, 1]
 FASHION_MNIST_STD = 0.3530  # pixel std of the train split
@@ -51,3 +53,20 @@ class BaseCNN(nn.Module):
 def build_h_cnn(config: ModelConfig) -> BaseCNN:
     """A freshly initialised network with the configured widths."""
     return BaseCNN(tuple(config.conv_channels), config.fc_units)  # type: ignore[arg-type]
+
+
+def rebuild_h_cnn(state_dict: Mapping[str, torch.Tensor]) -> BaseCNN:
+    """An H-CNN shaped like ``state_dict``: pruned widths and an SVD-factorised fc1 are read off the tensors.
+
+    Raises:
+        KeyError: The state dict is not an H-CNN's.
+    """
+    conv1, conv2 = state_dict["conv1.weight"].shape[0], state_dict["conv2.weight"].shape[0]
+    factorised = "fc1.0.weight" in state_dict
+    fc_units = state_dict["fc1.1.weight" if factorised else "fc1.weight"].shape[0]
+    model = BaseCNN((conv1, conv2), fc_units)
+    if factorised:
+        rank, in_features = state_dict["fc1.0.weight"].shape
+        model.fc1 = nn.Sequential(nn.Linear(in_features, rank, bias=False), nn.Linear(rank, fc_units))  # type: ignore[assignment]
+    model.load_state_dict(state_dict)
+    return model.eval()

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from hgen_ray.config import Candidate, Constraints, ModelConfig, RewardConfig, SearchConfig
-from hgen_ray.controller import HGenSearcher, RandomSearcher, SearchSpace, describe_layers, flat_to_candidate
+from hgen_ray.controller import HGenSearcher, RandomSearcher, SearchSpace, describe_layers, config_to_candidate
 from hgen_ray.models import COMPRESSIBLE_LAYERS, build_h_cnn
 
 TARGET_LAYERS = {"conv1": ("fpgm", 0.3), "conv2": ("l2", 0.6), "fc1": ("svd", 0.7)}
@@ -45,7 +45,7 @@ def _best_curve(searcher, budget: int) -> list[float]:  # type: ignore[no-untype
     best, curve = -np.inf, []
     for index in range(budget):
         trial = f"t{index}"
-        reward = synthetic_objective(flat_to_candidate(searcher.suggest(trial)))
+        reward = synthetic_objective(config_to_candidate(searcher.suggest(trial)))
         searcher.on_trial_complete(trial, {"reward": reward})
         best = max(best, reward)
         curve.append(best)

@@ -1,0 +1,263 @@
+"""Build and run the search: a Ray Tune Tuner whose searcher is the H-Gen controller.
+
+    hgen-ray search --config configs/quickstart.yaml --out runs/q1
+    hgen-ray search --resume runs/q1
+
+Runs on the local node by default, or attaches to a cluster given ``RAY_ADDRESS``
+or ``--address``. Tune's experiment directory is ``DIR/tune``, so Tune's own tools
+(``ExperimentAnalysis``, ``Tuner.restore``, TensorBoard) read it; the searcher's
+state is saved there by Tune, which is what ``--resume`` restores.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ray
+import torch
+import yaml
+from ray import tune
+from ray.tune import Callback
+
+from hgen_ray.compress import compress_candidate
+from hgen_ray.config import (
+    CONV_TECHNIQUES,
+    FC_TECHNIQUES,
+    MAX_COMPRESSION_RATIO,
+    Candidate,
+    ConfigError,
+    ExperimentConfig,
+    HumanChoice,
+    LayerChoice,
+    as_dict,
+    build_dataclass,
+    read_yaml_mapping,
+)
+from hgen_ray.controller import HGenSearcher, RandomSearcher, SearchSpace, describe_layers
+from hgen_ray.data.fashion_mnist import resolve_data_root
+from hgen_ray.data.splits import Splits, load_splits
+from hgen_ray.evaluate import evaluate_candidate
+from hgen_ray.human import HumanPool
+from hgen_ray.metric import PARETO_OBJECTIVES, score
+from hgen_ray.models import COMPRESSIBLE_LAYERS, TrainedBase, load_or_train_base
+from hgen_ray.profile import estimate_energy_mj, storage_mb
+from hgen_ray.trial import TrialContext, run_trial
+
+__all__ = ["REFERENCE_CANDIDATES", "SearchRun", "prepare_output_dir", "run_search"]
+
+log = logging.getLogger(__name__)
+SEARCH_CONFIG_FILE = "search.yaml"
+TUNE_DIR = "tune"
+REFERENCE_CANDIDATES: dict[str, Candidate] = {
+    "original": Candidate(),  # uncompressed, no people
+    "human_only": Candidate(human=HumanChoice(mechanism="sequential", tau=1.0, k=1)),  # every sample to a person
+}
+
+
+@dataclass
+class SearchRun:
+    out: Path
+    results: tune.ResultGrid
+    references: dict[str, dict[str, Any]]
+    elapsed_s: float
+
+
+class _Progress(Callback):
+    """One line per finished trial: how many are done and the best reward so far."""
+
+    def __init__(self, planned: int) -> None:
+        self.planned = planned
+        self.done = 0
+        self.best = float("-inf")
+
+    def _line(self, trial: Any, outcome: str) -> None:
+        self.done += 1
+        log.info("trial %d/%d %s %s (best reward so far %.4f)", self.done, self.planned, trial.trial_id, outcome,
+                 self.best)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        reward = (trial.last_result or {}).get("reward")
+        if reward is not None:
+            self.best = max(self.best, float(reward))
+        feasible = "feasible" if (trial.last_result or {}).get("feasible") else "infeasible"
+        self._line(trial, f"reward {reward:.4f}, {feasible}" if reward is not None else "no result")
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._line(trial, "FAILED (scored as infeasible)")
+
+
+def prepare_output_dir(out: Path, resume: bool) -> Path:
+    """Check the output dir before anything is written.
+
+    Raises:
+        ConfigError: Unwritable, or (without resume) it already holds a search, or (with resume) it holds none.
+    """
+    out = out.resolve()
+    if resume:
+        if not (out / SEARCH_CONFIG_FILE).is_file() or not (out / TUNE_DIR).is_dir():
+            raise ConfigError(f"--resume {out}: no search to resume there (no {SEARCH_CONFIG_FILE} and {TUNE_DIR}/)")
+        return out
+    if (out / SEARCH_CONFIG_FILE).exists():
+        raise ConfigError(f"--out {out}: already holds a search; use --resume {out} or choose another --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(f"--out {out}: cannot create it ({error.strerror})") from None
+    if not os.access(out, os.W_OK):
+        raise ConfigError(f"--out {out}: not writable")
+    return out
+
+
+def _absolute_paths(config: ExperimentConfig) -> ExperimentConfig:
+    """Trials run in their own directories (and on other nodes): make paths absolute."""
+    data = dataclasses.replace(config.data, root=str(resolve_data_root(config.data.root).resolve()))
+    return dataclasses.replace(config, data=data, cache_dir=str(Path(config.cache_dir).resolve()))
+
+
+def _smallest_candidate() -> Candidate:
+    layers = {n: LayerChoice("l1" if k == "conv" else "svd", MAX_COMPRESSION_RATIO)
+              for n, k in COMPRESSIBLE_LAYERS.items()}
+    return Candidate(layers=layers)
+
+
+def _check_budget_is_possible(config: ExperimentConfig, base: TrainedBase, splits: Splits) -> None:
+    """Refuse a storage limit below the smallest model the space can produce."""
+    limit = config.constraints.storage_mb_max
+    if limit == float("inf"):
+        return
+    no_finetune = dataclasses.replace(config.finetune, epochs=0)
+    smallest = storage_mb(compress_candidate(base.model, _smallest_candidate(), COMPRESSIBLE_LAYERS, splits,
+                                             no_finetune, config.seed))
+    if limit < smallest:
+        raise ConfigError(f"constraints.storage_mb_max: {limit} MB is below the smallest model this search space "
+                          f"can produce ({smallest:.4f} MB); allowed: at least {smallest:.4f}")
+
+
+def _space(config: ExperimentConfig, base: TrainedBase, human_enabled: bool) -> SearchSpace:
+    sample = torch.rand(1, 1, 28, 28)
+    reference = {"storage_mb": storage_mb(base.model), "energy_mj": estimate_energy_mj(base.model, sample)}
+    specs = describe_layers(base.model, COMPRESSIBLE_LAYERS, sample)
+    return SearchSpace(specs, config.constraints, reference, human_enabled=human_enabled,
+                       pool_size=config.human_pool.size)
+
+
+def _optuna_searcher(config: ExperimentConfig) -> Any:
+    from ray.tune.search.optuna import OptunaSearch
+
+    techniques = {"conv": list(CONV_TECHNIQUES), "fc": list(FC_TECHNIQUES)}
+    space = {
+        "layers": {name: {"technique": tune.choice(techniques[kind]),
+                          "ratio": tune.uniform(0.0, MAX_COMPRESSION_RATIO)}
+                   for name, kind in COMPRESSIBLE_LAYERS.items()},
+        "human": {"mechanism": tune.choice(["sequential", "majority"]), "k": tune.choice(list(range(1, min(3, config.human_pool.size) + 1))),
+                  "tau": tune.uniform(0.0, 1.0)},
+    }
+    return OptunaSearch(space=space, metric=list(PARETO_OBJECTIVES), mode=list(PARETO_OBJECTIVES.values()),
+                        seed=config.seed)
+
+
+def _searcher(config: ExperimentConfig, base: TrainedBase) -> Any:
+    algorithm = config.search.algorithm
+    if algorithm == "optuna":
+        return _optuna_searcher(config)
+    if algorithm == "random":
+        return RandomSearcher(_space(config, base, human_enabled=True), config.seed)
+    space = _space(config, base, human_enabled=algorithm != "compression_only")
+    return HGenSearcher(space, config.reward, config.search, config.seed)
+
+
+def _trainable(context: TrialContext) -> Any:
+    resources = {"cpu": context.experiment.search.cpus_per_trial, "gpu": context.experiment.search.gpus_per_trial}
+    return tune.with_resources(tune.with_parameters(run_trial, context=context), resources)
+
+
+def _prepare(config: ExperimentConfig) -> tuple[ExperimentConfig, Splits, TrainedBase]:
+    config = _absolute_paths(config)
+    splits = load_splits(config.data, config.seed)
+    base = load_or_train_base(config, splits)  # trained once here, so trials only load it
+    subset = config.finetune.subset or len(splits.train_images)
+    trimmed = dataclasses.replace(splits, train_images=splits.train_images[:subset],
+                                  train_labels=splits.train_labels[:subset])
+    return config, trimmed, base
+
+
+def _init_ray(address: str | None) -> None:
+    if ray.is_initialized():
+        return
+    target = address or os.environ.get("RAY_ADDRESS")
+    ray.init(address=target, logging_level=logging.WARNING, log_to_driver=False)
+
+
+def _evaluate_references(config: ExperimentConfig, splits: Splits, pool: HumanPool) -> dict[str, dict[str, Any]]:
+    references = {}
+    for name, candidate in REFERENCE_CANDIDATES.items():
+        log.info("evaluating the %s reference", name)
+        metrics = dict(evaluate_candidate(config, candidate, splits=splits, pool=pool).metrics)
+        result = score(metrics, config.constraints, config.reward)
+        references[name] = {**metrics, "reward": result.reward, "feasible": result.feasible}
+    return references
+
+
+def run_search(config: ExperimentConfig | None, out: Path, *, resume: bool = False,
+               address: str | None = None) -> SearchRun:
+    """Run (or resume) a search into ``out`` and return Tune's results.
+
+    Args:
+        config: The experiment; ``None`` with ``resume`` reads ``out/search.yaml``.
+        out: The output directory.
+        resume: Continue the search in ``out``.
+        address: A Ray cluster address; default ``RAY_ADDRESS`` or a local node.
+
+    Raises:
+        ConfigError: Bad output dir, impossible budget, or nothing to resume.
+    """
+    out = prepare_output_dir(out, resume)
+    if resume:
+        config = build_dataclass(ExperimentConfig, read_yaml_mapping(out / SEARCH_CONFIG_FILE))
+    assert config is not None
+    started = time.perf_counter()
+    _init_ray(address)
+    config, splits, base = _prepare(config)
+    if not resume:
+        _check_budget_is_possible(config, base, splits)
+        (out / SEARCH_CONFIG_FILE).write_text(yaml.safe_dump(as_dict(config), sort_keys=False))
+    pool = HumanPool(config.human_pool, config.seed)
+    try:
+        trainable = _trainable(TrialContext(experiment=config, splits=splits, pool=pool))
+        progress = _Progress(config.search.trials)
+        if resume:
+            log.info("resuming the search in %s", out / TUNE_DIR)
+            tuner = tune.Tuner.restore(str(out / TUNE_DIR), trainable=trainable, resume_unfinished=True,
+                                       resume_errored=False, restart_errored=False)
+        else:
+            tuner = _new_tuner(config, base, trainable, out, progress)
+        results = tuner.fit()
+        references = _evaluate_references(config, splits, pool) if config.search.references else {}
+    finally:
+        pool.shutdown()
+    return SearchRun(out=out, results=results, references=references, elapsed_s=time.perf_counter() - started)
+
+
+def _new_tuner(config: ExperimentConfig, base: TrainedBase, trainable: Any, out: Path, progress: _Progress) -> Any:
+    multi_objective = config.search.algorithm == "optuna"
+    tune_config = tune.TuneConfig(
+        search_alg=_searcher(config, base),
+        num_samples=config.search.trials,
+        max_concurrent_trials=config.search.max_concurrent_trials,
+        metric=None if multi_objective else "reward",
+        mode=None if multi_objective else "max",
+    )
+    run_config = tune.RunConfig(
+        name=TUNE_DIR,
+        storage_path=str(out),
+        failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
+        callbacks=[progress],
+        verbose=0,
+    )
+    return tune.Tuner(trainable, tune_config=tune_config, run_config=run_config)

@@ -1,0 +1,50 @@
+"""The Ray Tune trainable: one candidate in, its measures and reward out.
+
+Each trial evaluates one candidate with the core evaluation. It reports DESIGN.md's
+measures plus ``reward``, ``feasible`` and ``violation``, and a checkpoint holding the
+compressed H-DNN, so that the search can keep the best one without evaluating it
+again. An exception (an NNI speedup error, OOM) makes Tune mark the trial ERROR; the
+searcher then scores it as infeasible and the search goes on.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from ray import tune
+
+from hgen_ray.config import ExperimentConfig
+from hgen_ray.controller.space import config_to_candidate
+from hgen_ray.data.splits import Splits
+from hgen_ray.evaluate import evaluate_candidate
+from hgen_ray.hdnn import save_hdnn
+from hgen_ray.human import HumanPool
+from hgen_ray.metric import score
+
+__all__ = ["TrialContext", "run_trial"]
+
+
+@dataclass
+class TrialContext:
+    """What every trial shares, shipped once through Ray's object store."""
+
+    experiment: ExperimentConfig  # paths already absolute: trials run in their own directories
+    splits: Splits  # train images cut to the fine-tuning subset
+    pool: HumanPool  # the search's people; actor handles travel with it
+
+
+def run_trial(config: dict[str, Any], context: TrialContext) -> None:
+    """Evaluate the candidate in ``config`` and report to Tune."""
+    torch.set_num_threads(max(1, int(context.experiment.search.cpus_per_trial)))
+    candidate = config_to_candidate(config)
+    evaluation = evaluate_candidate(context.experiment, candidate, splits=context.splits, pool=context.pool)
+    result = score(evaluation.metrics, context.experiment.constraints, context.experiment.reward)
+    metrics = {**evaluation.metrics, "reward": result.reward, "feasible": result.feasible,
+               "violation": result.violation}
+    with tempfile.TemporaryDirectory() as folder:
+        save_hdnn(Path(folder), evaluation.model, evaluation.temperature, candidate, context.experiment)
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))

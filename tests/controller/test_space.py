@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from hgen_ray.config import Candidate, ConfigError, Constraints, HumanChoice, LayerChoice, ModelConfig
+from hgen_ray.controller.space import (
+    NUM_DISCRETE_ACTIONS,
+    SearchSpace,
+    candidate_to_config,
+    config_to_candidate,
+    describe_layers,
+)
+from hgen_ray.models import COMPRESSIBLE_LAYERS, build_h_cnn
+
+
+@pytest.fixture(scope="module")
+def specs():  # type: ignore[no-untyped-def]
+    return describe_layers(build_h_cnn(ModelConfig()), COMPRESSIBLE_LAYERS, torch.rand(1, 1, 28, 28))
+
+
+def _space(specs, **kwargs) -> SearchSpace:  # type: ignore[no-untyped-def]
+    return SearchSpace(specs, Constraints(storage_mb_max=0.42), {"storage_mb": 1.69, "energy_mj": 0.2}, **kwargs)
+
+
+def test_layer_facts_match_the_network(specs) -> None:  # type: ignore[no-untyped-def]
+    conv1, conv2, fc1 = specs
+    assert (conv1.kind, conv1.in_channels, conv1.out_channels, conv1.kernel) == ("conv", 1, 32, 3)
+    assert conv2.flops == 14 * 14 * 64 * 32 * 9  # output positions x out channels x taps
+    assert (fc1.kind, fc1.in_channels, fc1.out_channels, fc1.params) == ("fc", 3136, 128, 3136 * 128 + 128)
+
+
+def test_observations_have_a_fixed_size_and_track_flops_reduced(specs) -> None:  # type: ignore[no-untyped-def]
+    space = _space(specs)
+    first = space.observation(0, [], [])
+    assert first.shape == (space.observation_size,) and first.dtype == np.float32
+    pruned = space.observation(2, [1, 1], [1.0, 1.0])  # l1 at ratio 0.9 on both convs
+    kept = space.observation(2, [0, 0], [1.0, 1.0])  # technique none: nothing removed
+    flops_reduced = 10
+    assert pruned[flops_reduced] > 0.3 and kept[flops_reduced] == 0
+    assert first[14 + 3] == pytest.approx(0.42 / 1.69)  # the storage limit, relative to the original
+
+
+def test_decode_maps_actions_to_a_valid_candidate(specs) -> None:  # type: ignore[no-untyped-def]
+    space = _space(specs)
+    candidate = space.decode([3, 2, 1, 4], [-1.0, 0.0, 1.0, 0.2])
+    assert candidate.layers["conv1"] == LayerChoice("fpgm", 0.0)
+    assert candidate.layers["conv2"] == LayerChoice("l2", 0.45)
+    assert candidate.layers["fc1"] == LayerChoice("svd", 0.9)
+    assert candidate.human == HumanChoice("majority", 0.6, 2)
+    assert space.decode([0, 0, 0, 0], [0.0] * 4).human.tau == 0  # option "off"
+
+
+def test_compression_only_never_involves_people(specs) -> None:  # type: ignore[no-untyped-def]
+    space = _space(specs, human_enabled=False)
+    rng = np.random.default_rng(0)
+    assert all(space.decode(*space.random_actions(rng)).human.tau == 0 for _ in range(50))
+    assert all(space.decode([0, 0, 0, a], [0.0] * 4).human.tau == 0 for a in range(NUM_DISCRETE_ACTIONS))
+
+
+def test_chains_longer_than_the_pool_are_not_in_the_space(specs) -> None:  # type: ignore[no-untyped-def]
+    space = _space(specs, pool_size=2)
+    ks = {space.decode([0, 0, 0, a], [0.0] * 4).human.k for a in range(NUM_DISCRETE_ACTIONS)}
+    assert ks == {1, 2}
+
+
+def test_candidate_config_round_trip_is_validated() -> None:
+    candidate = Candidate(layers={"conv1": LayerChoice("l1", 0.5)}, human=HumanChoice("majority", 0.3, 3))
+    assert config_to_candidate({**candidate_to_config(candidate), "other": 1}) == candidate
+    with pytest.raises(ConfigError, match="candidate.layers.conv1.ratio"):
+        config_to_candidate({"layers": {"conv1": {"technique": "l1", "ratio": 2.0}}})

@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from hgen_ray.config import Constraints, RewardConfig
+from hgen_ray.metric import MAX_VIOLATION, failed_reward, pareto_front, score, violations
+
+LIMITS = Constraints(accuracy_min=0.6, latency_ms_max=1000.0, energy_mj_max=1.0, storage_mb_max=0.5,
+                     labor_s_per_1k_max=600.0)
+WEIGHTS = RewardConfig(accuracy_weight=1.0, latency_weight=0.2, latency_scale_ms=1000.0, violation_weight=1.0)
+
+
+def _m(**overrides: float) -> dict[str, float]:
+    base = {"accuracy": 0.7, "latency_ms": 100.0, "energy_mj": 0.5, "storage_mb": 0.3, "labor_s_per_1k": 300.0}
+    return {**base, **overrides}
+
+
+def test_feasible_reward_follows_the_documented_formula() -> None:
+    result = score(_m(), LIMITS, WEIGHTS)
+    assert result.feasible and result.violation == 0
+    assert result.reward == pytest.approx(0.7 + 0.2 * (1 - 100 / 1100))
+
+
+def test_any_feasible_candidate_beats_every_infeasible_one() -> None:
+    worst_feasible = score(_m(accuracy=0.6, latency_ms=1000.0), LIMITS, WEIGHTS)
+    best_infeasible = score(_m(accuracy=0.99, latency_ms=0.0, storage_mb=0.5001), LIMITS, WEIGHTS)
+    assert worst_feasible.feasible and not best_infeasible.feasible
+    assert worst_feasible.reward > 0 > best_infeasible.reward
+
+
+def test_penalty_is_proportional_to_normalised_violation() -> None:
+    a = score(_m(storage_mb=0.6), LIMITS, WEIGHTS)  # 20% over
+    b = score(_m(storage_mb=0.7), LIMITS, WEIGHTS)  # 40% over
+    assert a.reward == pytest.approx(-0.2) and b.reward == pytest.approx(-0.4)
+    both = score(_m(storage_mb=0.6, accuracy=0.3), LIMITS, WEIGHTS)  # plus 50% short of A_d
+    assert both.reward == pytest.approx(-0.7)
+
+
+def test_violations_are_capped_and_failures_score_worst() -> None:
+    assert violations(_m(labor_s_per_1k=1e9), LIMITS)["labor_s_per_1k"] == MAX_VIOLATION
+    worst = score(_m(accuracy=0.0, latency_ms=1e9, energy_mj=1e9, storage_mb=1e9, labor_s_per_1k=1e9),
+                  LIMITS, WEIGHTS)
+    assert failed_reward(WEIGHTS) == pytest.approx(worst.reward)
+
+
+def test_infinite_limits_never_bind() -> None:
+    assert score(_m(latency_ms=1e12, storage_mb=1e6), Constraints(), WEIGHTS).feasible
+    assert math.isfinite(score(_m(latency_ms=1e12), Constraints(), WEIGHTS).reward)
+
+
+def test_pareto_front_keeps_exactly_the_non_dominated() -> None:
+    rows = [
+        _m(accuracy=0.8, storage_mb=0.4),  # best accuracy
+        _m(accuracy=0.7, storage_mb=0.2),  # smallest
+        _m(accuracy=0.7, storage_mb=0.3),  # dominated by the one above
+        _m(accuracy=0.6, storage_mb=0.4, labor_s_per_1k=0.0),  # least labour
+    ]
+    front = pareto_front(rows)
+    assert front == [rows[0], rows[1], rows[3]]

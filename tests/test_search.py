@@ -1,0 +1,239 @@
+"""The search end to end: Tune trials, outputs, failures, resume after SIGKILL, bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from ray import tune
+
+from hgen_ray.cli import main
+from hgen_ray.config import Constraints, ExperimentConfig, SearchConfig, as_dict
+from hgen_ray.hdnn import load_hdnn
+from hgen_ray.metric import PARETO_OBJECTIVES, failed_reward
+
+REPO = Path(__file__).resolve().parents[1]
+TRIALS = 16
+
+
+def search_config(tiny_config: ExperimentConfig, **search: Any) -> ExperimentConfig:
+    settings = {"trials": TRIALS, "max_concurrent_trials": 2, "warmup_trials": 4, "updates_per_trial": 2,
+                "references": True, **search}
+    return dataclasses.replace(
+        tiny_config,
+        data=dataclasses.replace(tiny_config.data, test_per_category=60),
+        finetune=dataclasses.replace(tiny_config.finetune, subset=800),
+        constraints=Constraints(accuracy_min=0.3, storage_mb_max=0.8, labor_s_per_1k_max=900.0),
+        search=SearchConfig(**settings),
+    )
+
+
+def write_config(path: Path, config: ExperimentConfig) -> Path:
+    path.write_text(yaml.safe_dump(as_dict(config)))
+    return path
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory, tiny_config: ExperimentConfig, trained_base,
+             ray_session) -> Path:  # type: ignore[no-untyped-def]
+    folder = tmp_path_factory.mktemp("search")
+    config = write_config(folder / "config.yaml", search_config(tiny_config))
+    assert main(["search", "--config", str(config), "--out", str(folder / "out")]) == 0
+    return folder / "out"
+
+
+def _rows(out: Path) -> list[dict[str, str]]:
+    import csv
+
+    with open(out / "trials.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_search_runs_every_planned_trial_and_writes_all_outputs(finished: Path) -> None:
+    rows = _rows(finished)
+    assert len(rows) == TRIALS and all(r["status"] == "TERMINATED" for r in rows)
+    assert [int(r["trial"]) for r in rows] == list(range(1, TRIALS + 1))
+    for name in ("pareto.json", "report.md", "tradeoffs.png", "reward.png", "search.yaml", "best/model.pt"):
+        assert (finished / name).is_file(), name
+    assert {"layers/conv1/technique", "human/tau", "accuracy", "labor_s_per_1k", "reward", "feasible"} <= set(rows[0])
+    report = (finished / "report.md").read_text()
+    assert "original" in report and "human_only" in report and "tradeoffs.png" in report
+
+
+def test_tune_tools_read_the_experiment_dir(finished: Path) -> None:
+    analysis = tune.ExperimentAnalysis(str(finished / "tune"))
+    assert len(analysis.trials) == TRIALS
+    assert list((finished / "tune").glob("searcher-state-*.pkl"))  # Tune saved the controller itself
+
+
+def test_pareto_front_is_non_dominated_and_best_is_the_top_feasible(finished: Path) -> None:
+    rows = [r for r in _rows(finished) if r["status"] == "TERMINATED"]
+    front = json.loads((finished / "pareto.json").read_text())
+    assert front
+    for kept in front:
+        for other in rows:
+            better = [float(other[m]) >= kept[m] if mode == "max" else float(other[m]) <= kept[m]
+                      for m, mode in PARETO_OBJECTIVES.items()]
+            strictly = [float(other[m]) != kept[m] for m in PARETO_OBJECTIVES]
+            assert not (all(better) and any(strictly)), "a Pareto row is dominated"
+    feasible = [r for r in rows if r["feasible"] == "True"]
+    best = max(feasible or rows, key=lambda r: float(r["reward"]))
+    saved = yaml.safe_load((finished / "best" / "candidate.yaml").read_text())
+    assert saved["human"]["tau"] == pytest.approx(float(best["human/tau"]))
+
+
+def test_best_hdnn_reloads_with_its_gate(finished: Path, splits) -> None:  # type: ignore[no-untyped-def]
+    hdnn = load_hdnn(finished / "best")
+    labels, deferred = hdnn.predict(splits.test_images[:200])
+    assert labels.shape == (200,) and deferred.dtype == torch.bool
+    assert (labels == splits.test_labels[:200]).float().mean() > 0.5
+    if hdnn.candidate.human.tau == 0:
+        assert not deferred.any()
+
+
+def test_onnx_export_matches_torch(finished: Path, tmp_path: Path, splits) -> None:  # type: ignore[no-untyped-def]
+    import onnxruntime
+
+    assert main(["export", str(finished / "best"), "--format", "onnx", "--out", str(tmp_path)]) == 0
+    gate = json.loads((tmp_path / "gate.json").read_text())
+    assert {"tau", "k", "mechanism", "temperature"} <= set(gate)
+    session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"))
+    images = splits.test_images[:32]
+    onnx_logits = session.run(None, {"image": images.numpy()})[0]
+    torch_logits = load_hdnn(finished / "best").model(images).detach().numpy()
+    assert np.abs(onnx_logits - torch_logits).max() < 1e-4
+
+
+def crashing_trial(config: dict[str, Any], context: Any) -> None:
+    """A trial whose candidate raises for real inside the Tune worker."""
+    if config["layers"]["conv1"]["ratio"] > 0.45:
+        raise RuntimeError("injected fault: speedup failed for this candidate")
+    from hgen_ray.trial import run_trial
+
+    run_trial(config, context)
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_a_failing_candidate_is_recorded_scored_infeasible_and_the_search_goes_on(
+    tmp_path: Path, tiny_config: ExperimentConfig, trained_base
+) -> None:  # type: ignore[no-untyped-def]
+    from hgen_ray import search
+    from hgen_ray.human import HumanPool
+    from hgen_ray.report import trial_rows
+    from hgen_ray.trial import TrialContext
+
+    config, splits, base = search._prepare(search_config(tiny_config, trials=6, algorithm="random"))
+    with HumanPool(config.human_pool, config.seed) as pool:
+        context = TrialContext(experiment=config, splits=splits, pool=pool)
+        trainable = tune.with_resources(tune.with_parameters(crashing_trial, context=context), {"cpu": 1})
+        results = search._new_tuner(config, base, trainable, tmp_path, search._Progress(6)).fit()
+    rows = trial_rows(results, failed_reward(config.reward))
+    failed = [r for r in rows if r["status"] == "ERROR"]
+    assert len(rows) == 6 and failed and len(failed) < 6
+    assert all("injected fault" in r["error"] and r["reward"] == failed_reward(config.reward) for r in failed)
+    assert all(not r["feasible"] for r in failed)
+
+
+def _finished_trials(tune_dir: Path) -> int:
+    return sum(1 for f in tune_dir.glob("run_trial_*/result.json") if f.read_text().strip())
+
+
+def test_resume_after_sigkill_finishes_the_plan_without_rerunning(tmp_path: Path,
+                                                                  tiny_config: ExperimentConfig) -> None:
+    planned = 8
+    config = write_config(tmp_path / "config.yaml",
+                          search_config(tiny_config, trials=planned, max_concurrent_trials=1, references=False))
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    command = [sys.executable, "-m", "hgen_ray.cli", "search"]
+    driver = subprocess.Popen([*command, "--config", str(config), "--out", str(out)], cwd=REPO, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 400
+    while _finished_trials(out / "tune") < 3 and time.time() < deadline and driver.poll() is None:
+        time.sleep(0.5)
+    time.sleep(2)  # let Tune checkpoint the experiment after the last result
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait()
+    before = {f.parent.name: f.read_text() for f in (out / "tune").glob("run_trial_*/result.json")
+              if f.read_text().strip()}
+    assert 3 <= len(before) < planned, "the kill must land mid-search"
+
+    resumed = subprocess.run([*command, "--resume", str(out)], cwd=REPO, env=env, capture_output=True, text=True,
+                             timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    rows = _rows(out)
+    assert len(rows) == planned and len({r["trial_id"] for r in rows}) == planned
+    for name, text in before.items():  # completed trials were not run again
+        assert (out / "tune" / name / "result.json").read_text() == text
+    results = [f for f in (out / "tune").glob("run_trial_*/result.json")]
+    assert all(len(f.read_text().strip().splitlines()) == 1 for f in results)
+    state_file = max((out / "tune").glob("searcher-state-*.pkl"), key=lambda p: p.stat().st_mtime)
+    with open(state_file, "rb") as handle:
+        saved = pickle.load(handle)
+    state = saved if "rewards" in saved else saved.get("_searcher", saved)
+    assert len(_rewards_in(state)) == planned  # learning went on from where it stopped, not from zero
+
+
+def _rewards_in(state: Any) -> list[float]:
+    """Find the controller's reward history inside Tune's saved search state."""
+    if isinstance(state, dict):
+        if "rewards" in state:
+            return state["rewards"]
+        for value in state.values():
+            found = _rewards_in(value)
+            if found:
+                return found
+    if hasattr(state, "__dict__"):
+        return _rewards_in(vars(state))
+    return []
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"search": {"algorithm": "bayes"}}, "search.algorithm: 'bayes' is not one of hgen, random"),
+        ({"constraints": {"storage_mb_max": 0.001}}, "constraints.storage_mb_max: 0.001 MB is below the smallest"),
+    ],
+)
+def test_bad_search_input_exits_2_with_one_line(tmp_path: Path, tiny_config: ExperimentConfig,
+                                                overrides: dict, message: str) -> None:
+    document = as_dict(tiny_config)
+    for section, values in overrides.items():
+        document[section].update(values)
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(document))
+    result = subprocess.run([sys.executable, "-m", "hgen_ray.cli", "search", "--config", str(config), "--out",
+                             str(tmp_path / "out")], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = [line for line in result.stderr.splitlines() if line.startswith("hgen-ray: error")]
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.stderr
+    assert not (tmp_path / "out" / "trials.csv").exists()
+
+
+def test_resume_of_a_dir_without_a_search_and_an_existing_search_are_refused(tmp_path: Path,
+                                                                             finished: Path) -> None:
+    before = (finished / "trials.csv").read_bytes()
+    assert main(["search", "--resume", str(tmp_path)]) == 2
+    config = finished / "search.yaml"
+    assert main(["search", "--config", str(config), "--out", str(finished)]) == 2
+    assert (finished / "trials.csv").read_bytes() == before  # nothing overwritten
+
+
+def test_unwritable_output_dir_is_refused(tmp_path: Path, tiny_config: ExperimentConfig) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    config = write_config(tmp_path / "config.yaml", tiny_config)
+    assert main(["search", "--config", str(config), "--out", str(blocker / "out")]) == 2
+    assert blocker.read_text() == "not a folder"
