@@ -23,7 +23,8 @@ def test_quickstart_config_loads_with_its_candidate() -> None:
     assert config.model.name == "h_cnn"
     assert config.candidate.layers["conv2"].technique == "fpgm"
     assert config.candidate.human.k == 2
-    assert config.constraints.accuracy_min == pytest.approx(0.70)
+    assert config.constraints.storage_mb_max == pytest.approx(0.42)
+    assert config.search.algorithm == "hgen" and config.search.trials == 16
 
 
 def test_missing_sections_take_documented_defaults() -> None:

@@ -134,6 +134,9 @@ def test_a_failing_candidate_is_recorded_scored_infeasible_and_the_search_goes_o
     from hgen_ray.report import trial_rows
     from hgen_ray.trial import TrialContext
 
+    from ray import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers cannot import test modules
     config, splits, base = search._prepare(search_config(tiny_config, trials=6, algorithm="random"))
     with HumanPool(config.human_pool, config.seed) as pool:
         context = TrialContext(experiment=config, splits=splits, pool=pool)

@@ -1,0 +1,96 @@
+"""Framework overhead of a search: Tune + the RLlib controller against a plain loop.
+
+    .venv/bin/python benchmarks/search_overhead.py [--config configs/quickstart.yaml] [--trials 8]
+
+Runs N trials through ``run_search`` (Tune trials, the H-Gen searcher, its
+learning, checkpoints, result files), then evaluates the very same N candidates
+in a plain Python loop in this process, one at a time, with the same data, base
+model and human pool. Both sides run one candidate at a time with the same torch
+thread count, so the ratio is the cost of the framework. Target: <= 1.10.
+The base model is trained (or loaded) before either clock starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import logging
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import ray
+import torch
+
+from hgen_ray.config import load_config
+from hgen_ray.controller.space import config_to_candidate
+from hgen_ray.evaluate import evaluate_candidate
+from hgen_ray.human import HumanPool
+from hgen_ray.search import _prepare, run_search
+
+TARGET_RATIO = 1.10
+
+
+def _candidates(trials_csv: Path) -> list[dict]:
+    with open(trials_csv, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    configs = []
+    for row in rows:
+        nested: dict = {"layers": {}, "human": {}}
+        for key, value in row.items():
+            parts = key.split("/")
+            if parts[0] == "layers" and len(parts) == 3:
+                nested["layers"].setdefault(parts[1], {})[parts[2]] = float(value) if parts[2] == "ratio" else value
+            elif parts[0] == "human" and len(parts) == 2:
+                nested["human"][parts[1]] = value if parts[1] == "mechanism" else float(value)
+        nested["human"]["k"] = int(nested["human"]["k"])
+        configs.append(nested)
+    return configs
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="configs/quickstart.yaml")
+    parser.add_argument("--trials", type=int, default=8)
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    logging.basicConfig(level=logging.WARNING)
+    threads = 2
+    config = load_config(args.config)
+    search = dataclasses.replace(config.search, trials=args.trials, max_concurrent_trials=1,
+                                 cpus_per_trial=threads, references=False)
+    config = dataclasses.replace(config, search=search)
+    ray.init(logging_level="WARNING", log_to_driver=False)
+    prepared, splits, _ = _prepare(config)  # trains or loads the base model outside both clocks
+
+    with tempfile.TemporaryDirectory() as folder:
+        started = time.perf_counter()
+        run = run_search(config, Path(folder) / "out")
+        tune_s = time.perf_counter() - started
+        from hgen_ray.metric import failed_reward
+        from hgen_ray.report import trial_rows, write_csv_atomic
+
+        write_csv_atomic(run.out / "trials.csv", trial_rows(run.results, failed_reward(config.reward)))
+        candidates = _candidates(run.out / "trials.csv")
+
+    torch.set_num_threads(threads)
+    with HumanPool(prepared.human_pool, prepared.seed) as pool:
+        started = time.perf_counter()
+        for nested in candidates:
+            evaluate_candidate(prepared, config_to_candidate(nested), splits=splits, pool=pool)
+        loop_s = time.perf_counter() - started
+    ray.shutdown()
+    ratio = tune_s / loop_s
+    verdict = "meets" if ratio <= TARGET_RATIO else "MISSES"
+    print(f"{args.trials} trials, one at a time, {threads} torch threads")
+    print(f"  Tune + H-Gen controller: {tune_s:.1f} s ({tune_s / args.trials:.2f} s per trial)")
+    print(f"  plain loop:              {loop_s:.1f} s ({loop_s / args.trials:.2f} s per trial)")
+    print(f"  overhead ratio: {ratio:.3f} ({verdict} target <= {TARGET_RATIO:.2f})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
