@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,8 @@ __all__ = ["REFERENCE_CANDIDATES", "SearchRun", "prepare_output_dir", "run_searc
 log = logging.getLogger(__name__)
 SEARCH_CONFIG_FILE = "search.yaml"
 TUNE_DIR = "tune"
+RAY_JOB_WORKING_DIRS = "runtime_resources/working_dir_files"
+CONNECT_TIMEOUT_S = 10.0  # an unreachable cluster must fail fast, never hang
 REFERENCE_CANDIDATES: dict[str, Candidate] = {
     "original": Candidate(),  # uncompressed, no people
     "human_only": Candidate(human=HumanChoice(mechanism="sequential", tau=1.0, k=1)),  # every sample to a person
@@ -187,11 +190,60 @@ def _prepare(config: ExperimentConfig) -> tuple[ExperimentConfig, Splits, Traine
     return config, trimmed, base
 
 
+def _check_reachable(address: str) -> None:
+    """Fail in seconds, not minutes, when a cluster address does not answer."""
+    if address in ("auto", "local"):
+        return
+    host_port = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = host_port.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"--address {address}: expected host:port (or ray://host:port, http://host:port)")
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as error:
+        raise ConfigError(f"--address {address}: no Ray cluster answers there ({error.strerror or error})") from None
+
+
 def _init_ray(address: str | None) -> None:
     if ray.is_initialized():
         return
     target = address or os.environ.get("RAY_ADDRESS")
+    if target:
+        _check_reachable(target)
     ray.init(address=target, logging_level=logging.WARNING, log_to_driver=False)
+
+
+def _check_cluster_fits(config: ExperimentConfig) -> None:
+    """Refuse trials no node can hold: they would wait forever."""
+    nodes = [n["Resources"] for n in ray.nodes() if n["Alive"]]
+    most_cpus = max((n.get("CPU", 0.0) for n in nodes), default=0.0)
+    most_gpus = max((n.get("GPU", 0.0) for n in nodes), default=0.0)
+    wanted = config.search
+    if wanted.gpus_per_trial > 0 and most_gpus == 0:
+        raise ConfigError(f"search.gpus_per_trial: {wanted.gpus_per_trial} asked for, but no node of this Ray "
+                          "cluster has a GPU; allowed here: 0")
+    if wanted.gpus_per_trial > most_gpus:
+        raise ConfigError(f"search.gpus_per_trial: {wanted.gpus_per_trial} exceeds the most GPUs on one node "
+                          f"({most_gpus:g}); allowed: up to {most_gpus:g}")
+    if wanted.cpus_per_trial > most_cpus:
+        raise ConfigError(f"search.cpus_per_trial: {wanted.cpus_per_trial:g} exceeds the most CPUs on one node "
+                          f"({most_cpus:g}); allowed: up to {most_cpus:g}")
+
+
+def _leave_job_working_dir(out: Path) -> None:
+    """Under `ray job submit`, work from the output dir instead of the job's working_dir.
+
+    Ray re-extracts a job's working_dir (deleting the old copy) once the driver
+    connects, which leaves the driver in a deleted cwd; Tune then fails resolving
+    paths at the end of ``fit()`` (ray-project/ray#52343). Every path is absolute
+    by now, and imports come from the absolute PYTHONPATH entry, so moving is safe.
+    """
+    try:
+        inside_job_dir = RAY_JOB_WORKING_DIRS in os.getcwd()
+    except FileNotFoundError:  # already deleted under us
+        inside_job_dir = True
+    if inside_job_dir:
+        os.chdir(out)
 
 
 def _evaluate_references(config: ExperimentConfig, splits: Splits, pool: HumanPool) -> dict[str, dict[str, Any]]:
@@ -222,7 +274,10 @@ def run_search(config: ExperimentConfig | None, out: Path, *, resume: bool = Fal
         config = build_dataclass(ExperimentConfig, read_yaml_mapping(out / SEARCH_CONFIG_FILE))
     assert config is not None
     started = time.perf_counter()
+    config = _absolute_paths(config)  # while the cwd still exists (see _leave_job_working_dir)
     _init_ray(address)
+    _leave_job_working_dir(out)
+    _check_cluster_fits(config)
     config, splits, base = _prepare(config)
     if not resume:
         _check_budget_is_possible(config, base, splits)

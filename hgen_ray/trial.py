@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import ray
 import torch
 from ray import tune
 
@@ -44,7 +45,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     evaluation = evaluate_candidate(context.experiment, candidate, splits=context.splits, pool=context.pool)
     result = score(evaluation.metrics, context.experiment.constraints, context.experiment.reward)
     metrics = {**evaluation.metrics, "reward": result.reward, "feasible": result.feasible,
-               "violation": result.violation}
+               "violation": result.violation, "node_id": ray.get_runtime_context().get_node_id()}
     with tempfile.TemporaryDirectory() as folder:
         save_hdnn(Path(folder), evaluation.model, evaluation.temperature, candidate, context.experiment)
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
