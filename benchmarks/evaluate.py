@@ -70,7 +70,7 @@ def main() -> int:
           f"clean test accuracy {accuracy:.4f} on 10,000 images "
           f"({_verdict(accuracy >= TRAIN_TARGET_ACCURACY)} >= {TRAIN_TARGET_ACCURACY:.2f})")
 
-    ray.init(include_dashboard=False, logging_level="WARNING")
+    ray.init(address="local", include_dashboard=False, logging_level="WARNING")
     load_or_train_base(config, splits)  # make sure the cached model exists before timing
     timings = []
     for _ in range(args.repeats):

@@ -63,7 +63,7 @@ def main() -> int:
     search = dataclasses.replace(config.search, trials=args.trials, max_concurrent_trials=1,
                                  cpus_per_trial=threads, references=False)
     config = dataclasses.replace(config, search=search)
-    ray.init(logging_level="WARNING", log_to_driver=False)
+    ray.init(address="local", logging_level="WARNING", log_to_driver=False)
     _prepare(config)  # trains the base model, if it is not cached yet, outside both clocks
 
     with tempfile.TemporaryDirectory() as folder:

@@ -116,6 +116,7 @@ class ProfileConfig:
     energy_source: str = field(default="auto", metadata=_choices("auto", "nvml", "rapl", "estimate"))  # energy meter
     latency_repeats: int = field(default=50, metadata=_range(5, 10000))  # timed batch-1 runs; the median is kept
     energy_window_ms: float = field(default=100.0, metadata=_range(100.0, 60000.0))  # min metered window
+    exclusive_energy: bool = False  # meter GPU energy in a step holding a whole GPU when trials share one
 
 
 @dataclass(frozen=True)

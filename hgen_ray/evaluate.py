@@ -11,11 +11,13 @@ Measure names are DESIGN.md's, used unchanged in results and reports.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 
 import numpy as np
 import ray
+import torch
 from torch import nn
 
 from hgen_ray.compress import compress_candidate
@@ -23,7 +25,8 @@ from hgen_ray.config import CHALLENGE_CATEGORIES, Candidate, ConfigError, Experi
 from hgen_ray.data.splits import EVALUATED_CATEGORIES, ChallengeSet, Splits, build_challenge_set, load_splits
 from hgen_ray.human import DeferredSample, HumanPool, PoolResult
 from hgen_ray.models import COMPRESSIBLE_LAYERS, defer_mask, fit_temperature, load_or_train_base, predict_logits
-from hgen_ray.profile import measure_energy, measure_latency_ms, storage_mb
+from hgen_ray.profile import EnergyReading, measure_energy, measure_latency_ms, storage_mb
+from hgen_ray.profile.energy import measure_exclusive_gpu_energy
 
 __all__ = ["Evaluation", "evaluate_candidate", "human_side_measures"]
 
@@ -104,6 +107,17 @@ def human_side_measures(predictions: _Predictions, labels: np.ndarray, dnn_laten
     return metrics
 
 
+def _energy(model: nn.Module, sample: torch.Tensor, config: ExperimentConfig) -> tuple[EnergyReading, bool]:
+    """The energy reading, and whether other trials' work on the same GPU may be in it."""
+    reading = measure_energy(model, sample, config.profile.energy_source, config.profile.energy_window_ms)
+    shares_gpu = reading.source == "nvml" and 0 < config.search.gpus_per_trial < 1
+    if shares_gpu and config.profile.exclusive_energy:
+        exclusive = measure_exclusive_gpu_energy(model, sample, config.profile.energy_window_ms)
+        if exclusive is not None:
+            return exclusive, False
+    return reading, shares_gpu
+
+
 def _timed(label: str, started: float) -> float:
     now = time.perf_counter()
     log.info("%s done in %.1f s", label, now - started)
@@ -135,7 +149,8 @@ def evaluate_candidate(config: ExperimentConfig, candidate: Candidate, *, splits
     own_pool = pool is None
     if own_pool:
         if not ray.is_initialized():
-            ray.init(include_dashboard=False, logging_level=logging.WARNING)
+            ray.init(address=os.environ.get("RAY_ADDRESS") or "local", include_dashboard=False,
+                     logging_level=logging.WARNING)
         pool = HumanPool(config.human_pool, config.seed)
     assert pool is not None
     try:
@@ -149,10 +164,10 @@ def evaluate_candidate(config: ExperimentConfig, candidate: Candidate, *, splits
         human_side_measures(predictions, challenge.labels.numpy(),
                             measure_latency_ms(model, sample, config.profile.latency_repeats))
     )
-    energy = measure_energy(model, sample, config.profile.energy_source, config.profile.energy_window_ms)
+    energy, shared_gpu = _energy(model, sample, config)
     metrics["energy_mj"] = energy.energy_mj
     metrics["energy_source"] = energy.source
-    metrics["energy_shared_gpu"] = False  # CPU meters here; GPU sharing is set by GPU trials
+    metrics["energy_shared_gpu"] = shared_gpu
     metrics["storage_mb"] = storage_mb(model)
     metrics["parameters"] = sum(p.numel() for p in model.parameters())
     _timed("profiling", started)

@@ -210,7 +210,8 @@ def _init_ray(address: str | None) -> None:
     target = address or os.environ.get("RAY_ADDRESS")
     if target:
         _check_reachable(target)
-    ray.init(address=target, logging_level=logging.WARNING, log_to_driver=False)
+    # "local": a fresh node by default, never a stray `ray start` cluster found on this machine.
+    ray.init(address=target or "local", logging_level=logging.WARNING, log_to_driver=False)
 
 
 def _check_cluster_fits(config: ExperimentConfig) -> None:

@@ -41,6 +41,7 @@ if [ -s "$state/pgids" ]; then
 fi
 mkdir -p "$state/logs"
 : > "$state/pgids"
+echo "$gcs_port" > "$state/gcs_port"
 
 # Job entrypoints (`hgen-ray search ...`) run in a shell that inherits this PATH.
 export PATH="$(dirname "$ray_bin"):$PATH"

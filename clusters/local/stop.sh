@@ -20,4 +20,9 @@ for _ in $(seq 1 "$grace_s"); do
 done
 for group in "${groups[@]}"; do kill -KILL -- "-$group" 2> /dev/null; done
 rm -f "$state/pgids"
+# `ray start` records the newest head for later drivers; forget it if it is ours.
+current=/tmp/ray/ray_current_cluster
+if [ -s "$state/gcs_port" ] && [ -f "$current" ] && grep -q ":$(cat "$state/gcs_port")\$" "$current"; then
+  rm -f "$current"
+fi
 echo "stopped ${#groups[@]} Ray node(s)"

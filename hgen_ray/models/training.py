@@ -58,6 +58,8 @@ def train_classifier(
     if epochs == 0 or len(images) == 0:
         return float("nan")
     torch.manual_seed(seed)  # dropout draws from the global generator
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # a GPU trial trains on its GPU
+    model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
     steps = epochs * -(-len(images) // batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=learning_rate, total_steps=steps)
@@ -65,7 +67,8 @@ def train_classifier(
     mean_loss = float("nan")
     for epoch in range(epochs):
         total, count = 0.0, 0
-        for batch in batches(images, labels, batch_size, seed + epoch):
+        for inputs, targets in batches(images, labels, batch_size, seed + epoch):
+            batch = (inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True))
             optimizer.zero_grad(set_to_none=True)
             loss = training_step(batch, model)
             loss.backward()
@@ -75,7 +78,7 @@ def train_classifier(
             count += len(batch[0])
         mean_loss = total / count
         log.info("%s epoch %d/%d: loss %.4f", label, epoch + 1, epochs, mean_loss)
-    model.eval()
+    model.to("cpu").eval()  # measured and saved on the CPU, as a phone would run it
     return mean_loss
 
 

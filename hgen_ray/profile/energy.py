@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import ray
 import torch
 from torch import nn
 
@@ -33,6 +34,7 @@ __all__ = [
     "count_macs_and_bytes",
     "estimate_energy_mj",
     "measure_energy",
+    "measure_exclusive_gpu_energy",
 ]
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,7 @@ PJ_PER_SRAM_BYTE = 1.25  # Horowitz 2014: 5 pJ per 32-bit read of an 8 KB SRAM; 
 PJ_PER_MJ = 1e9
 RAPL_PACKAGE = Path("/sys/class/powercap/intel-rapl:0")
 _POWER_SAMPLE_S = 0.01  # power sampling period for GPUs without the energy counter
+EXCLUSIVE_WAIT_S = 120.0  # how long a trial waits for a whole GPU before keeping its shared reading
 
 
 @dataclass(frozen=True)
@@ -162,6 +165,27 @@ def _available_sources() -> list[str]:
     if (RAPL_PACKAGE / "energy_uj").is_file():
         sources.append("rapl")
     return [*sources, "estimate"]
+
+
+@ray.remote(num_gpus=1)
+def _energy_on_a_whole_gpu(model: nn.Module, sample: torch.Tensor, window_ms: float) -> float:
+    return nvml_energy_mj(copy.deepcopy(model).to("cuda").eval(), sample.to("cuda"), window_ms)
+
+
+def measure_exclusive_gpu_energy(model: nn.Module, sample: torch.Tensor, window_ms: float,
+                                 wait_s: float = EXCLUSIVE_WAIT_S) -> EnergyReading | None:
+    """NVML energy metered by a Ray task that holds a whole GPU, so no other trial's work mixes in.
+
+    Returns ``None`` when no whole GPU frees up within ``wait_s`` (all of them shared by
+    running trials); the caller then keeps the shared reading.
+    """
+    reference = _energy_on_a_whole_gpu.remote(model, sample, window_ms)
+    try:
+        return EnergyReading(float(ray.get(reference, timeout=wait_s)), "nvml")
+    except ray.exceptions.GetTimeoutError:
+        ray.cancel(reference, force=True)
+        log.warning("no whole GPU was free within %.0f s; keeping the shared-GPU energy reading", wait_s)
+        return None
 
 
 def measure_energy(model: nn.Module, sample: torch.Tensor, source: str = "auto",
