@@ -306,7 +306,7 @@ def _new_tuner(config: ExperimentConfig, base: TrainedBase, trainable: Any, out:
         search_alg=_searcher(config, base),
         num_samples=config.search.trials,
         max_concurrent_trials=config.search.max_concurrent_trials,
-        reuse_actors=True,  # a fresh trial process re-imports torch, NNI and Ray Tune: seconds per trial
+        reuse_actors=config.search.reuse_actors,  # a fresh trial process re-imports torch, NNI, Tune
         metric=None if multi_objective else "reward",
         mode=None if multi_objective else "max",
     )

@@ -50,10 +50,14 @@ def test_search_submitted_as_a_ray_job_succeeds_and_uses_both_nodes(
 ) -> None:  # type: ignore[no-untyped-def]
     config = dataclasses.replace(
         tiny_config,
-        data=dataclasses.replace(tiny_config.data, test_per_category=150),
-        finetune=dataclasses.replace(tiny_config.finetune, subset=800),
+        # Trials long enough (~6 s) that the worker's trial process is up before the head's finishes them all.
+        data=dataclasses.replace(tiny_config.data, test_per_category=400),
+        finetune=dataclasses.replace(tiny_config.finetune, subset=2000),
+        # A fresh trial process per trial: two concurrent 1-CPU trials on two 1-CPU nodes
+        # must then land on different nodes. (With warm-process reuse, a run here once kept
+        # every trial on one node; see README.)
         search=SearchConfig(trials=6, max_concurrent_trials=2, warmup_trials=2, updates_per_trial=2,
-                            references=False),
+                            references=False, reuse_actors=False),
     )
     config_file = tmp_path / "job.yaml"
     config_file.write_text(yaml.safe_dump(as_dict(config)))
@@ -77,6 +81,10 @@ def test_search_submitted_as_a_ray_job_succeeds_and_uses_both_nodes(
     assert len(rows) == 6 and all(r["status"] == "TERMINATED" for r in rows)
     assert len({r["node_id"] for r in rows}) == 2, "trials should run on the head and on the worker"
     assert (out / "best" / "model.pt").is_file() and (out / "report.md").is_file()
+    token = (Path.home() / ".ray" / "auth_token").read_text().strip()
+    assert token and token not in logs  # the secret never reaches logs or results
+    for produced in (f for f in out.rglob("*") if f.is_file() and f.suffix in {".csv", ".json", ".md", ".yaml", ".log"}):
+        assert token not in produced.read_text(errors="ignore"), produced
 
 
 def test_an_unauthenticated_client_is_refused(cluster: dict[str, str]) -> None:

@@ -182,7 +182,7 @@ def test_resume_after_sigkill_finishes_the_plan_without_rerunning(tmp_path: Path
         assert (out / "tune" / name / "result.json").read_text() == text
     results = [f for f in (out / "tune").glob("run_trial_*/result.json")]
     assert all(len(f.read_text().strip().splitlines()) == 1 for f in results)
-    state_file = max((out / "tune").glob("searcher-state-*.pkl"), key=lambda p: p.stat().st_mtime)
+    state_file = max((out / "tune").glob("searcher-state-*.pkl"))  # newest session by name, as Tune restores
     with open(state_file, "rb") as handle:
         saved = pickle.load(handle)
     state = saved if "rewards" in saved else saved.get("_searcher", saved)
