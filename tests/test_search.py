@@ -155,7 +155,7 @@ def _finished_trials(tune_dir: Path) -> int:
 
 def test_resume_after_sigkill_finishes_the_plan_without_rerunning(tmp_path: Path,
                                                                   tiny_config: ExperimentConfig) -> None:
-    planned = 8
+    planned = 12  # ~1.5 s each: the kill after 3 lands mid-search with room to spare
     config = write_config(tmp_path / "config.yaml",
                           search_config(tiny_config, trials=planned, max_concurrent_trials=1, references=False))
     out = tmp_path / "out"
