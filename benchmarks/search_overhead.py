@@ -13,7 +13,6 @@ Target: <= 1.10. The base model is trained before either clock starts.
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import logging
 import sys
@@ -32,23 +31,6 @@ from hgen_ray.human import HumanPool
 from hgen_ray.search import _prepare, run_search
 
 TARGET_RATIO = 1.10
-
-
-def _candidates(trials_csv: Path) -> list[dict]:
-    with open(trials_csv, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    configs = []
-    for row in rows:
-        nested: dict = {"layers": {}, "human": {}}
-        for key, value in row.items():
-            parts = key.split("/")
-            if parts[0] == "layers" and len(parts) == 3:
-                nested["layers"].setdefault(parts[1], {})[parts[2]] = float(value) if parts[2] == "ratio" else value
-            elif parts[0] == "human" and len(parts) == 2:
-                nested["human"][parts[1]] = value if parts[1] == "mechanism" else float(value)
-        nested["human"]["k"] = int(nested["human"]["k"])
-        configs.append(nested)
-    return configs
 
 
 def main() -> int:
@@ -70,18 +52,14 @@ def main() -> int:
         started = time.perf_counter()
         run = run_search(config, Path(folder) / "out")
         tune_s = time.perf_counter() - started
-        from hgen_ray.metric import failed_reward
-        from hgen_ray.report import trial_rows, write_csv_atomic
-
-        write_csv_atomic(run.out / "trials.csv", trial_rows(run.results, failed_reward(config.reward)))
-        candidates = _candidates(run.out / "trials.csv")
+        candidates = [config_to_candidate(result.config) for result in run.results]
 
     torch.set_num_threads(threads)
     started = time.perf_counter()
     prepared, splits, _ = _prepare(config)
     with HumanPool(prepared.human_pool, prepared.seed) as pool:
-        for nested in candidates:
-            evaluate_candidate(prepared, config_to_candidate(nested), splits=splits, pool=pool)
+        for candidate in candidates:
+            evaluate_candidate(prepared, candidate, splits=splits, pool=pool)
         loop_s = time.perf_counter() - started
     ray.shutdown()
     ratio = tune_s / loop_s

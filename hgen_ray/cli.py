@@ -15,14 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
 
+from hgen_ray.atomic_write import replaced_atomically
 from hgen_ray.config import ConfigError, as_dict, load_candidate, load_config
 
 __all__ = ["main", "run"]
@@ -32,12 +31,8 @@ log = logging.getLogger("hgen_ray")
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    """Write, then rename: a reader never sees a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(handle, "w", encoding="utf-8") as stream:
-        stream.write(text)
-    os.replace(temporary, path)
+    with replaced_atomically(path) as temporary:
+        temporary.write_text(text, encoding="utf-8")
 
 
 def _evaluate(args: argparse.Namespace) -> int:

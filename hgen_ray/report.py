@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from hgen_ray.atomic_write import replaced_atomically
 from hgen_ray.data.splits import EVALUATED_CATEGORIES
 from hgen_ray.metric import pareto_front
 from hgen_ray.plots import plot_reward_curve, plot_tradeoffs
@@ -60,7 +61,8 @@ def trial_rows(results: Iterable[Any], failed_reward: float) -> list[dict[str, A
     for result in results:
         metrics = dict(result.metrics or {})
         trial_id, index = _trial_id_and_index(result.path)
-        row: dict[str, Any] = {"trial": index, "trial_id": metrics.get("trial_id", trial_id), "status": "ERROR" if result.error else "TERMINATED",
+        row: dict[str, Any] = {"trial": index, "trial_id": metrics.get("trial_id", trial_id),
+                               "status": "ERROR" if result.error else "TERMINATED",
                                "error": _one_line(result.error) if result.error else ""}
         row.update(_flatten({k: v for k, v in (result.config or {}).items() if k in ("layers", "human")}))
         if result.error:
@@ -106,12 +108,10 @@ def write_csv_atomic(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
     columns: list[str] = []
     for row in rows:
         columns += [k for k in row if k not in columns]
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(handle, "w", newline="", encoding="utf-8") as stream:
+    with replaced_atomically(path) as temporary, open(temporary, "w", newline="", encoding="utf-8") as stream:
         writer = csv.DictWriter(stream, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(temporary, path)
 
 
 def best_row(rows: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:

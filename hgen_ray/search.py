@@ -158,7 +158,8 @@ def _optuna_searcher(config: ExperimentConfig) -> Any:
         "layers": {name: {"technique": tune.choice(techniques[kind]),
                           "ratio": tune.uniform(0.0, MAX_COMPRESSION_RATIO)}
                    for name, kind in COMPRESSIBLE_LAYERS.items()},
-        "human": {"mechanism": tune.choice(["sequential", "majority"]), "k": tune.choice(list(range(1, min(3, config.human_pool.size) + 1))),
+        "human": {"mechanism": tune.choice(["sequential", "majority"]),
+                  "k": tune.choice(list(range(1, min(3, config.human_pool.size) + 1))),
                   "tau": tune.uniform(0.0, 1.0)},
     }
     return OptunaSearch(space=space, metric=list(PARETO_OBJECTIVES), mode=list(PARETO_OBJECTIVES.values()),
@@ -286,13 +287,12 @@ def run_search(config: ExperimentConfig | None, out: Path, *, resume: bool = Fal
     pool = HumanPool(config.human_pool, config.seed)
     try:
         trainable = _trainable(TrialContext(experiment=config, splits=splits, pool=pool))
-        progress = _Progress(config.search.trials)
         if resume:
             log.info("resuming the search in %s", out / TUNE_DIR)
             tuner = tune.Tuner.restore(str(out / TUNE_DIR), trainable=trainable, resume_unfinished=True,
                                        resume_errored=False, restart_errored=False)
         else:
-            tuner = _new_tuner(config, base, trainable, out, progress)
+            tuner = _new_tuner(config, base, trainable, out, _Progress(config.search.trials))
         results = tuner.fit()
         references = _evaluate_references(config, splits, pool) if config.search.references else {}
     finally:

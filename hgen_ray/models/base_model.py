@@ -11,14 +11,13 @@ code; a corrupt file is reported and retrained over.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 import hgen_ray
+from hgen_ray.atomic_write import replaced_atomically
 from hgen_ray.config import ExperimentConfig, config_hash
 from hgen_ray.data.splits import Splits
 from hgen_ray.models.gate import fit_temperature
@@ -57,12 +56,9 @@ def _train(config: ExperimentConfig, splits: Splits) -> TrainedBase:
 
 
 def _save(base: TrainedBase, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"state_dict": base.model.state_dict(), "temperature": base.temperature, "val_accuracy": base.val_accuracy}
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(handle)
-    torch.save(payload, temporary)
-    os.replace(temporary, path)  # atomic: a concurrent reader sees old or new, never half
+    with replaced_atomically(path) as temporary:  # a concurrent reader sees old or new, never half
+        torch.save(payload, temporary)
 
 
 def _load(config: ExperimentConfig, path: Path) -> TrainedBase | None:
