@@ -75,7 +75,7 @@ def main() -> int:
     timings = []
     for _ in range(args.repeats):
         started = time.perf_counter()
-        metrics = evaluate_candidate(config, config.candidate, splits=splits).metrics
+        metrics = evaluate_candidate(config, config.candidate, data=splits).metrics
         timings.append(time.perf_counter() - started)
     ray.shutdown()
     median = statistics.median(timings)

@@ -59,7 +59,7 @@ def main() -> int:
     prepared, splits, _ = _prepare(config)
     with HumanPool(prepared.human_pool, prepared.seed) as pool:
         for candidate in candidates:
-            evaluate_candidate(prepared, candidate, splits=splits, pool=pool)
+            evaluate_candidate(prepared, candidate, data=splits, pool=pool)
         loop_s = time.perf_counter() - started
     ray.shutdown()
     ratio = tune_s / loop_s

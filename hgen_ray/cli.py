@@ -1,6 +1,7 @@
 """The ``hgen-ray`` command.
 
     hgen-ray evaluate --config configs/quickstart.yaml [--candidate cand.yaml] [--out DIR]
+    hgen-ray evaluate --config configs/h_yolo.yaml      (or configs/h_faster_rcnn.yaml)
     hgen-ray search --config configs/quickstart.yaml --out runs/q1 [--address ADDR]
     hgen-ray search --resume runs/q1
     hgen-ray export runs/q1/best --format onnx
@@ -38,12 +39,12 @@ def _write_atomic(path: Path, text: str) -> None:
 def _evaluate(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     candidate = load_candidate(args.candidate) if args.candidate else config.candidate
+    from hgen_ray.architecture import compressible_layers
     from hgen_ray.compress import validate_candidate
     from hgen_ray.evaluate import evaluate_candidate
-    from hgen_ray.models import COMPRESSIBLE_LAYERS
     from hgen_ray.report import format_measures_table
 
-    validate_candidate(candidate, COMPRESSIBLE_LAYERS)
+    validate_candidate(candidate, compressible_layers(config))
     evaluation = evaluate_candidate(config, candidate)
     out = Path(args.out)
     _write_atomic(out / "metrics.json", json.dumps(evaluation.metrics, indent=2, sort_keys=True) + "\n")

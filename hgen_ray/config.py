@@ -27,12 +27,15 @@ __all__ = [
     "Candidate",
     "ConfigError",
     "Constraints",
+    "DETECTOR_NAMES",
     "DataConfig",
+    "DetectionConfig",
     "ExperimentConfig",
     "FinetuneConfig",
     "HumanChoice",
     "HumanPoolConfig",
     "LayerChoice",
+    "MODEL_NAMES",
     "ModelConfig",
     "ProfileConfig",
     "RewardConfig",
@@ -61,6 +64,8 @@ CHALLENGE_CATEGORIES: tuple[str, ...] = (
 )
 CONV_TECHNIQUES: tuple[str, ...] = ("none", "l1", "l2", "fpgm", "taylor")
 FC_TECHNIQUES: tuple[str, ...] = ("none", "svd")
+MODEL_NAMES: tuple[str, ...] = ("h_cnn", "h_yolo", "h_faster_rcnn")
+DETECTOR_NAMES: tuple[str, ...] = ("h_yolo", "h_faster_rcnn")
 MAX_COMPRESSION_RATIO = 0.9  # beyond this a layer keeps too few channels to train
 
 
@@ -87,13 +92,22 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    name: str = field(default="h_cnn", metadata=_choices("h_cnn"))  # architecture
+    name: str = field(default="h_cnn", metadata=_choices(*MODEL_NAMES))  # architecture
     conv_channels: tuple[int, int] = (32, 64)  # output channels of conv1, conv2
     fc_units: int = field(default=128, metadata=_range(8, 4096))  # width of fc1
     epochs: int = field(default=3, metadata=_range(1, 100))  # base training epochs
     batch_size: int = field(default=128, metadata=_range(1, 4096))  # base training batch
     learning_rate: float = field(default=2e-3, metadata=_range(1e-6, 1.0))  # Adam step size
     train_subset: int = field(default=0, metadata=_range(0, 60000))  # 0 = every train image
+
+
+@dataclass(frozen=True)
+class DetectionConfig:
+    canvas_size: int = field(default=96, metadata=_range(48, 512))  # side of a detection canvas, px
+    max_items: int = field(default=4, metadata=_range(1, 8))  # most Fashion-MNIST items per canvas
+    train_canvases: int = field(default=6000, metadata=_range(10, 200000))  # composed from train-split items
+    validation_canvases: int = field(default=500, metadata=_range(10, 20000))  # from the held-out validation items
+    test_canvases: int = field(default=300, metadata=_range(10, 20000))  # per category, from test-split items
 
 
 @dataclass(frozen=True)
@@ -161,6 +175,7 @@ class HumanChoice:
     mechanism: str = field(default="sequential", metadata=_choices("sequential", "majority"))  # how a chain decides
     tau: float = field(default=0.0, metadata=_range(0.0, 1.0))  # defer when confidence < tau; 0 = never
     k: int = field(default=1, metadata=_range(1, 3))  # people in the chain
+    tau_high: float = field(default=0.9, metadata=_range(0.0, 1.0))  # h_yolo: cells with objectness in [tau, tau_high] go to people
 
 
 @dataclass(frozen=True)
@@ -175,6 +190,7 @@ class ExperimentConfig:
     cache_dir: str = ".cache/hgen-ray"  # trained base models, keyed by config hash
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    detection: DetectionConfig = field(default_factory=DetectionConfig)  # canvases for h_yolo and h_faster_rcnn
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     human_pool: HumanPoolConfig = field(default_factory=HumanPoolConfig)
     profile: ProfileConfig = field(default_factory=ProfileConfig)

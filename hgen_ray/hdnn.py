@@ -8,8 +8,11 @@ A saved H-DNN is a folder:
 - ``candidate.yaml``: the per-layer compression and the human choice.
 - ``config.yaml``: the experiment it came from.
 
-``load_hdnn`` rebuilds it for inference; ``HDNN.predict`` says, per sample,
-the network's class and whether the gate sends it to people.
+``load_hdnn`` rebuilds it for inference (the architecture is read from
+``config.yaml``); ``HDNN.predict`` says, per sample, the network's answer and
+whether the gate sends it to people. For H-YOLO the answer is its detections
+and the gate is the ambiguous objectness band; for H-Faster-RCNN, its
+detections and "best score below tau".
 """
 
 from __future__ import annotations
@@ -22,9 +25,11 @@ import torch
 import yaml
 from torch import nn
 
-from hgen_ray.config import Candidate, ExperimentConfig, as_dict, build_dataclass, read_yaml_mapping
+from hgen_ray.config import Candidate, ConfigError, ExperimentConfig, as_dict, build_dataclass, read_yaml_mapping
+from hgen_ray.models.detectors import detect, rebuild_detector
 from hgen_ray.models.gate import defer_mask
-from hgen_ray.models.h_cnn import rebuild_h_cnn
+from hgen_ray.models.h_cnn import IMAGE_SIDE, rebuild_h_cnn
+from hgen_ray.models.h_faster_rcnn import HFasterRCNN
 
 __all__ = ["HDNN", "HDNNError", "export_onnx", "load_hdnn", "save_hdnn"]
 
@@ -34,6 +39,7 @@ CONFIG_FILE = "config.yaml"
 ONNX_FILE = "model.onnx"
 GATE_FILE = "gate.json"
 ONNX_OPSET = 18
+FRCNN_ONNX_OPSET = 17  # the TorchScript-based exporter's newest well-supported opset
 
 
 class HDNNError(ValueError):
@@ -45,13 +51,22 @@ class HDNN:
     model: nn.Module
     temperature: float
     candidate: Candidate
+    architecture: str = "h_cnn"  # model.name of the experiment it came from
 
     @torch.no_grad()
-    def predict(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Classes from the network and the mask of samples that go to people."""
-        logits = self.model.eval()(images)
-        deferred = defer_mask(logits, self.temperature, self.candidate.human.tau)
-        return logits.argmax(1), deferred
+    def predict(self, images: torch.Tensor) -> tuple[torch.Tensor | list[dict[str, torch.Tensor]], torch.Tensor]:
+        """The network's answer (classes, or detections per image) and the mask of images that go to people."""
+        human = self.candidate.human
+        if self.architecture == "h_cnn":
+            logits = self.model.eval()(images)
+            return logits.argmax(1), defer_mask(logits, self.temperature, human.tau)
+        detections = detect(self.model, images)
+        if isinstance(self.model, HFasterRCNN):
+            best = torch.tensor([float(d["scores"].max()) if len(d["scores"]) else 0.0 for d in detections])
+            return detections, best < human.tau
+        objectness = torch.sigmoid(self.model.eval()(images)[:, 0]).flatten(1)
+        band = (objectness >= human.tau) & (objectness <= human.tau_high)
+        return detections, band.any(1) if human.tau > 0 else torch.zeros(len(images), dtype=torch.bool)
 
 
 def save_hdnn(folder: Path, model: nn.Module, temperature: float, candidate: Candidate,
@@ -74,18 +89,53 @@ def load_hdnn(path: str | Path) -> HDNN:
     missing = [f for f in (MODEL_FILE, CANDIDATE_FILE) if not (folder / f).is_file()]
     if missing:
         raise HDNNError(f"{folder}: not a saved H-DNN (missing {', '.join(missing)})")
+    config = _saved_config(folder)
     try:
         payload = torch.load(folder / MODEL_FILE, map_location="cpu", weights_only=True)
-        model = rebuild_h_cnn(payload["state_dict"])
+        if config.model.name == "h_cnn":
+            model = rebuild_h_cnn(payload["state_dict"])
+        else:
+            model = rebuild_detector(config.model.name, payload["state_dict"], config.detection.canvas_size)
         temperature = float(payload["temperature"])
     except Exception as error:  # unpickling refused, wrong keys or shapes: all mean "not ours"
         raise HDNNError(f"{folder / MODEL_FILE}: not a loadable H-DNN checkpoint ({type(error).__name__})") from None
     candidate = build_dataclass(Candidate, read_yaml_mapping(folder / CANDIDATE_FILE), "candidate")
-    return HDNN(model=model, temperature=temperature, candidate=candidate)
+    return HDNN(model=model, temperature=temperature, candidate=candidate, architecture=config.model.name)
+
+
+def _saved_config(folder: Path) -> ExperimentConfig:
+    """The experiment an H-DNN came from; without config.yaml, an H-CNN is assumed."""
+    if not (folder / CONFIG_FILE).is_file():
+        return ExperimentConfig()
+    try:
+        return build_dataclass(ExperimentConfig, read_yaml_mapping(folder / CONFIG_FILE))
+    except ConfigError as error:
+        raise HDNNError(f"{folder / CONFIG_FILE}: not an hgen-ray experiment ({error})") from None
+
+
+_GATE_RULES = {
+    "h_cnn": "defer when max(softmax(logits / temperature)) < tau, or always when tau >= 1",
+    "h_yolo": "a cell goes to people when tau > 0 and tau <= sigmoid(cells[:, 0]) <= tau_high",
+    "h_faster_rcnn": "the image goes to people when its best score < tau; their boxes join the RPN's proposals",
+}
+_OUTPUT_NAMES = {"h_cnn": ["logits"], "h_yolo": ["cells"], "h_faster_rcnn": ["boxes", "labels", "scores"]}
+
+
+def _export_model(hdnn: HDNN, side: int, target: Path) -> None:
+    names = _OUTPUT_NAMES[hdnn.architecture]
+    if isinstance(hdnn.model, HFasterRCNN):
+        # torch.export cannot follow the RPN's data-dependent shapes; the TorchScript-based
+        # exporter, which torchvision supports for its detectors, can (one image per call).
+        torch.onnx.export(hdnn.model, ([torch.rand(1, side, side)],), target / ONNX_FILE, input_names=["image"],
+                          output_names=names, opset_version=FRCNN_ONNX_OPSET, dynamo=False)
+        return
+    torch.onnx.export(hdnn.model, (torch.rand(2, 1, side, side),), target / ONNX_FILE, input_names=["image"],
+                      output_names=names, dynamic_shapes={"x": {0: torch.export.Dim("batch")}},
+                      opset_version=ONNX_OPSET, external_data=False)
 
 
 def export_onnx(path: str | Path, out: str | Path | None = None) -> Path:
-    """Write ``model.onnx`` (logits) and ``gate.json`` (tau, k, mechanism, temperature).
+    """Write ``model.onnx`` (the network) and ``gate.json`` (when people step in).
 
     Args:
         path: A saved H-DNN folder.
@@ -94,12 +144,12 @@ def export_onnx(path: str | Path, out: str | Path | None = None) -> Path:
     hdnn = load_hdnn(path)
     target = Path(out) if out else Path(path)
     target.mkdir(parents=True, exist_ok=True)
-    sample = torch.rand(2, 1, 28, 28)
-    torch.onnx.export(hdnn.model, (sample,), target / ONNX_FILE, input_names=["image"], output_names=["logits"],
-                      dynamic_shapes={"x": {0: torch.export.Dim("batch")}}, opset_version=ONNX_OPSET,
-                      external_data=False)
+    side = _saved_config(Path(path)).detection.canvas_size if hdnn.architecture != "h_cnn" else IMAGE_SIDE
+    _export_model(hdnn, side, target)
     human = hdnn.candidate.human
-    gate = {"tau": human.tau, "k": human.k, "mechanism": human.mechanism, "temperature": hdnn.temperature,
-            "rule": "defer when max(softmax(logits / temperature)) < tau, or always when tau >= 1"}
+    gate = {"architecture": hdnn.architecture, "tau": human.tau, "k": human.k, "mechanism": human.mechanism,
+            "temperature": hdnn.temperature, "rule": _GATE_RULES[hdnn.architecture]}
+    if hdnn.architecture == "h_yolo":
+        gate["tau_high"] = human.tau_high
     (target / GATE_FILE).write_text(json.dumps(gate, indent=2) + "\n")
     return target / ONNX_FILE

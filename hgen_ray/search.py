@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import ray
-import torch
 import yaml
 from ray import tune
 from ray.tune import Callback
+from torch import nn
 
-from hgen_ray.compress import compress_candidate
+from hgen_ray.architecture import compress_for, compressible_layers, input_sample, load_data_and_base
 from hgen_ray.config import (
     CONV_TECHNIQUES,
     FC_TECHNIQUES,
@@ -42,11 +42,11 @@ from hgen_ray.config import (
 )
 from hgen_ray.controller import HGenSearcher, RandomSearcher, SearchSpace, describe_layers
 from hgen_ray.data.fashion_mnist import resolve_data_root
-from hgen_ray.data.splits import Splits, load_splits
+from hgen_ray.data.splits import Splits
 from hgen_ray.evaluate import evaluate_candidate
+from hgen_ray.evaluate_detection import DetectionData
 from hgen_ray.human import HumanPool
 from hgen_ray.metric import PARETO_OBJECTIVES, score
-from hgen_ray.models import COMPRESSIBLE_LAYERS, TrainedBase, load_or_train_base
 from hgen_ray.profile import estimate_energy_mj, storage_mb
 from hgen_ray.trial import TrialContext, run_trial
 
@@ -123,29 +123,28 @@ def _absolute_paths(config: ExperimentConfig) -> ExperimentConfig:
     return dataclasses.replace(config, data=data, cache_dir=str(Path(config.cache_dir).resolve()))
 
 
-def _smallest_candidate() -> Candidate:
-    layers = {n: LayerChoice("l1" if k == "conv" else "svd", MAX_COMPRESSION_RATIO)
-              for n, k in COMPRESSIBLE_LAYERS.items()}
-    return Candidate(layers=layers)
+def _smallest_candidate(layers: dict[str, str]) -> Candidate:
+    return Candidate(layers={n: LayerChoice("l1" if k == "conv" else "svd", MAX_COMPRESSION_RATIO)
+                             for n, k in layers.items()})
 
 
-def _check_budget_is_possible(config: ExperimentConfig, base: TrainedBase, splits: Splits) -> None:
+def _check_budget_is_possible(config: ExperimentConfig, base: nn.Module, data: Splits | DetectionData) -> None:
     """Refuse a storage limit below the smallest model the space can produce."""
     limit = config.constraints.storage_mb_max
     if limit == float("inf"):
         return
     no_finetune = dataclasses.replace(config.finetune, epochs=0)
-    smallest = storage_mb(compress_candidate(base.model, _smallest_candidate(), COMPRESSIBLE_LAYERS, splits,
-                                             no_finetune, config.seed))
+    smallest = storage_mb(compress_for(config, base, _smallest_candidate(compressible_layers(config)), data,
+                                       no_finetune))
     if limit < smallest:
         raise ConfigError(f"constraints.storage_mb_max: {limit} MB is below the smallest model this search space "
                           f"can produce ({smallest:.4f} MB); allowed: at least {smallest:.4f}")
 
 
-def _space(config: ExperimentConfig, base: TrainedBase, human_enabled: bool) -> SearchSpace:
-    sample = torch.rand(1, 1, 28, 28)
-    reference = {"storage_mb": storage_mb(base.model), "energy_mj": estimate_energy_mj(base.model, sample)}
-    specs = describe_layers(base.model, COMPRESSIBLE_LAYERS, sample)
+def _space(config: ExperimentConfig, base: nn.Module, human_enabled: bool) -> SearchSpace:
+    sample = input_sample(config)
+    reference = {"storage_mb": storage_mb(base), "energy_mj": estimate_energy_mj(base, sample)}
+    specs = describe_layers(base, compressible_layers(config), sample)
     return SearchSpace(specs, config.constraints, reference, human_enabled=human_enabled,
                        pool_size=config.human_pool.size)
 
@@ -157,7 +156,7 @@ def _optuna_searcher(config: ExperimentConfig) -> Any:
     space = {
         "layers": {name: {"technique": tune.choice(techniques[kind]),
                           "ratio": tune.uniform(0.0, MAX_COMPRESSION_RATIO)}
-                   for name, kind in COMPRESSIBLE_LAYERS.items()},
+                   for name, kind in compressible_layers(config).items()},
         "human": {"mechanism": tune.choice(["sequential", "majority"]),
                   "k": tune.choice(list(range(1, min(3, config.human_pool.size) + 1))),
                   "tau": tune.uniform(0.0, 1.0)},
@@ -166,7 +165,7 @@ def _optuna_searcher(config: ExperimentConfig) -> Any:
                         seed=config.seed)
 
 
-def _searcher(config: ExperimentConfig, base: TrainedBase) -> Any:
+def _searcher(config: ExperimentConfig, base: nn.Module) -> Any:
     algorithm = config.search.algorithm
     if algorithm == "optuna":
         return _optuna_searcher(config)
@@ -181,14 +180,10 @@ def _trainable(context: TrialContext) -> Any:
     return tune.with_resources(tune.with_parameters(run_trial, context=context), resources)
 
 
-def _prepare(config: ExperimentConfig) -> tuple[ExperimentConfig, Splits, TrainedBase]:
+def _prepare(config: ExperimentConfig) -> tuple[ExperimentConfig, Splits | DetectionData, nn.Module]:
     config = _absolute_paths(config)
-    splits = load_splits(config.data, config.seed)
-    base = load_or_train_base(config, splits)  # trained once here, so trials only load it
-    subset = config.finetune.subset or len(splits.train_images)
-    trimmed = dataclasses.replace(splits, train_images=splits.train_images[:subset],
-                                  train_labels=splits.train_labels[:subset])
-    return config, trimmed, base
+    data, base = load_data_and_base(config)  # the base is trained once here, so trials only load it
+    return config, data, base
 
 
 def _check_reachable(address: str) -> None:
@@ -248,11 +243,12 @@ def _leave_job_working_dir(out: Path) -> None:
         os.chdir(out)
 
 
-def _evaluate_references(config: ExperimentConfig, splits: Splits, pool: HumanPool) -> dict[str, dict[str, Any]]:
+def _evaluate_references(config: ExperimentConfig, data: Splits | DetectionData,
+                         pool: HumanPool) -> dict[str, dict[str, Any]]:
     references = {}
     for name, candidate in REFERENCE_CANDIDATES.items():
         log.info("evaluating the %s reference", name)
-        metrics = dict(evaluate_candidate(config, candidate, splits=splits, pool=pool).metrics)
+        metrics = dict(evaluate_candidate(config, candidate, data=data, pool=pool).metrics)
         result = score(metrics, config.constraints, config.reward)
         references[name] = {**metrics, "reward": result.reward, "feasible": result.feasible}
     return references
@@ -280,13 +276,13 @@ def run_search(config: ExperimentConfig | None, out: Path, *, resume: bool = Fal
     _init_ray(address)
     _leave_job_working_dir(out)
     _check_cluster_fits(config)
-    config, splits, base = _prepare(config)
+    config, data, base = _prepare(config)
     if not resume:
-        _check_budget_is_possible(config, base, splits)
+        _check_budget_is_possible(config, base, data)
         (out / SEARCH_CONFIG_FILE).write_text(yaml.safe_dump(as_dict(config), sort_keys=False))
     pool = HumanPool(config.human_pool, config.seed)
     try:
-        trainable = _trainable(TrialContext(experiment=config, splits=splits, pool=pool))
+        trainable = _trainable(TrialContext(experiment=config, data=data, pool=pool))
         if resume:
             log.info("resuming the search in %s", out / TUNE_DIR)
             tuner = tune.Tuner.restore(str(out / TUNE_DIR), trainable=trainable, resume_unfinished=True,
@@ -294,13 +290,13 @@ def run_search(config: ExperimentConfig | None, out: Path, *, resume: bool = Fal
         else:
             tuner = _new_tuner(config, base, trainable, out, _Progress(config.search.trials))
         results = tuner.fit()
-        references = _evaluate_references(config, splits, pool) if config.search.references else {}
+        references = _evaluate_references(config, data, pool) if config.search.references else {}
     finally:
         pool.shutdown()
     return SearchRun(out=out, results=results, references=references, elapsed_s=time.perf_counter() - started)
 
 
-def _new_tuner(config: ExperimentConfig, base: TrainedBase, trainable: Any, out: Path, progress: _Progress) -> Any:
+def _new_tuner(config: ExperimentConfig, base: nn.Module, trainable: Any, out: Path, progress: _Progress) -> Any:
     multi_objective = config.search.algorithm == "optuna"
     tune_config = tune.TuneConfig(
         search_alg=_searcher(config, base),

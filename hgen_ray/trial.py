@@ -22,6 +22,7 @@ from hgen_ray.config import ExperimentConfig
 from hgen_ray.controller.space import config_to_candidate
 from hgen_ray.data.splits import Splits
 from hgen_ray.evaluate import evaluate_candidate
+from hgen_ray.evaluate_detection import DetectionData
 from hgen_ray.hdnn import save_hdnn
 from hgen_ray.human import HumanPool
 from hgen_ray.metric import score
@@ -34,7 +35,7 @@ class TrialContext:
     """What every trial shares, shipped once through Ray's object store."""
 
     experiment: ExperimentConfig  # paths already absolute: trials run in their own directories
-    splits: Splits  # train images cut to the fine-tuning subset
+    data: Splits | DetectionData  # train images or canvases cut to the fine-tuning subset
     pool: HumanPool  # the search's people; actor handles travel with it
 
 
@@ -42,7 +43,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     """Evaluate the candidate in ``config`` and report to Tune."""
     torch.set_num_threads(max(1, int(context.experiment.search.cpus_per_trial)))
     candidate = config_to_candidate(config)
-    evaluation = evaluate_candidate(context.experiment, candidate, splits=context.splits, pool=context.pool)
+    evaluation = evaluate_candidate(context.experiment, candidate, data=context.data, pool=context.pool)
     result = score(evaluation.metrics, context.experiment.constraints, context.experiment.reward)
     metrics = {**evaluation.metrics, "reward": result.reward, "feasible": result.feasible,
                "violation": result.violation, "node_id": ray.get_runtime_context().get_node_id()}

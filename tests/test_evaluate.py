@@ -21,12 +21,12 @@ LAYERS = {"conv1": LayerChoice("l1", 0.25), "conv2": LayerChoice("fpgm", 0.5), "
 @pytest.fixture(scope="module")
 def with_humans(tiny_config: ExperimentConfig, splits: Splits, trained_base: TrainedBase) -> Evaluation:
     candidate = Candidate(layers=LAYERS, human=HumanChoice("sequential", tau=0.6, k=2))
-    return evaluate_candidate(tiny_config, candidate, splits=splits)
+    return evaluate_candidate(tiny_config, candidate, data=splits)
 
 
 @pytest.fixture(scope="module")
 def without_humans(tiny_config: ExperimentConfig, splits: Splits, trained_base: TrainedBase) -> Evaluation:
-    return evaluate_candidate(tiny_config, Candidate(layers=LAYERS), splits=splits)
+    return evaluate_candidate(tiny_config, Candidate(layers=LAYERS), data=splits)
 
 
 def test_metrics_use_exactly_the_design_names(with_humans: Evaluation) -> None:
@@ -63,7 +63,7 @@ def test_people_lift_accuracy_on_hard_inputs_at_a_labour_and_latency_cost(
 
 def test_compression_shrinks_storage_and_energy(with_humans: Evaluation, tiny_config: ExperimentConfig,
                                                 splits: Splits) -> None:
-    original = evaluate_candidate(tiny_config, Candidate(), splits=splits).metrics
+    original = evaluate_candidate(tiny_config, Candidate(), data=splits).metrics
     assert with_humans.metrics["storage_mb"] < original["storage_mb"] / 4
     assert with_humans.metrics["energy_mj"] < original["energy_mj"]
 
@@ -71,4 +71,4 @@ def test_compression_shrinks_storage_and_energy(with_humans: Evaluation, tiny_co
 def test_chain_longer_than_pool_is_a_config_error(tiny_config: ExperimentConfig, splits: Splits) -> None:
     small_pool = dataclasses.replace(tiny_config, human_pool=dataclasses.replace(tiny_config.human_pool, size=2))
     with pytest.raises(ConfigError, match="candidate.human.k: 3 people per chain exceeds human_pool.size 2"):
-        evaluate_candidate(small_pool, Candidate(human=HumanChoice("majority", 0.5, 3)), splits=splits)
+        evaluate_candidate(small_pool, Candidate(human=HumanChoice("majority", 0.5, 3)), data=splits)

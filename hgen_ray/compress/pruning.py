@@ -11,7 +11,9 @@ import contextlib
 import io
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import warnings
 
@@ -31,7 +33,7 @@ from hgen_ray.compress.nni_compat import apply_nni_compat
 from hgen_ray.config import LayerChoice
 from hgen_ray.models.training import batches, training_step
 
-__all__ = ["TAYLOR_TRAINING_STEPS", "prune_conv_channels"]
+__all__ = ["TAYLOR_TRAINING_STEPS", "TaylorData", "classifier_taylor_data", "prune_conv_channels"]
 
 apply_nni_compat()  # every process that imports this module can speed up
 # NNI's speedup logs every replaced layer at INFO; route it to our own logger.
@@ -39,6 +41,7 @@ _speedup_log = logging.getLogger(__name__ + ".speedup")
 _speedup_log.setLevel(logging.WARNING)
 
 TAYLOR_TRAINING_STEPS = 20  # batches of gradients Taylor averages before scoring channels
+TAYLOR_BATCH = 64
 _NORM_PRUNERS = {"l1": L1NormPruner, "l2": L2NormPruner, "fpgm": FPGMPruner}
 
 Masks = dict[str, dict[str, torch.Tensor]]
@@ -59,25 +62,41 @@ def _quiet_nni() -> Iterator[None]:
             logger.setLevel(level)
 
 
-def _taylor_evaluator(images: torch.Tensor, labels: torch.Tensor, seed: int) -> TorchEvaluator:
+@dataclass(frozen=True)
+class TaylorData:
+    """Where Taylor pruning takes its gradients from.
+
+    ``step(batch, module)`` returns the loss of one batch. For a classifier it is
+    the cross-entropy of ``module``; for a detector pruned part by part it is the
+    whole detector's loss (the part is wrapped in place, so gradients reach it).
+    """
+
+    batches: Callable[[], Iterable[Any]]
+    step: Callable[[Any, nn.Module], torch.Tensor]
+
+
+def classifier_taylor_data(images: torch.Tensor, labels: torch.Tensor, seed: int) -> TaylorData:
+    return TaylorData(lambda: batches(images, labels, TAYLOR_BATCH, seed), training_step)
+
+
+def _taylor_evaluator(data: TaylorData) -> TorchEvaluator:
     def training(model: nn.Module, optimizers: torch.optim.Optimizer, step: Callable, lr_schedulers: object = None,
                  max_steps: int | None = None, max_epochs: int | None = None) -> None:
         model.train()
-        for done, batch in enumerate(batches(images, labels, 64, seed)):
+        for done, batch in enumerate(data.batches()):
             if max_steps is not None and done >= max_steps:
                 break
             optimizers.zero_grad()
             step(batch, model).backward()
             optimizers.step()
 
-    return TorchEvaluator(training, nni.trace(torch.optim.SGD)([torch.zeros(1)], lr=0.0), training_step)
+    return TorchEvaluator(training, nni.trace(torch.optim.SGD)([torch.zeros(1)], lr=0.0), data.step)
 
 
-def _masks_for(model: nn.Module, technique: str, layers: dict[str, float], images: torch.Tensor,
-               labels: torch.Tensor, seed: int) -> Masks:
+def _masks_for(model: nn.Module, technique: str, layers: dict[str, float], taylor: TaylorData) -> Masks:
     config_list = [{"op_names": [name], "sparse_ratio": ratio} for name, ratio in layers.items()]
     if technique == "taylor":
-        pruner = TaylorPruner(model, config_list, _taylor_evaluator(images, labels, seed), TAYLOR_TRAINING_STEPS)
+        pruner = TaylorPruner(model, config_list, _taylor_evaluator(taylor), TAYLOR_TRAINING_STEPS)
     else:
         pruner = _NORM_PRUNERS[technique](model, config_list)
     _, masks = pruner.compress()  # TaylorPruner.compress() takes no arguments in NNI 3.0
@@ -86,16 +105,14 @@ def _masks_for(model: nn.Module, technique: str, layers: dict[str, float], image
 
 
 def prune_conv_channels(model: nn.Module, choices: dict[str, LayerChoice], dummy_input: torch.Tensor,
-                        images: torch.Tensor, labels: torch.Tensor, seed: int) -> nn.Module:
+                        taylor: TaylorData) -> nn.Module:
     """Prune each chosen conv layer's output channels, then speed the model up.
 
     Args:
-        model: The network to prune, modified in place.
-        choices: Conv layer name -> technique (l1, l2, fpgm, taylor) and sparse ratio.
-        dummy_input: A batch the tracer runs to find what consumes each channel.
-        images: Clean train images; Taylor pruning takes its gradients from them.
-        labels: Their labels.
-        seed: Fixes the batch order Taylor sees.
+        model: The network (or the traceable part of one) to prune, modified in place.
+        choices: Conv layer name (within ``model``) -> technique (l1, l2, fpgm, taylor) and sparse ratio.
+        dummy_input: A batch the tracer runs through ``model`` to find what consumes each channel.
+        taylor: Clean training batches and their loss, for Taylor scores.
     """
     by_technique: dict[str, dict[str, float]] = defaultdict(dict)
     for name, choice in choices.items():
@@ -105,7 +122,7 @@ def prune_conv_channels(model: nn.Module, choices: dict[str, LayerChoice], dummy
         return model
     masks: Masks = {}
     for technique, layers in sorted(by_technique.items()):
-        masks.update(_masks_for(model, technique, layers, images, labels, seed))
+        masks.update(_masks_for(model, technique, layers, taylor))
     model.eval()
     with _quiet_nni():
         ModelSpeedup(model, dummy_input, masks, logger=_speedup_log).speedup_model()

@@ -13,10 +13,16 @@ task waits in its person's queue while they are busy; that queueing time is
 part of the H-DNN's latency. Answers come from Ray actors in one batched call
 per person per round (one round, or two for a sequential chain with k=3), and
 the timeline is then replayed in simulated time.
+
+The detectors send whole images instead (:meth:`HumanPool.serve_images`): every
+person of the chain does all of an image's tasks (checks each gated cell, or
+draws its boxes), one after another (``sequential``) or side by side
+(``majority``); their time on the image is the sum of their answers' times.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from dataclasses import dataclass
 
@@ -24,9 +30,9 @@ import numpy as np
 import ray
 
 from hgen_ray.config import HumanPoolConfig
-from hgen_ray.human.simulated_human import HumanAnswer, HumanTask, SimulatedHuman
+from hgen_ray.human.simulated_human import AnyAnswer, AnyTask, HumanAnswer, HumanTask, SimulatedHuman
 
-__all__ = ["DeferredSample", "HumanPool", "PoolResult"]
+__all__ = ["DeferredSample", "HumanPool", "ImagePoolResult", "ImageRequest", "PoolResult"]
 
 _CHAIN_STEPS_MAX = 3
 
@@ -48,6 +54,25 @@ class PoolResult:
     latency_s: np.ndarray  # arrival to final answer, queueing included
     wait_s: np.ndarray  # of that latency, time spent queueing
     answers_per_sample: np.ndarray  # people who answered (k, or fewer when a chain stopped early)
+
+
+@dataclass(frozen=True)
+class ImageRequest:
+    """One image for people: its tasks are all cell checks, or one box drawing."""
+
+    stream: str  # challenge category; each stream is timed on its own
+    position: int  # index of the image in its stream, which fixes its arrival time
+    tasks: tuple[AnyTask, ...]  # keys need only be unique within the request
+
+
+@dataclass(frozen=True)
+class ImagePoolResult:
+    """Per request, in request order."""
+
+    answers: list[list[list[AnyAnswer]]]  # [request][person in chain][task]
+    labor_s: np.ndarray
+    latency_s: np.ndarray
+    wait_s: np.ndarray
 
 
 def _decide(labels: list[int]) -> int:
@@ -84,7 +109,7 @@ class HumanPool:
     def _person_for(self, order: int, step: int, k: int) -> int:
         return (order * k + step) % len(self.people)
 
-    def _ask(self, assignments: dict[int, list[HumanTask]]) -> dict[int, HumanAnswer]:
+    def _ask(self, assignments: dict[int, list[AnyTask]]) -> dict[int, AnyAnswer]:
         """One batched actor call per person; returns answers by task key."""
         futures = [self.people[p].answer.remote(tasks) for p, tasks in assignments.items() if tasks]
         answers = [a for batch in ray.get(futures) for a in batch]
@@ -101,13 +126,13 @@ class HumanPool:
                              severity=s.severity)
 
         first_round = k if mechanism == "majority" or k < 3 else 2
-        assignments: dict[int, list[HumanTask]] = {p: [] for p in range(len(self.people))}
+        assignments: dict[int, list[AnyTask]] = {p: [] for p in range(len(self.people))}
         for i in range(len(samples)):
             for step in range(first_round):
                 assignments[self._person_for(i, step, k)].append(task(i, step))
         answers = self._ask(assignments)
         if first_round < k:  # a sequential chain asks a third person only on disagreement
-            tie_breaks: dict[int, list[HumanTask]] = {p: [] for p in range(len(self.people))}
+            tie_breaks: dict[int, list[AnyTask]] = {p: [] for p in range(len(self.people))}
             for i in range(len(samples)):
                 if answers[i * _CHAIN_STEPS_MAX].label != answers[i * _CHAIN_STEPS_MAX + 1].label:
                     tie_breaks[self._person_for(i, 2, k)].append(task(i, 2))
@@ -120,40 +145,66 @@ class HumanPool:
         Raises:
             ValueError: ``k`` exceeds the pool size or the mechanism is unknown.
         """
+        self._check_chain(mechanism, k)
+        answers = self._collect(samples, mechanism, k) if samples else {}
+        steps = [[s for s in range(k) if i * _CHAIN_STEPS_MAX + s in answers] for i in range(len(samples))]
+        durations = [[answers[i * _CHAIN_STEPS_MAX + s].response_s for s in chain] for i, chain in enumerate(steps)]
+        labor, latency, wait = self._timeline([(s.stream, s.position) for s in samples], durations, mechanism, k)
+        labels = [_decide([answers[i * _CHAIN_STEPS_MAX + s].label for s in chain]) for i, chain in enumerate(steps)]
+        return PoolResult(np.array(labels, dtype=np.int64), labor, latency, wait,
+                          np.array([len(chain) for chain in steps], dtype=np.int64))
+
+    def _check_chain(self, mechanism: str, k: int) -> None:
         if not 1 <= k <= min(_CHAIN_STEPS_MAX, len(self.people)):
             raise ValueError(f"chain length k={k} must be between 1 and min(3, pool size {len(self.people)})")
         if mechanism not in ("sequential", "majority"):
             raise ValueError(f"unknown human mechanism {mechanism!r}; allowed: sequential, majority")
-        answers = self._collect(samples, mechanism, k) if samples else {}
-        return self._replay(samples, answers, mechanism, k)
 
-    def _replay(self, samples: list[DeferredSample], answers: dict[int, HumanAnswer], mechanism: str,
-                k: int) -> PoolResult:
-        """Replay each stream's timeline: FIFO per person, in arrival order."""
-        n = len(samples)
-        result = PoolResult(np.zeros(n, dtype=np.int64), np.zeros(n), np.zeros(n), np.zeros(n),
-                            np.zeros(n, dtype=np.int64))
+    def serve_images(self, requests: list[ImageRequest], mechanism: str, k: int) -> ImagePoolResult:
+        """Have a chain of ``k`` people each do every task of each image.
+
+        Raises:
+            ValueError: ``k`` exceeds the pool size or the mechanism is unknown.
+        """
+        self._check_chain(mechanism, k)
+        keys: list[list[list[int]]] = []
+        assignments: dict[int, list[AnyTask]] = {p: [] for p in range(len(self.people))}
+        renamed = 0
+        for i, request in enumerate(requests):
+            keys.append([])
+            for step in range(k):
+                keys[i].append([])
+                for task in request.tasks:
+                    keys[i][step].append(renamed)
+                    assignments[self._person_for(i, step, k)].append(dataclasses.replace(task, key=renamed))
+                    renamed += 1
+        by_key = self._ask(assignments) if renamed else {}
+        answers = [[[by_key[key] for key in step] for step in request] for request in keys]
+        durations = [[sum(a.response_s for a in step) for step in request] for request in answers]
+        labor, latency, wait = self._timeline([(r.stream, r.position) for r in requests], durations, mechanism, k)
+        return ImagePoolResult(answers, labor, latency, wait)
+
+    def _timeline(self, arrivals: list[tuple[str, int]], durations: list[list[float]], mechanism: str,
+                  k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Labour, latency and queueing per request: FIFO per person, in arrival order, per stream."""
+        n = len(arrivals)
+        labor, latency, wait = np.zeros(n), np.zeros(n), np.zeros(n)
         streams: dict[str, list[int]] = {}
-        for i, sample in enumerate(samples):
-            streams.setdefault(sample.stream, []).append(i)
+        for i, (stream, _) in enumerate(arrivals):
+            streams.setdefault(stream, []).append(i)
         for indices in streams.values():
             free_at = np.zeros(len(self.people))
-            for i in sorted(indices, key=lambda j: samples[j].position):
-                arrival = samples[i].position * self.config.arrival_interval_s
-                steps = [s for s in range(k) if i * _CHAIN_STEPS_MAX + s in answers]
+            for i in sorted(indices, key=lambda j: arrivals[j][1]):
+                arrival = arrivals[i][1] * self.config.arrival_interval_s
                 finish, busy = arrival, 0.0
-                for step in steps:
+                for step, duration in enumerate(durations[i]):
                     person = self._person_for(i, step, k)
-                    duration = answers[i * _CHAIN_STEPS_MAX + step].response_s
                     ready = arrival if mechanism == "majority" else finish
                     start = max(ready, free_at[person])
                     free_at[person] = start + duration
                     finish = max(finish, start + duration) if mechanism == "majority" else start + duration
                     busy = max(busy, duration) if mechanism == "majority" else busy + duration
-                labels = [answers[i * _CHAIN_STEPS_MAX + s].label for s in steps]
-                result.labels[i] = _decide(labels)
-                result.labor_s[i] = sum(answers[i * _CHAIN_STEPS_MAX + s].response_s for s in steps)
-                result.latency_s[i] = finish - arrival
-                result.wait_s[i] = max(0.0, finish - arrival - busy)
-                result.answers_per_sample[i] = len(steps)
-        return result
+                labor[i] = sum(durations[i])
+                latency[i] = finish - arrival
+                wait[i] = max(0.0, finish - arrival - busy)
+        return labor, latency, wait

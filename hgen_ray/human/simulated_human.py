@@ -1,6 +1,7 @@
 """One simulated person, as a Ray actor.
 
-A person answers a batch of classification tasks. Each answer and its response
+A person answers a batch of tasks: classify an image, or, for the detectors,
+check a grid cell or draw boxes (:mod:`hgen_ray.human.detection_tasks`). Each answer and its response
 time are drawn from a generator seeded by (pool seed, person, task key), not
 from a running stream, so a task retried after the actor crashed gets exactly
 the same answer: nothing is lost or doubled by a restart.
@@ -15,8 +16,9 @@ import numpy as np
 import ray
 
 from hgen_ray.human.calibration import CLASSIFY_SIGMA, human_accuracy, response_median_s, wrong_answer_distribution
+from hgen_ray.human.detection_tasks import BoxAnswer, BoxTask, CellAnswer, CellTask, check_cell, draw_boxes
 
-__all__ = ["HumanAnswer", "HumanTask", "SimulatedHuman", "answer_task"]
+__all__ = ["AnyAnswer", "AnyTask", "HumanAnswer", "HumanTask", "SimulatedHuman", "answer_any", "answer_task"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,19 @@ def answer_task(task: HumanTask, person: int, seed: int) -> HumanAnswer:
     return HumanAnswer(task.key, label, float(rng.lognormal(np.log(median), CLASSIFY_SIGMA)))
 
 
+AnyTask = HumanTask | CellTask | BoxTask
+AnyAnswer = HumanAnswer | CellAnswer | BoxAnswer
+
+
+def answer_any(task: AnyTask, person: int, seed: int) -> AnyAnswer:
+    """Route a task to what a person does with its kind."""
+    if isinstance(task, CellTask):
+        return check_cell(task, person, seed)
+    if isinstance(task, BoxTask):
+        return draw_boxes(task, person, seed)
+    return answer_task(task, person, seed)
+
+
 @ray.remote(num_cpus=0)
 class SimulatedHuman:
     """A person in the pool. ``num_cpus=0``: people wait, they do not compute.
@@ -57,8 +72,8 @@ class SimulatedHuman:
         self.person = person
         self.seed = seed
 
-    def answer(self, tasks: list[HumanTask]) -> list[HumanAnswer]:
-        return [answer_task(task, self.person, self.seed) for task in tasks]
+    def answer(self, tasks: list[AnyTask]) -> list[AnyAnswer]:
+        return [answer_any(task, self.person, self.seed) for task in tasks]
 
     def pid(self) -> int:
         """The worker process id, so tests can kill a person mid-request."""

@@ -1,0 +1,198 @@
+"""Detection data: canvases for train / validation / test, and their 12 challenges.
+
+Train canvases are composed from the train split's items, validation canvases
+from the held-out validation items, test canvases from the test split only
+(DESIGN.md, "Fair comparisons"). Composition costs seconds, so the canvases
+are cached in ``cache_dir`` by a hash of everything that shapes them, as
+tensors only, and read back with ``weights_only=True``.
+
+Challenges on canvases keep every box exact:
+
+- Most categories corrupt the whole canvas (noise, blur, light, fog, JPEG...);
+  the items stay where they were, so their boxes do not change.
+- ``low_resolution`` squeezes by the same factor as on a 28 px item.
+- ``small_size`` composes canvases whose items are all at the small end of the
+  scale (:data:`SMALL_ITEM_SIDE_PX`).
+- ``rotation`` rotates each item before it is placed; its box is read off the
+  pixels actually drawn.
+- ``occlusion`` puts the grey square over one item per canvas, scaled to it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torchvision.transforms.v2.functional as TF
+
+import hgen_ray
+from hgen_ray.atomic_write import replaced_atomically
+from hgen_ray.config import CHALLENGE_CATEGORIES, ExperimentConfig, config_hash
+from hgen_ray.data.canvases import SMALL_ITEM_SIDE_PX, Canvases, compose_canvases
+from hgen_ray.data.challenges import apply_challenge
+from hgen_ray.data.fashion_mnist import load_fashion_mnist, resolve_data_root
+from hgen_ray.data.splits import EVALUATED_CATEGORIES
+
+__all__ = ["DetectionChallengeSet", "DetectionSet", "DetectionSplits", "build_detection_challenges",
+           "load_detection_splits"]
+
+log = logging.getLogger(__name__)
+ITEM_SIDE_PX = 28  # Fashion-MNIST's side: the classification severity tables are set for it
+_OCCLUSION_SIDE_PX = (8, 10, 12, 14, 16)  # as challenges.occlusion, on a 28 px item
+_OCCLUDER_GREY = 0.5
+_LOW_RESOLUTION_PX = (18, 14, 12, 10, 8)  # as challenges.low_resolution, on a 28 px item
+_ROTATION_PAD_PX = 6  # 28 px rotated by up to 60 degrees spans at most 38.3 px
+_SEED_STRIDE = 7919  # keeps the per-split and per-category canvas seeds apart
+
+
+@dataclass(frozen=True)
+class DetectionSet:
+    """Float ``[N, 1, S, S]`` canvases in ``[0, 1]``, with per-canvas boxes (x1, y1, x2, y2) and labels."""
+
+    images: torch.Tensor
+    boxes: list[torch.Tensor]
+    labels: list[torch.Tensor]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def targets(self) -> list[dict[str, torch.Tensor]]:
+        """Per canvas, the ``{"boxes", "labels"}`` dict torchvision and torchmetrics take."""
+        return [{"boxes": b, "labels": c} for b, c in zip(self.boxes, self.labels)]
+
+    def subset(self, count: int) -> DetectionSet:
+        return DetectionSet(self.images[:count], self.boxes[:count], self.labels[:count])
+
+
+@dataclass(frozen=True)
+class DetectionSplits:
+    train: DetectionSet
+    val: DetectionSet
+    test: DetectionSet  # clean test canvases; challenges are built from the same test items
+
+
+@dataclass(frozen=True)
+class DetectionChallengeSet:
+    """Per category (``clean`` first), test canvases and their boxes."""
+
+    sets: dict[str, DetectionSet]
+    severity: int
+
+
+def _as_set(canvases: Canvases) -> DetectionSet:
+    return DetectionSet(canvases.images.float().div(255).unsqueeze(1), canvases.boxes, canvases.labels)
+
+
+def _cache_path(config: ExperimentConfig) -> Path:
+    key = config_hash(config.detection, config.data.validation_size, config.data.severity, config.seed,
+                      hgen_ray.__version__)
+    return Path(config.cache_dir) / f"canvases-{key}.pt"
+
+
+def _load_items(config: ExperimentConfig) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    root = resolve_data_root(config.data.root)
+    train = load_fashion_mnist(root, "train", config.data.download)
+    test = load_fashion_mnist(root, "test", config.data.download)
+    order = torch.randperm(len(train.labels), generator=torch.Generator().manual_seed(config.seed))
+    val_index, train_index = order[: config.data.validation_size], order[config.data.validation_size :]
+    return {"train": (train.images[train_index], train.labels[train_index]),
+            "val": (train.images[val_index], train.labels[val_index]),
+            "test": (test.images, test.labels)}
+
+
+def _compose(config: ExperimentConfig, items: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> dict[str, Canvases]:
+    detection, seed = config.detection, config.seed * _SEED_STRIDE
+    counts = {"train": detection.train_canvases, "val": detection.validation_canvases, "test": detection.test_canvases}
+    composed = {name: compose_canvases(*items[name], count=counts[name], seed=seed + i, size=detection.canvas_size,
+                                       max_items=detection.max_items)
+                for i, name in enumerate(counts)}
+    test_images, test_labels = items["test"]
+    composed["small_size"] = compose_canvases(test_images, test_labels, detection.test_canvases, seed + 3,
+                                              detection.canvas_size, SMALL_ITEM_SIDE_PX, detection.max_items)
+    # Pad before rotating so that no corner of an item is cut off by its 28 px frame.
+    padded = torch.nn.functional.pad(test_images.float().div(255).unsqueeze(1), [_ROTATION_PAD_PX] * 4)
+    rotated = apply_challenge(padded, "rotation", config.data.severity, config.seed)
+    composed["rotation"] = compose_canvases((rotated[:, 0] * 255).round().to(torch.uint8), test_labels,
+                                            detection.test_canvases, seed + 4, detection.canvas_size,
+                                            max_items=detection.max_items)
+    return composed
+
+
+def _to_payload(composed: dict[str, Canvases]) -> dict[str, dict[str, object]]:
+    return {name: {"images": c.images, "boxes": c.boxes, "labels": c.labels} for name, c in composed.items()}
+
+
+_CACHED_SETS = ("train", "val", "test", "small_size", "rotation")
+
+
+def _load_cached(path: Path) -> dict[str, DetectionSet] | None:
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        sets = {name: DetectionSet(payload[name]["images"].float().div(255).unsqueeze(1), payload[name]["boxes"],
+                                   payload[name]["labels"]) for name in _CACHED_SETS}
+        if any(len(s.boxes) != len(s.images) or len(s.labels) != len(s.images) for s in sets.values()):
+            raise ValueError("boxes and images disagree in count")
+        return sets
+    except Exception as error:  # unreadable, foreign or incomplete: compose again rather than fail
+        log.warning("ignoring unusable canvas cache %s (%s); composing again", path, error)
+        return None
+
+
+def _canvas_sets(config: ExperimentConfig) -> dict[str, DetectionSet]:
+    path = _cache_path(config)
+    if path.is_file():
+        cached = _load_cached(path)
+        if cached is not None:
+            return cached
+    log.info("composing detection canvases (cached at %s)", path)
+    composed = _compose(config, _load_items(config))
+    with replaced_atomically(path) as temporary:
+        torch.save(_to_payload(composed), temporary)
+    return {name: _as_set(c) for name, c in composed.items()}
+
+
+def load_detection_splits(config: ExperimentConfig) -> tuple[DetectionSplits, DetectionChallengeSet]:
+    """Train, validation and clean test canvases, plus the 13 evaluated test sets."""
+    sets = _canvas_sets(config)
+    splits = DetectionSplits(train=sets["train"], val=sets["val"], test=sets["test"])
+    return splits, build_detection_challenges(sets, config.data.severity, config.seed)
+
+
+def _low_resolution(images: torch.Tensor, severity: int) -> torch.Tensor:
+    side = images.shape[-1]
+    squeezed = max(4, round(_LOW_RESOLUTION_PX[severity - 1] * side / ITEM_SIDE_PX))
+    small = TF.resize(images, [squeezed, squeezed], antialias=True)
+    return TF.resize(small, [side, side], antialias=False).clamp(0, 1)
+
+
+def _occlude_one_item(test: DetectionSet, severity: int, seed: int) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    images = test.images.clone()
+    for image, boxes in zip(images, test.boxes):
+        x1, y1, x2, y2 = boxes[int(torch.randint(len(boxes), (1,), generator=gen))].tolist()
+        side = max(2, round(_OCCLUSION_SIDE_PX[severity - 1] * max(x2 - x1, y2 - y1) / ITEM_SIDE_PX))
+        cx = x1 + float(torch.rand(1, generator=gen)) * (x2 - x1)
+        cy = y1 + float(torch.rand(1, generator=gen)) * (y2 - y1)
+        top, left = max(0, round(cy - side / 2)), max(0, round(cx - side / 2))
+        image[:, top : top + side, left : left + side] = _OCCLUDER_GREY
+    return images
+
+
+def build_detection_challenges(sets: dict[str, DetectionSet], severity: int, seed: int) -> DetectionChallengeSet:
+    """The clean test canvases and the 12 challenge categories on canvases."""
+    test = sets["test"]
+    out: dict[str, DetectionSet] = {}
+    for category in EVALUATED_CATEGORIES:
+        if category in ("small_size", "rotation"):
+            out[category] = sets[category]
+        elif category == "low_resolution":
+            out[category] = DetectionSet(_low_resolution(test.images, severity), test.boxes, test.labels)
+        elif category == "occlusion":
+            out[category] = DetectionSet(_occlude_one_item(test, severity, seed), test.boxes, test.labels)
+        else:
+            out[category] = DetectionSet(apply_challenge(test.images, category, severity, seed), test.boxes,
+                                         test.labels)
+    assert tuple(out) == ("clean", *CHALLENGE_CATEGORIES)
+    return DetectionChallengeSet(out, severity)

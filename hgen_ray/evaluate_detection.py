@@ -1,0 +1,182 @@
+"""Evaluate one detector candidate (H-YOLO or H-Faster-RCNN): the five measures A, T, E, S, L.
+
+    hgen-ray evaluate --config configs/h_yolo.yaml --out runs/eval-yolo
+
+The same steps as :mod:`hgen_ray.evaluate`, on canvases: load them, get the
+base detector, compress and fine-tune, run the network on the 13 test sets,
+send what the gate picks to the human pool, then profile. ``accuracy`` is
+mAP@0.5 (mean over the 12 categories); labour and latency are per image.
+
+- H-YOLO: a cell whose objectness is in ``[tau, tau_high]`` is checked by each
+  of the chain's k people; the per-cell majority (ties: the first person)
+  confirms or rejects it and names the class.
+- H-Faster-RCNN: an image whose best detection score is below tau is sent to
+  the chain; every box any of them draws joins the RPN's proposals.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from hgen_ray.compress.pipeline import compress_detector
+from hgen_ray.config import CHALLENGE_CATEGORIES, Candidate, ExperimentConfig
+from hgen_ray.data.detection_splits import DetectionChallengeSet, DetectionSet, DetectionSplits, load_detection_splits
+from hgen_ray.data.splits import EVALUATED_CATEGORIES
+from hgen_ray.detection_map import map50
+from hgen_ray.human import HumanPool
+from hgen_ray.human.detection_tasks import BoxTask, CellTask
+from hgen_ray.human.pool import ImagePoolResult, ImageRequest
+from hgen_ray.models.detectors import DETECTOR_LAYERS, detect, load_or_train_detector
+from hgen_ray.models.h_faster_rcnn import HFasterRCNN, sobel_edges
+from hgen_ray.models.h_yolo import CellVerdicts, apply_cell_answers, cell_targets, decode_cells
+
+__all__ = ["DetectionData", "HumanOutcome", "evaluate_detector", "human_boxes_pass", "human_cells_pass",
+           "load_detection_data"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DetectionData:
+    splits: DetectionSplits
+    challenges: DetectionChallengeSet
+
+
+def load_detection_data(config: ExperimentConfig) -> DetectionData:
+    return DetectionData(*load_detection_splits(config))
+
+
+@dataclass
+class HumanOutcome:
+    """One category's detections after people, and what it cost, per image."""
+
+    detections: list[dict[str, torch.Tensor]]
+    dnn_detections: list[dict[str, torch.Tensor]]  # the network's own, before people
+    deferred: np.ndarray  # bool: people looked at this image
+    labor_s: np.ndarray
+    latency_s: np.ndarray
+    tasks: np.ndarray  # cells checked (H-YOLO) or boxes drawn (H-Faster-RCNN), all people together
+
+
+def _majority(votes: list[tuple[bool, int]]) -> tuple[bool, int]:
+    counts = Counter(v[0] for v in votes)
+    is_item = max(counts, key=lambda verdict: (counts[verdict], verdict == votes[0][0]))
+    labels = Counter(v[1] for v in votes if v[0])
+    label = next(v[1] for v in votes if v[0] and labels[v[1]] == max(labels.values())) if labels else votes[0][1]
+    return is_item, label
+
+
+def _gated_cells(output: torch.Tensor, tau: float, tau_high: float) -> torch.Tensor:
+    objectness = torch.sigmoid(output[:, 0])
+    return (objectness >= tau) & (objectness <= tau_high) if tau > 0 else torch.zeros_like(objectness, dtype=torch.bool)
+
+
+def _no_people(count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return np.zeros(count), np.zeros(count), np.zeros(count)
+
+
+@torch.no_grad()
+def human_cells_pass(model: nn.Module, data: DetectionSet, category: str, severity: int, candidate: Candidate,
+                     pool: HumanPool) -> HumanOutcome:
+    """H-YOLO with people checking the ambiguous cells of every image."""
+    output = torch.cat([model.eval()(data.images[i : i + 100]) for i in range(0, len(data), 100)])
+    side = data.images.shape[-1]
+    plain = decode_cells(output, side)
+    gated = _gated_cells(output, candidate.human.tau, candidate.human.tau_high)
+    has_item, _, classes = cell_targets(data.targets(), output.shape[-1], side)
+    requests, cells = [], []
+    for image in torch.nonzero(gated.flatten(1).any(1)).flatten().tolist():
+        where = [tuple(c) for c in torch.nonzero(gated[image]).tolist()]
+        tasks = tuple(CellTask(j, bool(has_item[image, r, c]), int(classes[image, r, c]), category, severity)
+                      for j, (r, c) in enumerate(where))
+        requests.append(ImageRequest(category, image, tasks))
+        cells.append([(image, r, c) for r, c in where])
+    labor, latency, tasks = _no_people(len(data))
+    if requests:
+        served = pool.serve_images(requests, candidate.human.mechanism, candidate.human.k)
+        verdicts = {}
+        for request, where, answers in zip(requests, cells, served.answers):
+            for j, cell in enumerate(where):
+                verdicts[cell] = _majority([(person[j].is_item, person[j].label) for person in answers])
+        output = apply_cell_answers(output, CellVerdicts(verdicts))
+        _spread(served, requests, labor, latency)
+        for request in requests:
+            tasks[request.position] = len(request.tasks) * candidate.human.k
+    deferred = gated.flatten(1).any(1).numpy()
+    return HumanOutcome(decode_cells(output, side), plain, deferred, labor, latency, tasks)
+
+
+def _spread(served: ImagePoolResult, requests: list[ImageRequest], labor: np.ndarray, latency: np.ndarray) -> None:
+    for row, request in enumerate(requests):
+        labor[request.position] = served.labor_s[row]
+        latency[request.position] = served.latency_s[row]
+
+
+def _box_task(image: torch.Tensor, boxes: torch.Tensor, category: str, severity: int) -> BoxTask:
+    edges = sobel_edges(image[None])[0, 0]
+    strength = tuple(float(edges[int(y1) : int(y2), int(x1) : int(x2)].max()) for x1, y1, x2, y2 in boxes.tolist())
+    return BoxTask(0, tuple(tuple(b) for b in boxes.tolist()), strength, category, severity)
+
+
+@torch.no_grad()
+def human_boxes_pass(model: HFasterRCNN, data: DetectionSet, category: str, severity: int, candidate: Candidate,
+                     pool: HumanPool) -> HumanOutcome:
+    """H-Faster-RCNN with people drawing boxes on the images it is least sure of."""
+    plain = detect(model, data.images)
+    detections = list(plain)
+    best = np.array([float(d["scores"].max()) if len(d["scores"]) else 0.0 for d in detections])
+    deferred = best < candidate.human.tau
+    labor, latency, tasks = _no_people(len(data))
+    gated = np.flatnonzero(deferred).tolist()
+    if gated:
+        requests = [ImageRequest(category, i, (_box_task(data.images[i], data.boxes[i], category, severity),))
+                    for i in gated]
+        served = pool.serve_images(requests, candidate.human.mechanism, candidate.human.k)
+        drawn = [torch.tensor([b for person in answers for b in person[0].boxes], dtype=torch.float32).reshape(-1, 4)
+                 for answers in served.answers]
+        redone = model.detect(data.images[gated], drawn)
+        for i, boxes, result in zip(gated, drawn, redone):
+            detections[i] = {**result, "labels": result["labels"] - 1}
+            tasks[i] = len(boxes)
+        _spread(served, requests, labor, latency)
+    return HumanOutcome(detections, plain, deferred, labor, latency, tasks)
+
+
+def _category_measures(outcomes: dict[str, HumanOutcome], challenges: DetectionChallengeSet) -> dict[str, float]:
+    metrics: dict[str, float] = {}
+    for category in EVALUATED_CATEGORIES:
+        targets = challenges.sets[category].targets()
+        metrics[f"accuracy/{category}"] = map50(outcomes[category].detections, targets)
+        metrics[f"dnn_accuracy/{category}"] = map50(outcomes[category].dnn_detections, targets)
+        metrics[f"deferral_rate/{category}"] = float(outcomes[category].deferred.mean())
+    challenges_only = list(CHALLENGE_CATEGORIES)
+    metrics["accuracy"] = float(np.mean([metrics[f"accuracy/{c}"] for c in challenges_only]))
+    metrics["accuracy_clean"] = metrics["accuracy/clean"]
+    metrics["dnn_accuracy"] = float(np.mean([metrics[f"dnn_accuracy/{c}"] for c in challenges_only]))
+    metrics["human_tasks_per_image"] = float(np.mean([outcomes[c].tasks.mean() for c in challenges_only]))
+    return metrics
+
+
+def evaluate_detector(config: ExperimentConfig, candidate: Candidate, pool: HumanPool,
+                      data: DetectionData | None = None) -> tuple[dict[str, float], nn.Module, dict[str, HumanOutcome]]:
+    """Compress a base detector for ``candidate``, run it with people, and measure accuracy and human cost.
+
+    Returns the accuracy-side measures, the compressed detector and each category's outcome
+    (profiling is left to the caller, which does it the same way for every architecture).
+    """
+    data = data or load_detection_data(config)
+    name = config.model.name
+    base = load_or_train_detector(config, data.splits.train, data.splits.val,
+                                  lambda m, v: map50(detect(m, v.images), v.targets()))
+    model = compress_detector(base.model, candidate, DETECTOR_LAYERS[name], data.splits.train, config.finetune,
+                              config.seed)
+    human_pass = human_cells_pass if name == "h_yolo" else human_boxes_pass
+    outcomes = {category: human_pass(model, test, category, data.challenges.severity, candidate, pool)  # type: ignore[arg-type]
+                for category, test in data.challenges.sets.items()}
+    return _category_measures(outcomes, data.challenges), model, outcomes
