@@ -83,11 +83,16 @@ def _export(args: argparse.Namespace) -> int:
 
 def _show_data(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    from hgen_ray.data.preview import draw_challenge_grid
+    from hgen_ray.data.detection_splits import load_detection_splits
+    from hgen_ray.data.preview import draw_canvas_grid, draw_challenge_grid
     from hgen_ray.data.splits import load_splits
 
-    splits = load_splits(config.data, config.seed)
-    print(f"wrote {draw_challenge_grid(splits.test_images, Path(args.out), config.seed)}")
+    if config.model.name == "h_cnn":
+        splits = load_splits(config.data, config.seed)
+        print(f"wrote {draw_challenge_grid(splits.test_images, Path(args.out), config.seed)}")
+    else:
+        _, challenges = load_detection_splits(config)
+        print(f"wrote {draw_canvas_grid(challenges.sets, Path(args.out))}")
     return 0
 
 
@@ -110,7 +115,7 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=["onnx"], default="onnx", help="export format (default: onnx)")
     export.add_argument("--out", help="output folder (default: the H-DNN folder)")
     export.set_defaults(run=_export)
-    show = commands.add_parser("show-data", help="draw the challenge categories x severities grid")
+    show = commands.add_parser("show-data", help="draw the challenge categories (with boxes, for the detectors)")
     show.add_argument("--config", default="configs/quickstart.yaml", help="experiment YAML (data section)")
     show.add_argument("--out", default="runs/challenges.png", help="PNG to write")
     show.set_defaults(run=_show_data)

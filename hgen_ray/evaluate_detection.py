@@ -8,8 +8,8 @@ send what the gate picks to the human pool, then profile. ``accuracy`` is
 mAP@0.5 (mean over the 12 categories); labour and latency are per image.
 
 - H-YOLO: a cell whose objectness is in ``[tau, tau_high]`` is checked by each
-  of the chain's k people; the per-cell majority (ties: the first person)
-  confirms or rejects it and names the class.
+  of the chain's k people, who see its box; the per-cell majority (ties: the
+  first person) confirms or rejects it and names the class.
 - H-Faster-RCNN: an image whose best detection score is below tau is sent to
   the chain; every box any of them draws joins the RPN's proposals.
 """
@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
+from torchvision.ops import box_iou
 
 from hgen_ray.compress.pipeline import compress_detector
 from hgen_ray.config import CHALLENGE_CATEGORIES, Candidate, ExperimentConfig
@@ -34,12 +35,13 @@ from hgen_ray.human.detection_tasks import BoxTask, CellTask
 from hgen_ray.human.pool import ImagePoolResult, ImageRequest
 from hgen_ray.models.detectors import DETECTOR_LAYERS, detect, load_or_train_detector
 from hgen_ray.models.h_faster_rcnn import HFasterRCNN, sobel_edges
-from hgen_ray.models.h_yolo import CellVerdicts, apply_cell_answers, cell_targets, decode_cells
+from hgen_ray.models.h_yolo import CellVerdicts, apply_cell_answers, cell_boxes, decode_cells
 
 __all__ = ["DetectionData", "HumanOutcome", "evaluate_detector", "human_boxes_pass", "human_cells_pass",
            "load_detection_data"]
 
 log = logging.getLogger(__name__)
+VERIFIED_IOU = 0.5  # a box "frames an item" at the IoU mAP@0.5 counts as a hit
 
 
 @dataclass(frozen=True)
@@ -89,12 +91,13 @@ def human_cells_pass(model: nn.Module, data: DetectionSet, category: str, severi
     side = data.images.shape[-1]
     plain = decode_cells(output, side)
     gated = _gated_cells(output, candidate.human.tau, candidate.human.tau_high)
-    has_item, _, classes = cell_targets(data.targets(), output.shape[-1], side)
+    boxes = cell_boxes(output, side)
     requests, cells = [], []
     for image in torch.nonzero(gated.flatten(1).any(1)).flatten().tolist():
         where = [tuple(c) for c in torch.nonzero(gated[image]).tolist()]
-        tasks = tuple(CellTask(j, bool(has_item[image, r, c]), int(classes[image, r, c]), category, severity)
-                      for j, (r, c) in enumerate(where))
+        overlap = box_iou(torch.stack([boxes[image, r, c] for r, c in where]), data.boxes[image]).max(1)
+        tasks = tuple(CellTask(j, bool(overlap.values[j] >= VERIFIED_IOU), int(data.labels[image][overlap.indices[j]]),
+                               category, severity) for j in range(len(where)))
         requests.append(ImageRequest(category, image, tasks))
         cells.append([(image, r, c) for r, c in where])
     labor, latency, tasks = _no_people(len(data))

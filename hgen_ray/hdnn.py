@@ -18,6 +18,7 @@ detections and "best score below tau".
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,8 +127,11 @@ def _export_model(hdnn: HDNN, side: int, target: Path) -> None:
     if isinstance(hdnn.model, HFasterRCNN):
         # torch.export cannot follow the RPN's data-dependent shapes; the TorchScript-based
         # exporter, which torchvision supports for its detectors, can (one image per call).
-        torch.onnx.export(hdnn.model, ([torch.rand(1, side, side)],), target / ONNX_FILE, input_names=["image"],
-                          output_names=names, opset_version=FRCNN_ONNX_OPSET, dynamo=False)
+        with warnings.catch_warnings():  # the tracer's notes on torchvision's shape arithmetic, expected here
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            warnings.simplefilter("ignore", UserWarning)
+            torch.onnx.export(hdnn.model, ([torch.rand(1, side, side)],), target / ONNX_FILE, input_names=["image"],
+                              output_names=names, opset_version=FRCNN_ONNX_OPSET, dynamo=False)
         return
     torch.onnx.export(hdnn.model, (torch.rand(2, 1, side, side),), target / ONNX_FILE, input_names=["image"],
                       output_names=names, dynamic_shapes={"x": {0: torch.export.Dim("batch")}},

@@ -146,7 +146,12 @@ def _space(config: ExperimentConfig, base: nn.Module, human_enabled: bool) -> Se
     reference = {"storage_mb": storage_mb(base), "energy_mj": estimate_energy_mj(base, sample)}
     specs = describe_layers(base, compressible_layers(config), sample)
     return SearchSpace(specs, config.constraints, reference, human_enabled=human_enabled,
-                       pool_size=config.human_pool.size)
+                       pool_size=config.human_pool.size, max_tau=_max_tau(config))
+
+
+def _max_tau(config: ExperimentConfig) -> float:
+    """H-YOLO's band is ``[tau, tau_high]`` with the config candidate's ``tau_high``: tau may not pass it."""
+    return config.candidate.human.tau_high if config.model.name == "h_yolo" else 1.0
 
 
 def _optuna_searcher(config: ExperimentConfig) -> Any:
@@ -159,7 +164,8 @@ def _optuna_searcher(config: ExperimentConfig) -> Any:
                    for name, kind in compressible_layers(config).items()},
         "human": {"mechanism": tune.choice(["sequential", "majority"]),
                   "k": tune.choice(list(range(1, min(3, config.human_pool.size) + 1))),
-                  "tau": tune.uniform(0.0, 1.0)},
+                  "tau": tune.uniform(0.0, _max_tau(config)),
+                  "tau_high": config.candidate.human.tau_high},
     }
     return OptunaSearch(space=space, metric=list(PARETO_OBJECTIVES), mode=list(PARETO_OBJECTIVES.values()),
                         seed=config.seed)

@@ -1,16 +1,28 @@
-"""Shared fixtures: one Ray session and one small trained base model per test run."""
+"""Shared fixtures: one Ray session, and one small trained base model per architecture, per test run."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
 import pytest
 import ray
 
-from hgen_ray.config import DataConfig, ExperimentConfig, FinetuneConfig, HumanPoolConfig, ModelConfig, ProfileConfig
+from hgen_ray.config import (
+    DataConfig,
+    DetectionConfig,
+    ExperimentConfig,
+    FinetuneConfig,
+    HumanPoolConfig,
+    ModelConfig,
+    ProfileConfig,
+)
 from hgen_ray.data.splits import Splits, load_splits
+from hgen_ray.detection_map import map50
+from hgen_ray.evaluate_detection import DetectionData, load_detection_data
 from hgen_ray.models import TrainedBase, load_or_train_base
+from hgen_ray.models.detectors import TrainedDetector, detect, load_or_train_detector
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -47,3 +59,43 @@ def splits(tiny_config: ExperimentConfig) -> Splits:
 def trained_base(tiny_config: ExperimentConfig, splits: Splits) -> TrainedBase:
     return load_or_train_base(tiny_config, splits)
 
+
+
+def _detector_config(base: ExperimentConfig, name: str) -> ExperimentConfig:
+    return dataclasses.replace(
+        base,
+        detection=DetectionConfig(train_canvases=400, validation_canvases=40, test_canvases=24),
+        model=ModelConfig(name=name, epochs=2, batch_size=16, learning_rate=5e-3 if name == "h_faster_rcnn" else 3e-3),
+        finetune=FinetuneConfig(epochs=1, subset=64, batch_size=16),
+    )
+
+
+@pytest.fixture(scope="session")
+def yolo_config(tiny_config: ExperimentConfig) -> ExperimentConfig:
+    return _detector_config(tiny_config, "h_yolo")
+
+
+@pytest.fixture(scope="session")
+def frcnn_config(tiny_config: ExperimentConfig) -> ExperimentConfig:
+    return _detector_config(tiny_config, "h_faster_rcnn")
+
+
+@pytest.fixture(scope="session")
+def detection_data(yolo_config: ExperimentConfig) -> DetectionData:
+    """Canvases depend on the detection section only, so both detectors share them."""
+    return load_detection_data(yolo_config)
+
+
+def _trained(config: ExperimentConfig, data: DetectionData) -> TrainedDetector:
+    return load_or_train_detector(config, data.splits.train, data.splits.val,
+                                  lambda model, val: map50(detect(model, val.images), val.targets()))
+
+
+@pytest.fixture(scope="session")
+def trained_yolo(yolo_config: ExperimentConfig, detection_data: DetectionData) -> TrainedDetector:
+    return _trained(yolo_config, detection_data)
+
+
+@pytest.fixture(scope="session")
+def trained_frcnn(frcnn_config: ExperimentConfig, detection_data: DetectionData) -> TrainedDetector:
+    return _trained(frcnn_config, detection_data)

@@ -75,3 +75,9 @@ def test_show_data_draws_the_grid(tmp_path: Path, tiny_config: ExperimentConfig)
     out = tmp_path / "grid.png"
     assert main(["show-data", "--config", str(_write_config(tmp_path, tiny_config)), "--out", str(out)]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
+
+
+def test_show_data_draws_detection_canvases(tmp_path: Path, yolo_config: ExperimentConfig) -> None:
+    out = tmp_path / "canvases.png"
+    assert main(["show-data", "--config", str(_write_config(tmp_path, yolo_config)), "--out", str(out)]) == 0
+    assert out.stat().st_size > 10_000

@@ -1,16 +1,21 @@
-"""Saved H-DNNs: rebuilt from tensors only; a checkpoint carrying code is refused, not run."""
+"""Saved H-DNNs: rebuilt from tensors only (all three architectures); a checkpoint carrying code is refused."""
 
 from __future__ import annotations
 
+import json
 import pickle
 from pathlib import Path
 
+import numpy as np
+import onnxruntime
 import pytest
 import torch
 
 from hgen_ray.compress.svd import factorize_linear
 from hgen_ray.config import Candidate, ExperimentConfig, HumanChoice
-from hgen_ray.hdnn import HDNNError, load_hdnn, save_hdnn
+from hgen_ray.evaluate_detection import DetectionData
+from hgen_ray.hdnn import HDNNError, export_onnx, load_hdnn, save_hdnn
+from hgen_ray.models.detectors import TrainedDetector, detect
 from hgen_ray.models.h_cnn import BaseCNN
 
 
@@ -43,3 +48,29 @@ def test_a_checkpoint_carrying_code_is_refused_without_running_it(tmp_path: Path
 def test_missing_files_are_named(tmp_path: Path) -> None:
     with pytest.raises(HDNNError, match="missing model.pt, candidate.yaml"):
         load_hdnn(tmp_path)
+
+
+@pytest.mark.parametrize("name", ["h_yolo", "h_faster_rcnn"])
+def test_a_saved_detector_reloads_predicts_and_exports_to_onnx(
+        name: str, request: pytest.FixtureRequest, detection_data: DetectionData, tmp_path: Path) -> None:
+    config: ExperimentConfig = request.getfixturevalue("yolo_config" if name == "h_yolo" else "frcnn_config")
+    base: TrainedDetector = request.getfixturevalue("trained_yolo" if name == "h_yolo" else "trained_frcnn")
+    candidate = Candidate(human=HumanChoice("majority", 0.3, 1, tau_high=0.9))
+    save_hdnn(tmp_path, base.model, 1.0, candidate, config)
+    loaded = load_hdnn(tmp_path)
+    assert loaded.architecture == name
+    canvases = detection_data.splits.test.images[:4]
+    detections, deferred = loaded.predict(canvases)
+    expected = detect(base.model, canvases)
+    assert all(torch.equal(a["boxes"], b["boxes"]) for a, b in zip(detections, expected))
+    assert deferred.shape == (4,) and deferred.dtype == torch.bool
+    written = export_onnx(tmp_path)
+    session = onnxruntime.InferenceSession(str(written))
+    image = canvases[:1] if name == "h_yolo" else canvases[0]
+    onnx_out = session.run(None, {session.get_inputs()[0].name: image.numpy()})
+    if name == "h_yolo":
+        assert np.allclose(onnx_out[0], base.model(canvases[:1]).detach().numpy(), atol=1e-4)
+    else:
+        assert np.allclose(onnx_out[0], base.model.detect(canvases[:1])[0]["boxes"].numpy(), atol=1e-3)
+    gate = json.loads((tmp_path / "gate.json").read_text())
+    assert gate["architecture"] == name and gate["tau"] == 0.3

@@ -240,3 +240,18 @@ def test_unwritable_output_dir_is_refused(tmp_path: Path, tiny_config: Experimen
     config = write_config(tmp_path / "config.yaml", tiny_config)
     assert main(["search", "--config", str(config), "--out", str(blocker / "out")]) == 2
     assert blocker.read_text() == "not a folder"
+
+
+def test_a_detector_search_runs_its_trials_and_keeps_a_loadable_best(
+        tmp_path: Path, yolo_config: ExperimentConfig, trained_yolo, ray_session) -> None:  # type: ignore[no-untyped-def]
+    config = dataclasses.replace(
+        yolo_config, constraints=Constraints(),
+        search=SearchConfig(trials=3, warmup_trials=2, updates_per_trial=1, references=False))
+    out = tmp_path / "out"
+    assert main(["search", "--config", str(write_config(tmp_path / "yolo.yaml", config)), "--out", str(out)]) == 0
+    rows = _rows(out)
+    assert len(rows) == 3 and all(r["status"] == "TERMINATED" for r in rows)
+    assert {"layers/conv4/technique", "layers/head1/ratio", "human/tau_high"} <= set(rows[0])
+    assert all(float(r["human/tau"]) <= float(r["human/tau_high"]) for r in rows)  # the band is never inverted
+    best = load_hdnn(out / "best")
+    assert best.architecture == "h_yolo"

@@ -133,11 +133,14 @@ class SearchSpace:
         reference: Measures of the uncompressed model (``storage_mb``, ``energy_mj``), for normalising.
         human_enabled: False for ``compression_only``: the human step is always off.
         pool_size: People in the pool; longer chains are left out of the space.
+        max_tau: Largest gate threshold, also every candidate's ``tau_high`` (H-YOLO's band
+            ``[tau, tau_high]`` needs ``tau <= tau_high``; the other models ignore ``tau_high``).
     """
 
     def __init__(self, layers: list[LayerSpec], constraints: Constraints, reference: Mapping[str, float],
-                 human_enabled: bool = True, pool_size: int = 3) -> None:
+                 human_enabled: bool = True, pool_size: int = 3, max_tau: float = MAX_TAU) -> None:
         self.layers = layers
+        self.max_tau = max_tau
         self.human_enabled = human_enabled
         self.human_options = tuple(o for o in HUMAN_OPTIONS if o[1] <= pool_size) if human_enabled else (HUMAN_OFF,)
         self.total_params = sum(s.params for s in layers)
@@ -200,10 +203,9 @@ class SearchSpace:
         """Map an actor output in [-1, 1] to a compression ratio in [0, 0.9]."""
         return float(np.clip((action + 1) / 2, 0.0, 1.0) * MAX_COMPRESSION_RATIO)
 
-    @staticmethod
-    def tau(action: float) -> float:
-        """Map an actor output in [-1, 1] to a gate threshold in [0, 1]."""
-        return float(np.clip((action + 1) / 2, 0.0, 1.0) * MAX_TAU)
+    def tau(self, action: float) -> float:
+        """Map an actor output in [-1, 1] to a gate threshold in [0, max_tau]."""
+        return float(np.clip((action + 1) / 2, 0.0, 1.0) * self.max_tau)
 
     def decode(self, discrete: list[int], continuous: list[float]) -> Candidate:
         """The candidate an episode's actions describe."""
@@ -215,7 +217,7 @@ class SearchSpace:
         if mechanism == "off":
             return Candidate(layers=layers, human=HumanChoice(tau=0.0))
         return Candidate(layers=layers, human=HumanChoice(mechanism=mechanism, tau=round(self.tau(continuous[-1]), 4),
-                                                          k=k))
+                                                          k=k, tau_high=self.max_tau))
 
     def random_actions(self, rng: np.random.Generator) -> tuple[list[int], list[float]]:
         """Uniform actions over the whole space (the ``random`` baseline and warm-up)."""

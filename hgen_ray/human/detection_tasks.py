@@ -3,8 +3,8 @@
 As for classification, every answer is drawn from a generator seeded by
 (pool seed, person, task key), so a retried task gets exactly the same answer.
 
-Check a cell (H-YOLO). The person looks at one highlighted grid cell and says
-whether an item is centred in it, and if so which class. Verifying a cell or a
+Check a cell (H-YOLO). The person sees the box one grid cell predicts and says
+whether it frames an item, and if so which class. Verifying a cell or a
 box takes "about 1-2 s" (DESIGN.md); the median here is the middle of that.
 Their class answer follows the classification model (:mod:`calibration`).
 
@@ -37,7 +37,7 @@ __all__ = ["BOX_EDGE_NOISE", "BoxAnswer", "BoxTask", "CellAnswer", "CellTask", "
 
 CELL_CHECK_MEDIAN_S = 1.5  # DESIGN.md: verifying one grid cell or box takes about 1-2 s
 CELL_CHECK_SIGMA = 0.4  # assumed lognormal spread, a little tighter than classification's
-CELL_VERDICT_ACCURACY_CLEAN = 0.95  # assumed: "is an item centred here?" on a clean canvas
+CELL_VERDICT_ACCURACY_CLEAN = 0.95  # assumed: "does this box frame an item?" on a clean canvas
 BOX_DRAW_MEDIAN_S = 7.0  # Papadopoulos et al. ICCV 2017: 7.0 s per box with extreme clicking
 BOX_DRAW_SIGMA = 0.3  # assumed lognormal spread per box
 EXTREME_CLICK_MEAN_IOU = 0.88  # Papadopoulos et al. ICCV 2017: mIoU of extreme-click boxes vs ground truth
@@ -91,8 +91,8 @@ BOX_EDGE_NOISE = box_noise_for_mean_iou()
 @dataclass(frozen=True)
 class CellTask:
     key: int
-    has_item: bool  # an item's box centre falls in this cell
-    true_label: int  # that item's class (any value when has_item is False)
+    on_item: bool  # the cell's box frames an item (IoU >= 0.5 with a true box)
+    true_label: int  # that item's class (any value when on_item is False)
     category: str
     severity: int
 
@@ -122,13 +122,13 @@ class BoxAnswer:
 
 
 def check_cell(task: CellTask, person: int, seed: int) -> CellAnswer:
-    """Whether ``person`` says an item is centred in the cell, its class, and the time taken."""
+    """Whether ``person`` says the cell's box frames an item, its class, and the time taken."""
     rng = np.random.default_rng([seed, person, task.key])
     verdict_accuracy = 0.5 + (CELL_VERDICT_ACCURACY_CLEAN - 0.5) * (1.0 - _lost(task.category, task.severity))
-    is_item = task.has_item if rng.random() < verdict_accuracy else not task.has_item
-    if task.has_item and rng.random() < human_accuracy(task.category, task.severity):
+    is_item = task.on_item if rng.random() < verdict_accuracy else not task.on_item
+    if task.on_item and rng.random() < human_accuracy(task.category, task.severity):
         label = task.true_label
-    elif task.has_item:
+    elif task.on_item:
         label = int(rng.choice(NUM_CLASSES, p=wrong_answer_distribution(task.true_label)))
     else:
         label = int(rng.integers(NUM_CLASSES))  # a false "yes" names some class

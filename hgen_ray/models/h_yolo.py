@@ -7,8 +7,9 @@ item whose box centre falls in it. The head is two 1x1 convs, i.e. a fully
 connected layer applied per cell, so SVD compresses it like an fc layer.
 
 The human side branches off the head (DESIGN.md): a cell whose objectness is in
-the ambiguous band ``[tau, tau_high]`` goes to people, who confirm or reject it
-and name the class (:func:`apply_cell_answers`).
+the ambiguous band ``[tau, tau_high]`` goes to people. They see the cell's box
+on the canvas, confirm or reject it (does it frame an item?), and name the
+class (:func:`apply_cell_answers`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from torchvision.ops import batched_nms
 
 from hgen_ray.models.h_cnn import FASHION_MNIST_MEAN, FASHION_MNIST_STD, NUM_CLASSES
 
-__all__ = ["CellVerdicts", "GRID_STRIDE", "HYolo", "YOLO_COMPRESSIBLE_LAYERS", "apply_cell_answers", "cell_targets",
+__all__ = ["CellVerdicts", "GRID_STRIDE", "HYolo", "YOLO_COMPRESSIBLE_LAYERS", "apply_cell_answers", "cell_boxes", "cell_targets",
            "decode_cells", "rebuild_h_yolo", "yolo_loss"]
 
 GRID_STRIDE = 8  # three 2x2 pools: one cell per 8 x 8 px
@@ -133,19 +134,25 @@ def apply_cell_answers(output: torch.Tensor, verdicts: CellVerdicts) -> torch.Te
 
 
 @torch.no_grad()
-def decode_cells(output: torch.Tensor, side: int) -> list[dict[str, torch.Tensor]]:
-    """Boxes, scores and labels per canvas, after per-class NMS."""
+def cell_boxes(output: torch.Tensor, side: int) -> torch.Tensor:
+    """Each cell's box as ``[N, S/8, S/8, 4]`` (x1, y1, x2, y2) in canvas pixels."""
     grid = output.shape[-1]
     rows, cols = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
+    box = torch.sigmoid(output[:, 1:5])
+    cx, cy = (cols + box[:, 0]) * GRID_STRIDE, (rows + box[:, 1]) * GRID_STRIDE
+    w, h = box[:, 2] * side, box[:, 3] * side
+    return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], -1).clamp(0, side)
+
+
+@torch.no_grad()
+def decode_cells(output: torch.Tensor, side: int) -> list[dict[str, torch.Tensor]]:
+    """Boxes, scores and labels per canvas, after per-class NMS."""
     detections = []
-    for cells in output:
-        box = torch.sigmoid(cells[1:5])
-        cx, cy = (cols + box[0]) * GRID_STRIDE, (rows + box[1]) * GRID_STRIDE
-        w, h = box[2] * side, box[3] * side
+    for cells, boxes in zip(output, cell_boxes(output, side)):
         probabilities = torch.softmax(cells[5:], 0)
         class_score, label = probabilities.max(0)
         score = (torch.sigmoid(cells[0]) * class_score).flatten()
-        boxes = torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], -1).reshape(-1, 4).clamp(0, side)
+        boxes = boxes.reshape(-1, 4)
         keep = score > SCORE_FLOOR
         boxes, score, label = boxes[keep], score[keep], label.flatten()[keep]
         kept = batched_nms(boxes, score, label, NMS_IOU)[:MAX_DETECTIONS]

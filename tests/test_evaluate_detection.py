@@ -1,0 +1,111 @@
+"""Detector evaluation: compression shrinks both detectors, people change only what they were sent, costs add up."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from hgen_ray.compress.pipeline import compress_detector
+from hgen_ray.config import Candidate, ConfigError, ExperimentConfig, HumanChoice, LayerChoice
+from hgen_ray.evaluate import evaluate_candidate
+from hgen_ray.evaluate_detection import DetectionData, human_boxes_pass, human_cells_pass
+from hgen_ray.human import HumanPool
+from hgen_ray.human.detection_tasks import BOX_DRAW_MEDIAN_S
+from hgen_ray.models.detectors import DETECTOR_LAYERS, TrainedDetector, detect
+from hgen_ray.profile import storage_mb
+
+SHRINK = {
+    "h_yolo": {"conv2": LayerChoice("l1", 0.5), "conv4": LayerChoice("taylor", 0.5), "head1": LayerChoice("svd", 0.75)},
+    "h_faster_rcnn": {"backbone.conv1": LayerChoice("fpgm", 0.5), "backbone.conv2": LayerChoice("l2", 0.5),
+                      "roi_heads.box_head.fc6": LayerChoice("svd", 0.75)},
+}
+
+PRUNED_CONV = {"h_yolo": "conv2", "h_faster_rcnn": "backbone.conv2"}
+GENEROUS_PEOPLE = {  # people see much of what the weak test detectors find hard
+    "h_yolo": HumanChoice("majority", tau=0.05, k=1, tau_high=1.0),
+    "h_faster_rcnn": HumanChoice("majority", tau=0.9, k=1),
+}
+
+
+@pytest.fixture(scope="module")
+def pool(ray_session, tiny_config: ExperimentConfig):  # type: ignore[no-untyped-def]
+    with HumanPool(tiny_config.human_pool, tiny_config.seed) as people:
+        yield people
+
+
+@pytest.mark.parametrize("name", ["h_yolo", "h_faster_rcnn"])
+def test_compression_shrinks_each_detector_and_it_still_detects(
+        name: str, request: pytest.FixtureRequest, detection_data: DetectionData) -> None:
+    base: TrainedDetector = request.getfixturevalue("trained_yolo" if name == "h_yolo" else "trained_frcnn")
+    config: ExperimentConfig = request.getfixturevalue("yolo_config" if name == "h_yolo" else "frcnn_config")
+    small = compress_detector(base.model, Candidate(layers=SHRINK[name]), DETECTOR_LAYERS[name],
+                              detection_data.splits.train, config.finetune, config.seed)
+    assert storage_mb(small) < 0.8 * storage_mb(base.model)
+    conv2 = PRUNED_CONV[name]
+    assert small.get_submodule(conv2).out_channels == base.model.get_submodule(conv2).out_channels // 2
+    detections = detect(small, detection_data.splits.test.images[:4])
+    assert len(detections) == 4 and all(d["boxes"].shape[1] == 4 for d in detections)
+
+
+def test_people_change_only_the_images_with_gated_cells(trained_yolo: TrainedDetector, detection_data: DetectionData,
+                                                        pool: HumanPool) -> None:
+    test = detection_data.challenges.sets["gaussian_noise"]
+    with torch.no_grad():
+        most_sure = torch.sigmoid(trained_yolo.model(test.images)[:, 0]).flatten(1).amax(1)
+    tau = float(most_sure.median())  # about half of the images have a cell at or above it
+    candidate = Candidate(human=HumanChoice("majority", tau=tau, k=2, tau_high=1.0))
+    outcome = human_cells_pass(trained_yolo.model, test, "gaussian_noise", 3, candidate, pool)
+    assert 0 < outcome.deferred.sum() < len(test)
+    for deferred, final, plain in zip(outcome.deferred, outcome.detections, outcome.dnn_detections):
+        if not deferred:
+            assert torch.equal(final["boxes"], plain["boxes"]) and torch.equal(final["scores"], plain["scores"])
+    assert (outcome.tasks[~outcome.deferred] == 0).all() and (outcome.labor_s[~outcome.deferred] == 0).all()
+    assert (outcome.tasks[outcome.deferred] % 2 == 0).all()  # every gated cell checked by both people
+    per_cell = outcome.labor_s[outcome.deferred] / outcome.tasks[outcome.deferred]
+    assert 0.5 < float(np.median(per_cell)) < 3.0  # "about 1-2 s" per cell checked
+
+
+def test_people_draw_boxes_only_for_unsure_images(trained_frcnn: TrainedDetector, detection_data: DetectionData,
+                                                  pool: HumanPool) -> None:
+    test = detection_data.challenges.sets["fog"]
+    candidate = Candidate(human=HumanChoice("sequential", tau=0.6, k=1))
+    outcome = human_boxes_pass(trained_frcnn.model, test, "fog", 3, candidate, pool)
+    assert 0 < outcome.deferred.sum()
+    best = [float(d["scores"].max()) if len(d["scores"]) else 0.0 for d in outcome.dnn_detections]
+    assert outcome.deferred.tolist() == [b < 0.6 for b in best]
+    for deferred, final, plain in zip(outcome.deferred, outcome.detections, outcome.dnn_detections):
+        if not deferred:
+            assert torch.equal(final["boxes"], plain["boxes"])
+    drew = outcome.tasks > 0
+    assert drew.any() and (outcome.labor_s[~drew] == 0).all()
+    per_box = outcome.labor_s[drew] / outcome.tasks[drew]
+    assert 0.5 * BOX_DRAW_MEDIAN_S < float(np.median(per_box)) < 2 * BOX_DRAW_MEDIAN_S
+
+
+@pytest.mark.parametrize("name", ["h_yolo", "h_faster_rcnn"])
+def test_end_to_end_evaluate_reports_map_and_human_cost(name: str, request: pytest.FixtureRequest,
+                                                        detection_data: DetectionData, pool: HumanPool) -> None:
+    config: ExperimentConfig = request.getfixturevalue("yolo_config" if name == "h_yolo" else "frcnn_config")
+    request.getfixturevalue("trained_yolo" if name == "h_yolo" else "trained_frcnn")  # cached: not retrained
+    alone = evaluate_candidate(config, Candidate(), data=detection_data, pool=pool).metrics
+    helped = evaluate_candidate(config, Candidate(human=GENEROUS_PEOPLE[name]), data=detection_data, pool=pool).metrics
+    assert alone["labor_s_per_1k"] == 0 and alone["deferral_rate"] == 0
+    assert alone["accuracy"] == pytest.approx(alone["dnn_accuracy"])
+    assert 0 <= alone["accuracy"] <= 1 and alone["accuracy_clean"] == alone["accuracy/clean"]
+    assert helped["labor_s_per_1k"] > 0 and helped["deferral_rate"] > 0
+    assert helped["latency_ms"] > alone["latency_ms"]
+    assert helped["accuracy"] > alone["accuracy"]  # people add what the weak detector misses
+    assert alone["energy_source"] in ("nvml", "rapl", "estimate") and alone["storage_mb"] > 0
+
+
+def test_an_inverted_yolo_band_is_refused(yolo_config: ExperimentConfig, detection_data: DetectionData) -> None:
+    inverted = Candidate(human=HumanChoice("majority", tau=0.6, k=1, tau_high=0.4))
+    with pytest.raises(ConfigError, match="candidate.human.tau_high: 0.4 is below tau 0.6"):
+        evaluate_candidate(yolo_config, inverted, data=detection_data)
+
+
+def test_detector_canvases_follow_the_config(yolo_config: ExperimentConfig, detection_data: DetectionData) -> None:
+    assert len(detection_data.splits.train) == yolo_config.detection.train_canvases
+    assert all(len(s) == yolo_config.detection.test_canvases for s in detection_data.challenges.sets.values())
+    assert detection_data.splits.test.images.shape[-2:] == (yolo_config.detection.canvas_size,) * 2
