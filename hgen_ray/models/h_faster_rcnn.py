@@ -7,8 +7,10 @@ from scratch; no pretrained weights are downloaded. Images are never resized
 
 The human side path: for an image whose best detection score is below tau, a
 person draws boxes on its Sobel edge map, and those boxes join the RPN's
-proposals (:meth:`HFasterRCNN.detect`), so the RoI head classifies and refines
-them like any other proposal.
+proposals into the RoI head (:meth:`HFasterRCNN.detect`). Since a person
+vouched that each holds an item, the head only names its class (background
+left out) and the drawn box is kept; per-class NMS then merges them with the
+network's own detections.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from torch import nn
 from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.rpn import AnchorGenerator
-from torchvision.ops import MultiScaleRoIAlign
+from torchvision.ops import MultiScaleRoIAlign, batched_nms
 
 from hgen_ray.models.h_cnn import FASHION_MNIST_MEAN, FASHION_MNIST_STD, NUM_CLASSES
 
@@ -38,6 +40,7 @@ RPN_PRE_NMS_TEST, RPN_POST_NMS_TEST = 150, 50
 SAMPLES_PER_IMAGE = 64  # anchors and RoIs sampled per image for the losses
 SCORE_FLOOR = 0.01  # detections below this never matter for mAP@0.5
 MAX_DETECTIONS = 20
+NMS_IOU = 0.5  # torchvision's default for the box head
 
 # The backbone's last conv feeds the RPN and the box head, so pruning it would
 # need surgery outside the backbone; conv1 and conv2 are pruned, fc6 and fc7 factorised.
@@ -63,7 +66,7 @@ class SmallBackbone(nn.Module):
 
 
 class HFasterRCNN(FasterRCNN):
-    """Faster R-CNN whose :meth:`detect` also takes human boxes as extra proposals."""
+    """Faster R-CNN whose :meth:`detect` also takes people's boxes as extra, vouched-for proposals."""
 
     @torch.no_grad()
     def detect(self, images: torch.Tensor, extra_proposals: list[torch.Tensor] | None = None
@@ -72,7 +75,7 @@ class HFasterRCNN(FasterRCNN):
 
         Args:
             images: Canvases in ``[0, 1]``.
-            extra_proposals: Per image, ``[k, 4]`` boxes (canvas pixels) added to the RPN's proposals.
+            extra_proposals: Per image, ``[k, 4]`` boxes (canvas pixels) people drew.
         """
         self.eval()
         batch = list(images)
@@ -81,11 +84,35 @@ class HFasterRCNN(FasterRCNN):
         features = self.backbone(transformed.tensors)
         feature_maps = {"0": features}
         proposals, _ = self.rpn(transformed, feature_maps)
-        if extra_proposals is not None:
-            scale = transformed.image_sizes[0][0] / sizes[0][0]  # 1.0: images are never resized
-            proposals = [torch.cat([p, e.to(p) * scale]) for p, e in zip(proposals, extra_proposals)]
         detections, _ = self.roi_heads(feature_maps, proposals, transformed.image_sizes)
+        if extra_proposals is not None:
+            vouched = self._name_vouched_boxes(feature_maps, extra_proposals, transformed.image_sizes)
+            detections = [_merged(found, named) for found, named in zip(detections, vouched)]
         return self.transform.postprocess(detections, transformed.image_sizes, sizes)  # type: ignore[arg-type]
+
+    def _name_vouched_boxes(self, feature_maps: dict[str, torch.Tensor], boxes: list[torch.Tensor],
+                            image_sizes: list[tuple[int, int]]) -> list[dict[str, torch.Tensor]]:
+        """Run people's boxes through the RoI head as proposals a person vouched for.
+
+        A person said "an item is here", so the head only names the class: its
+        softmax over the item classes, background left out, and the drawn box is kept.
+        """
+        boxes = [b.to(feature_maps["0"]).reshape(-1, 4) for b in boxes]
+        pooled = self.roi_heads.box_roi_pool(feature_maps, boxes, image_sizes)
+        class_logits, _ = self.roi_heads.box_predictor(self.roi_heads.box_head(pooled))
+        score, label = torch.softmax(class_logits[:, 1:], 1).max(1)
+        named = []
+        for image_boxes, image_scores, image_labels in zip(boxes, score.split([len(b) for b in boxes]),
+                                                            (label + 1).split([len(b) for b in boxes])):
+            named.append({"boxes": image_boxes, "scores": image_scores, "labels": image_labels})
+        return named
+
+
+def _merged(found: dict[str, torch.Tensor], named: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The network's and the people's detections of one image, after per-class NMS."""
+    merged = {key: torch.cat([found[key], named[key]]) for key in ("boxes", "scores", "labels")}
+    keep = batched_nms(merged["boxes"], merged["scores"], merged["labels"], NMS_IOU)[:MAX_DETECTIONS]
+    return {key: value[keep] for key, value in merged.items()}
 
 
 def build_h_faster_rcnn(canvas_side: int, channels: tuple[int, int, int] = BACKBONE_CHANNELS,
