@@ -18,7 +18,6 @@ import argparse
 import dataclasses
 import logging
 import os
-import resource
 import statistics
 import sys
 import tempfile
@@ -28,6 +27,7 @@ import warnings
 import ray
 import torch
 
+from figures import peak_rss_gb, verdict  # benchmarks/figures.py, next to this script
 from hgen_ray.config import ExperimentConfig, load_config
 from hgen_ray.detection_map import map50
 from hgen_ray.evaluate import evaluate_candidate
@@ -38,14 +38,6 @@ TRAIN_TARGET_S = 600.0
 TRAIN_TARGET_MAP50 = 0.5
 EVALUATE_TARGET_S = 180.0
 RSS_TARGET_GB = 4.0
-
-
-def _peak_rss_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # Linux reports KiB
-
-
-def _verdict(ok: bool) -> str:
-    return "meets target" if ok else "MISSES target"
 
 
 def _score(model: torch.nn.Module, data) -> float:  # type: ignore[no-untyped-def]
@@ -60,9 +52,9 @@ def _train_from_scratch(config: ExperimentConfig) -> None:
         base = load_or_train_detector(fresh, data.splits.train, data.splits.val, _score)
         train_s = time.perf_counter() - started
     clean = _score(base.model, data.splits.test)
-    print(f"  base training: {train_s:.1f} s ({_verdict(train_s <= TRAIN_TARGET_S)} <= {TRAIN_TARGET_S:.0f} s), "
+    print(f"  base training: {train_s:.1f} s ({verdict(train_s <= TRAIN_TARGET_S)} <= {TRAIN_TARGET_S:.0f} s), "
           f"clean test mAP@0.5 {clean:.3f} on {len(data.splits.test)} canvases "
-          f"({_verdict(clean >= TRAIN_TARGET_MAP50)} >= {TRAIN_TARGET_MAP50})", flush=True)
+          f"({verdict(clean >= TRAIN_TARGET_MAP50)} >= {TRAIN_TARGET_MAP50})", flush=True)
 
 
 def _time_evaluations(config: ExperimentConfig, repeats: int) -> None:
@@ -76,7 +68,7 @@ def _time_evaluations(config: ExperimentConfig, repeats: int) -> None:
     median = statistics.median(timings)
     canvases = 13 * config.detection.test_canvases
     print(f"  evaluate one candidate ({canvases} canvases): median {median:.1f} s of {repeats} "
-          f"[{', '.join(f'{t:.1f}' for t in timings)}] ({_verdict(median <= EVALUATE_TARGET_S)} <= "
+          f"[{', '.join(f'{t:.1f}' for t in timings)}] ({verdict(median <= EVALUATE_TARGET_S)} <= "
           f"{EVALUATE_TARGET_S:.0f} s)")
     print(f"    mAP@0.5 {metrics['accuracy']:.3f} with people, {metrics['dnn_accuracy']:.3f} network alone "
           f"(clean {metrics['accuracy_clean']:.3f}); storage {metrics['storage_mb']:.3f} MB; "
@@ -99,8 +91,8 @@ def main() -> int:
         _train_from_scratch(config)
         _time_evaluations(config, args.repeats)
     ray.shutdown()
-    rss = _peak_rss_gb()
-    print(f"peak driver RSS: {rss:.2f} GB ({_verdict(rss <= RSS_TARGET_GB)} <= {RSS_TARGET_GB:.0f} GB)")
+    rss = peak_rss_gb()
+    print(f"peak driver RSS: {rss:.2f} GB ({verdict(rss <= RSS_TARGET_GB)} <= {RSS_TARGET_GB:.0f} GB)")
     return 0
 
 

@@ -18,7 +18,6 @@ import argparse
 import dataclasses
 import logging
 import os
-import resource
 import statistics
 import sys
 import tempfile
@@ -28,6 +27,7 @@ import warnings
 import ray
 import torch
 
+from figures import peak_rss_gb, verdict  # benchmarks/figures.py, next to this script
 from hgen_ray.config import load_config
 from hgen_ray.data.splits import load_splits
 from hgen_ray.evaluate import evaluate_candidate
@@ -37,14 +37,6 @@ TRAIN_TARGET_S = 90.0
 TRAIN_TARGET_ACCURACY = 0.90
 EVALUATE_TARGET_S = 60.0
 RSS_TARGET_GB = 3.0
-
-
-def _peak_rss_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # Linux reports KiB
-
-
-def _verdict(ok: bool) -> str:
-    return "meets target" if ok else "MISSES target"
 
 
 def main() -> int:
@@ -66,9 +58,9 @@ def main() -> int:
     full_test = dataclasses.replace(fresh.data, test_per_category=10000)
     test = load_splits(full_test, fresh.seed)
     accuracy = float((predict_logits(base.model, test.test_images).argmax(1) == test.test_labels).float().mean())
-    print(f"base training: {train_s:.1f} s ({_verdict(train_s <= TRAIN_TARGET_S)} <= {TRAIN_TARGET_S:.0f} s), "
+    print(f"base training: {train_s:.1f} s ({verdict(train_s <= TRAIN_TARGET_S)} <= {TRAIN_TARGET_S:.0f} s), "
           f"clean test accuracy {accuracy:.4f} on 10,000 images "
-          f"({_verdict(accuracy >= TRAIN_TARGET_ACCURACY)} >= {TRAIN_TARGET_ACCURACY:.2f})")
+          f"({verdict(accuracy >= TRAIN_TARGET_ACCURACY)} >= {TRAIN_TARGET_ACCURACY:.2f})")
 
     ray.init(address="local", include_dashboard=False, logging_level="WARNING")
     load_or_train_base(config, splits)  # make sure the cached model exists before timing
@@ -81,12 +73,12 @@ def main() -> int:
     median = statistics.median(timings)
     samples = 13 * config.data.test_per_category
     print(f"evaluate one candidate ({samples} samples): median {median:.1f} s of {args.repeats} "
-          f"[{', '.join(f'{t:.1f}' for t in timings)}] ({_verdict(median <= EVALUATE_TARGET_S)} <= "
+          f"[{', '.join(f'{t:.1f}' for t in timings)}] ({verdict(median <= EVALUATE_TARGET_S)} <= "
           f"{EVALUATE_TARGET_S:.0f} s)")
     print(f"  accuracy {metrics['accuracy']:.4f}, storage {metrics['storage_mb']:.3f} MB, "
           f"deferral {metrics['deferral_rate']:.3f}")
-    rss = _peak_rss_gb()
-    print(f"peak driver RSS: {rss:.2f} GB ({_verdict(rss <= RSS_TARGET_GB)} <= {RSS_TARGET_GB:.0f} GB)")
+    rss = peak_rss_gb()
+    print(f"peak driver RSS: {rss:.2f} GB ({verdict(rss <= RSS_TARGET_GB)} <= {RSS_TARGET_GB:.0f} GB)")
     return 0
 
 

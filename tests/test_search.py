@@ -137,9 +137,9 @@ def test_a_failing_candidate_is_recorded_scored_infeasible_and_the_search_goes_o
     from ray import cloudpickle
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers cannot import test modules
-    config, splits, base = search._prepare(search_config(tiny_config, trials=6, algorithm="random"))
+    config, data, base = search._prepare(search_config(tiny_config, trials=6, algorithm="random"))
     with HumanPool(config.human_pool, config.seed) as pool:
-        context = TrialContext(experiment=config, splits=splits, pool=pool)
+        context = TrialContext(experiment=config, data=data, pool=pool)
         trainable = tune.with_resources(tune.with_parameters(crashing_trial, context=context), {"cpu": 1})
         results = search._new_tuner(config, base, trainable, tmp_path, search._Progress(6)).fit()
     rows = trial_rows(results, failed_reward(config.reward))

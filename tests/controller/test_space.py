@@ -48,7 +48,7 @@ def test_decode_maps_actions_to_a_valid_candidate(specs) -> None:  # type: ignor
     assert candidate.layers["conv1"] == LayerChoice("fpgm", 0.0)
     assert candidate.layers["conv2"] == LayerChoice("l2", 0.45)
     assert candidate.layers["fc1"] == LayerChoice("svd", 0.9)
-    assert candidate.human == HumanChoice("majority", 0.6, 2)
+    assert candidate.human == HumanChoice("majority", 0.6, 2, tau_high=1.0)  # the space's max_tau
     assert space.decode([0, 0, 0, 0], [0.0] * 4).human.tau == 0  # option "off"
 
 
