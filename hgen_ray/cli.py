@@ -4,6 +4,7 @@
     hgen-ray evaluate --config configs/h_yolo.yaml      (or configs/h_faster_rcnn.yaml)
     hgen-ray search --config configs/quickstart.yaml --out runs/q1 [--address ADDR]
     hgen-ray search --resume runs/q1
+    hgen-ray bench --config configs/bench-small.yaml --out runs/bench-small
     hgen-ray export runs/q1/best --format onnx
     hgen-ray show-data --config configs/quickstart.yaml --out grid.png
 
@@ -73,6 +74,16 @@ def _search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from hgen_ray.bench import load_bench, run_bench
+
+    bench, experiments = load_bench(args.config)
+    report = run_bench(bench, experiments, Path(args.out).resolve())
+    print(report.read_text())
+    print(f"report: {report}")
+    return 0
+
+
 def _export(args: argparse.Namespace) -> int:
     from hgen_ray.hdnn import export_onnx
 
@@ -110,6 +121,11 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--resume", metavar="DIR", help="continue the interrupted search in DIR")
     search.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local node)")
     search.set_defaults(run=_search)
+    bench = commands.add_parser("bench", help="every strategy with the same budget, on each architecture, plus "
+                                "system figures")
+    bench.add_argument("--config", required=True, help="bench YAML, e.g. configs/bench-small.yaml")
+    bench.add_argument("--out", required=True, help="output directory for bench.md, plots and every search")
+    bench.set_defaults(run=_bench)
     export = commands.add_parser("export", help="export a saved H-DNN (e.g. DIR/best) to ONNX plus gate.json")
     export.add_argument("path", help="a saved H-DNN folder")
     export.add_argument("--format", choices=["onnx"], default="onnx", help="export format (default: onnx)")

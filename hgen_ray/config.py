@@ -21,6 +21,8 @@ from typing import Any, TypeVar
 import yaml
 
 __all__ = [
+    "BENCH_STRATEGIES",
+    "BenchConfig",
     "CHALLENGE_CATEGORIES",
     "CONV_TECHNIQUES",
     "FC_TECHNIQUES",
@@ -200,11 +202,29 @@ class ExperimentConfig:
     search: SearchConfig = field(default_factory=SearchConfig)
 
 
+BENCH_STRATEGIES: tuple[str, ...] = ("hgen", "random", "compression_only", "optuna", "original", "human_only")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """``hgen-ray bench``: every strategy with the same trial budget, on each architecture."""
+
+    experiments: dict[str, str] = field(default_factory=lambda: {"h_cnn": "quickstart.yaml"})  # label -> experiment YAML, relative to the bench file
+    strategies: tuple[str, ...] = field(default=BENCH_STRATEGIES, metadata=_choices(*BENCH_STRATEGIES))  # run in this order
+    trials: int = field(default=16, metadata=_range(1, 100000))  # per search strategy and architecture: the equal budget
+    max_concurrent_trials: int = field(default=2, metadata=_range(1, 1024))  # trials at once, for every strategy
+    warmup_trials: int = field(default=6, metadata=_range(0, 100000))  # random candidates before the agents act (hgen)
+    scaling_trials: int = field(default=0, metadata=_range(0, 100000))  # H-CNN trials timed on 1 and on 2 worker nodes; 0 skips
+    overhead_trials: int = field(default=0, metadata=_range(0, 100000))  # trials of the framework-overhead measurement; 0 skips
+
+
 T = TypeVar("T")
 
 
 def _type_name(hint: Any) -> str:
     origin = typing.get_origin(hint)
+    if origin is tuple and typing.get_args(hint)[-1] is Ellipsis:
+        return "a list of names"
     if origin is tuple:
         return "a list of " + str(len(typing.get_args(hint))) + " integers"
     if origin is dict:
@@ -224,6 +244,19 @@ def _check_number(value: Any, hint: type, key: str) -> float | int:
     return float(value) if hint is float else value
 
 
+def _convert_names(value: Any, key: str, meta: typing.Mapping[str, Any]) -> tuple[str, ...]:
+    """A non-empty list of distinct names, each one of ``meta["choices"]``."""
+    allowed = meta["choices"]
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{key}: expected a non-empty list of names from {', '.join(allowed)}, got {value!r}")
+    unknown = [v for v in value if v not in allowed]
+    if unknown:
+        raise ConfigError(f"{key}: {unknown[0]!r} is not one of {', '.join(allowed)}")
+    if len(set(value)) != len(value):
+        raise ConfigError(f"{key}: names must not repeat, got {value!r}")
+    return tuple(value)
+
+
 def _convert(value: Any, hint: Any, key: str, meta: typing.Mapping[str, Any]) -> Any:
     origin = typing.get_origin(hint)
     if dataclasses.is_dataclass(hint):
@@ -233,6 +266,8 @@ def _convert(value: Any, hint: Any, key: str, meta: typing.Mapping[str, Any]) ->
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping, got {value!r}")
         return {str(k): _convert(v, value_hint, f"{key}.{k}", {}) for k, v in value.items()}
+    if origin is tuple and typing.get_args(hint)[-1] is Ellipsis:
+        return _convert_names(value, key, meta)
     if origin is tuple:
         item_hints = typing.get_args(hint)
         if not isinstance(value, (list, tuple)) or len(value) != len(item_hints):

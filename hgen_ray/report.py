@@ -76,7 +76,7 @@ def trial_rows(results: Iterable[Any], failed_reward: float) -> list[dict[str, A
 
 _RESULT_COLUMNS = ("reward", "feasible", "violation", "accuracy", "accuracy_clean", "dnn_accuracy", "latency_ms",
                    "dnn_latency_ms", "energy_mj", "energy_source", "energy_shared_gpu", "storage_mb",
-                   "labor_s_per_1k", "deferral_rate", "parameters", "node_id",
+                   "labor_s_per_1k", "deferral_rate", "parameters", "node_id", "peak_rss_mb",
                    *(f"accuracy/{c}" for c in EVALUATED_CATEGORIES))
 
 

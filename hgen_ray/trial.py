@@ -1,7 +1,8 @@
 """The Ray Tune trainable: one candidate in, its measures and reward out.
 
 Each trial evaluates one candidate with the core evaluation. It reports DESIGN.md's
-measures plus ``reward``, ``feasible`` and ``violation``, and a checkpoint holding the
+measures plus ``reward``, ``feasible``, ``violation`` and the trial process's peak memory
+(``peak_rss_mb``; a reused trial process carries its peak over), and a checkpoint holding the
 compressed H-DNN, so that the search can keep the best one without evaluating it
 again. An exception (an NNI speedup error, OOM) makes Tune mark the trial ERROR; the
 searcher then scores it as infeasible and the search goes on.
@@ -9,6 +10,7 @@ searcher then scores it as infeasible and the search goes on.
 
 from __future__ import annotations
 
+import resource
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +48,8 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     evaluation = evaluate_candidate(context.experiment, candidate, data=context.data, pool=context.pool)
     result = score(evaluation.metrics, context.experiment.constraints, context.experiment.reward)
     metrics = {**evaluation.metrics, "reward": result.reward, "feasible": result.feasible,
-               "violation": result.violation, "node_id": ray.get_runtime_context().get_node_id()}
+               "violation": result.violation, "node_id": ray.get_runtime_context().get_node_id(),
+               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # Linux reports KiB
     with tempfile.TemporaryDirectory() as folder:
         save_hdnn(Path(folder), evaluation.model, evaluation.temperature, candidate, context.experiment)
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))

@@ -116,7 +116,10 @@ class TrainedDetector:
 
 
 def _cache_path(config: ExperimentConfig) -> Path:
-    key = config_hash(config.model, config.detection, config.data.validation_size, config.seed, hgen_ray.__version__)
+    """Keyed by what shapes the weights: test and validation canvas counts do not, so they share a base."""
+    detection = config.detection
+    key = config_hash(config.model, detection.canvas_size, detection.max_items, detection.train_canvases,
+                      config.data.validation_size, config.seed, hgen_ray.__version__)
     return Path(config.cache_dir) / f"base-{config.model.name}-{key}.pt"
 
 

@@ -1,0 +1,152 @@
+"""``hgen-ray bench``: every strategy with the same trial budget, on each architecture.
+
+    hgen-ray bench --config configs/bench-small.yaml --out runs/bench-small
+
+For each experiment named in the bench file, the search strategies (hgen,
+random, compression_only, optuna) each run a full search with the bench's trial
+budget into ``OUT/<label>/<strategy>/`` (Tune's dir and a ``trials.csv``), and the references (``original``,
+``human_only``) are evaluated once. Every strategy fine-tunes on the same clean
+train split. After each strategy the rows so far are written to
+``OUT/results.json`` (atomically), so a stopped bench loses at most the strategy
+in progress. Then the system figures (overhead, throughput on 1 and 2 worker
+nodes, peak memory per trial) and ``OUT/bench.md`` with its plots.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from hgen_ray.atomic_write import replaced_atomically
+from hgen_ray.bench_report import ArchitectureResult, write_bench_report
+from hgen_ray.bench_system import git_commit, machine_description, measure_overhead, measure_throughput
+from hgen_ray.config import BenchConfig, ConfigError, ExperimentConfig, build_dataclass, load_config, read_yaml_mapping
+from hgen_ray.evaluate import evaluate_candidate
+from hgen_ray.human import HumanPool
+from hgen_ray.metric import failed_reward, score
+from hgen_ray.report import trial_rows, write_csv_atomic
+from hgen_ray.search import REFERENCE_CANDIDATES, _prepare, run_search
+
+__all__ = ["load_bench", "run_bench"]
+
+log = logging.getLogger(__name__)
+RESULTS_FILE = "results.json"
+SCALING_WORKERS = (1, 2)
+
+
+def load_bench(path: str | Path) -> tuple[BenchConfig, dict[str, ExperimentConfig]]:
+    """The bench file and each experiment it names (paths relative to the bench file).
+
+    Raises:
+        ConfigError: Naming the bench key or the experiment file at fault.
+    """
+    path = Path(path)
+    bench = build_dataclass(BenchConfig, read_yaml_mapping(path), "bench")
+    if not bench.experiments:
+        raise ConfigError("bench.experiments: expected at least one label: experiment YAML")
+    experiments = {}
+    for label, relative in bench.experiments.items():
+        experiment_path = (path.parent / relative).resolve()
+        if not experiment_path.is_file():
+            raise ConfigError(f"bench.experiments.{label}: no experiment file at {experiment_path}")
+        experiments[label] = load_config(experiment_path)
+    return bench, experiments
+
+
+def _strategy_config(experiment: ExperimentConfig, bench: BenchConfig, strategy: str) -> ExperimentConfig:
+    search = dataclasses.replace(experiment.search, algorithm=strategy, trials=bench.trials,
+                                 max_concurrent_trials=bench.max_concurrent_trials,
+                                 warmup_trials=bench.warmup_trials, references=False)
+    return dataclasses.replace(experiment, search=search)
+
+
+def _reference_row(experiment: ExperimentConfig, strategy: str) -> dict[str, Any]:
+    config, data, _ = _prepare(experiment)
+    with HumanPool(config.human_pool, config.seed) as pool:
+        metrics = dict(evaluate_candidate(config, REFERENCE_CANDIDATES[strategy], data=data, pool=pool).metrics)
+    result = score(metrics, config.constraints, config.reward)
+    return {"trial": 1, "trial_id": strategy, "status": "TERMINATED", "error": "", **metrics,
+            "reward": result.reward, "feasible": result.feasible}
+
+
+def _run_strategy(experiment: ExperimentConfig, bench: BenchConfig, strategy: str, out: Path) -> list[dict[str, Any]]:
+    if strategy in REFERENCE_CANDIDATES:
+        return [_reference_row(experiment, strategy)]
+    config = _strategy_config(experiment, bench, strategy)
+    run = run_search(config, out)
+    rows = trial_rows(run.results, failed_reward(config.reward))
+    write_csv_atomic(out / "trials.csv", rows)
+    return rows
+
+
+def _save_results(out: Path, results: list[ArchitectureResult]) -> None:
+    payload = [dataclasses.asdict(r) for r in results]
+    with replaced_atomically(out / RESULTS_FILE) as temporary:
+        temporary.write_text(json.dumps(payload, indent=1, default=str) + "\n")
+
+
+def _system_lines(bench: BenchConfig, experiments: dict[str, ExperimentConfig], out: Path,
+                  results: list[ArchitectureResult]) -> list[str]:
+    lines = []
+    memory = [float(r["peak_rss_mb"]) for a in results for rows in a.rows.values() for r in rows if "peak_rss_mb" in r]
+    if memory:
+        lines.append(f"- peak memory per trial process: median {statistics.median(memory):.0f} MB, "
+                     f"max {max(memory):.0f} MB, over {len(memory)} trials")
+    classifier = next((e for e in experiments.values() if e.model.name == "h_cnn"), next(iter(experiments.values())))
+    if bench.overhead_trials:
+        log.info("measuring the framework overhead over %d trials", bench.overhead_trials)
+        figures = measure_overhead(classifier, bench.overhead_trials)
+        lines.append(f"- framework overhead ({figures.trials} trials one at a time): Tune + controller "
+                     f"{figures.tune_s:.1f} s vs plain loop {figures.loop_s:.1f} s, ratio {figures.ratio:.3f} "
+                     f"(target <= 1.10)")
+    if bench.scaling_trials:
+        ray.shutdown()  # the driver now joins each local cluster in turn
+        rates = {}
+        for workers in SCALING_WORKERS:
+            log.info("measuring throughput on %d worker node(s)", workers)
+            rates[workers] = measure_throughput(classifier, bench.scaling_trials, workers, out / f"scaling-{workers}")
+        efficiency = rates[2] / (2 * rates[1])
+        lines.append(f"- throughput ({bench.scaling_trials} H-CNN trials, 1-CPU worker nodes of clusters/local): "
+                     f"{rates[1]:.2f} trials/min on 1 worker node, {rates[2]:.2f} on 2; scaling efficiency "
+                     f"{efficiency:.2f}")
+    return lines or ["- no system figures were asked for (bench.scaling_trials and bench.overhead_trials are 0)"]
+
+
+def run_bench(bench: BenchConfig, experiments: dict[str, ExperimentConfig], out: Path) -> Path:
+    """Run every strategy on every experiment into ``out``; returns the path of bench.md.
+
+    Raises:
+        ConfigError: ``out`` already holds a bench, or cannot be written.
+    """
+    if (out / RESULTS_FILE).exists():
+        raise ConfigError(f"--out {out}: already holds a bench; choose another --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(f"--out {out}: cannot create it ({error.strerror})") from None
+    started = time.perf_counter()
+    if not ray.is_initialized():
+        ray.init(address=os.environ.get("RAY_ADDRESS") or "local", logging_level=logging.WARNING,
+                 log_to_driver=False)
+    results = []
+    for label, experiment in experiments.items():
+        result = ArchitectureResult(label, experiment.model.name, experiment.constraints.labor_s_per_1k_max)
+        results.append(result)
+        for strategy in bench.strategies:
+            log.info("bench %s: %s", label, strategy)
+            result.rows[strategy] = _run_strategy(experiment, bench, strategy, out / label / strategy)
+            _save_results(out, results)
+    system = _system_lines(bench, experiments, out, results)
+    header = {"command": " ".join(["hgen-ray", *sys.argv[1:]]), "commit": git_commit(),
+              "machine": machine_description(), "trials": bench.trials,
+              "elapsed_s": time.perf_counter() - started}
+    return write_bench_report(out, results, header, system)

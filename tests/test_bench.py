@@ -1,0 +1,54 @@
+"""`hgen-ray bench` end to end on the tiniest setting, and its bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hgen_ray.cli import main
+from hgen_ray.config import ExperimentConfig, SearchConfig, as_dict
+
+
+def _write(path: Path, document: dict) -> Path:
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+def test_bench_runs_each_strategy_with_the_same_budget_and_reports(
+        tmp_path: Path, tiny_config: ExperimentConfig, trained_base, ray_session) -> None:  # type: ignore[no-untyped-def]
+    experiment = dataclasses.replace(tiny_config, data=dataclasses.replace(tiny_config.data, test_per_category=60),
+                                     finetune=dataclasses.replace(tiny_config.finetune, subset=500),
+                                     search=SearchConfig(trials=5))
+    _write(tmp_path / "tiny.yaml", as_dict(experiment))
+    bench = _write(tmp_path / "bench.yaml", {"experiments": {"h_cnn": "tiny.yaml"}, "strategies": ["random", "original"],
+                                             "trials": 2, "warmup_trials": 0})
+    out = tmp_path / "out"
+    assert main(["bench", "--config", str(bench), "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert [r["label"] for r in results] == ["h_cnn"]
+    assert len(results[0]["rows"]["random"]) == 2  # the bench's budget, not the experiment's 5
+    assert len(results[0]["rows"]["original"]) == 1
+    assert (out / "h_cnn" / "random" / "trials.csv").is_file() and (out / "h_cnn-reward.png").is_file()
+    report = (out / "bench.md").read_text()
+    assert "| random |" in report and "| original |" in report and "### Accuracy per category" in report
+    assert "trial budget per search strategy: 2" in report and "git commit:" in report
+    assert main(["bench", "--config", str(bench), "--out", str(out)]) == 2  # never over a finished bench
+
+
+@pytest.mark.parametrize(("document", "message"), [
+    ({"experiments": {"h_cnn": "missing.yaml"}}, "bench.experiments.h_cnn: no experiment file at"),
+    ({"strategies": ["hgen", "grid"]}, "bench.strategies: 'grid' is not one of hgen"),
+    ({"trials": 0}, "bench.trials: 0 is out of range"),
+    ({"experiments": {}}, "bench.experiments: expected at least one label"),
+])
+def test_bad_bench_files_get_one_line_and_exit_2(tmp_path: Path, document: dict, message: str,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    bench = _write(tmp_path / "bench.yaml", document)
+    assert main(["bench", "--config", str(bench), "--out", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and message in error[0]
+    assert not (tmp_path / "out").exists()
