@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -109,16 +110,22 @@ def _system_lines(bench: BenchConfig, experiments: dict[str, ExperimentConfig], 
                      f"{figures.tune_s:.1f} s vs plain loop {figures.loop_s:.1f} s, ratio {figures.ratio:.3f} "
                      f"(target <= 1.10)")
     if bench.scaling_trials:
-        ray.shutdown()  # the driver now joins each local cluster in turn
-        rates = {}
-        for workers in SCALING_WORKERS:
-            log.info("measuring throughput on %d worker node(s)", workers)
-            rates[workers] = measure_throughput(classifier, bench.scaling_trials, workers, out / f"scaling-{workers}")
-        efficiency = rates[2] / (2 * rates[1])
-        lines.append(f"- throughput ({bench.scaling_trials} H-CNN trials, 1-CPU worker nodes of clusters/local): "
-                     f"{rates[1]:.2f} trials/min on 1 worker node, {rates[2]:.2f} on 2; scaling efficiency "
-                     f"{efficiency:.2f}")
+        lines.append(_scaling_line(classifier, bench.scaling_trials, out))
     return lines or ["- no system figures were asked for (bench.scaling_trials and bench.overhead_trials are 0)"]
+
+
+def _scaling_line(experiment: ExperimentConfig, trials: int, out: Path) -> str:
+    ray.shutdown()  # each search below is its own process on its own local cluster
+    rates = {}
+    for workers in SCALING_WORKERS:
+        log.info("measuring throughput on %d worker node(s)", workers)
+        try:
+            rates[workers] = measure_throughput(experiment, trials, workers, out / f"scaling-{workers}")
+        except (subprocess.SubprocessError, RuntimeError) as error:  # the bench's other figures still stand
+            return f"- throughput: the {workers}-worker-node run failed ({type(error).__name__}); see {out}/scaling-*"
+    efficiency = rates[2] / (2 * rates[1])
+    return (f"- throughput ({trials} H-CNN trials, 1-CPU worker nodes of clusters/local, head with no CPUs): "
+            f"{rates[1]:.2f} trials/min on 1 worker node, {rates[2]:.2f} on 2; scaling efficiency {efficiency:.2f}")
 
 
 def run_bench(bench: BenchConfig, experiments: dict[str, ExperimentConfig], out: Path) -> Path:

@@ -107,13 +107,15 @@ def measure_throughput(config: ExperimentConfig, trials: int, workers: int, out:
     config_file = out / "config.yaml"
     config_file.write_text(yaml.safe_dump(as_dict(dataclasses.replace(config, search=search)), sort_keys=False))
     env = _cluster_env(out / "cluster")
-    subprocess.run([str(LOCAL_CLUSTER / "start.sh"), str(workers)], env=env, check=True, capture_output=True,
-                   timeout=CLUSTER_START_TIMEOUT_S)
+    with open(out / "cluster.log", "w") as log_file:
+        subprocess.run([str(LOCAL_CLUSTER / "start.sh"), str(workers)], env=env, check=True, stdout=log_file,
+                       stderr=subprocess.STDOUT, timeout=CLUSTER_START_TIMEOUT_S)
     try:
         hgen_ray = shutil.which("hgen-ray") or str(REPO / ".venv" / "bin" / "hgen-ray")
-        subprocess.run([hgen_ray, "search", "--config", str(config_file), "--out", str(out / "search"), "--address",
-                        f"127.0.0.1:{BENCH_GCS_PORT}"], env=env, check=True, capture_output=True,
-                       timeout=SEARCH_TIMEOUT_S)
+        with open(out / "search.log", "w") as log_file:
+            subprocess.run([hgen_ray, "search", "--config", str(config_file), "--out", str(out / "search"),
+                            "--address", f"127.0.0.1:{BENCH_GCS_PORT}"], env=env, check=True, stdout=log_file,
+                           stderr=subprocess.STDOUT, timeout=SEARCH_TIMEOUT_S)
     finally:
         subprocess.run([str(LOCAL_CLUSTER / "stop.sh")], env=env, capture_output=True, timeout=120)
     return _trials_per_minute(out / "search" / TUNE_DIR)
