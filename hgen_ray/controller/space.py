@@ -47,6 +47,7 @@ __all__ = [
     "candidate_to_config",
     "config_to_candidate",
     "describe_layers",
+    "kept_fraction",
 ]
 
 HUMAN_OFF = ("off", 0)
@@ -60,6 +61,8 @@ HUMAN_OPTIONS: tuple[tuple[str, int], ...] = (
 )
 NUM_DISCRETE_ACTIONS = max(len(CONV_TECHNIQUES), len(FC_TECHNIQUES), len(HUMAN_OPTIONS))
 MAX_TAU = 1.0
+STORAGE_MARGIN = 0.95  # the budget check counts compressible layers only; leave room for biases, norms, the head
+_RATIO_GRID = np.linspace(0.0, MAX_COMPRESSION_RATIO, 91)  # ratios tried, in 0.01 steps, when a layer must shrink
 # Scales that bring the budget into [0, 1] for the agents' inputs.
 LATENCY_SCALE_MS = 10_000.0  # beyond 10 s per sample an H-DNN is not interactive
 LABOR_SCALE_S_PER_1K = 9_000.0  # every sample to a chain of 3 people at ~3 s each
@@ -110,7 +113,7 @@ def describe_layers(model: nn.Module, layers: Mapping[str, str], sample: torch.T
     return specs
 
 
-def _kept_fraction(spec: LayerSpec, technique: str, ratio: float) -> float:
+def kept_fraction(spec: LayerSpec, technique: str, ratio: float) -> float:
     """Estimated share of a layer's weights (and FLOPs) a choice keeps."""
     if technique == "none":
         return 1.0
@@ -178,7 +181,7 @@ class SearchSpace:
         """The state before choosing at ``step``, given the choices made so far."""
         kind = self.step_kind(step)
         spec = self.layers[step] if kind != "human" else None
-        kept = [_kept_fraction(s, str(self.option(i, discrete[i])), self.ratio(continuous[i]))
+        kept = [kept_fraction(s, str(self.option(i, discrete[i])), self.ratio(continuous[i]))
                 for i, s in enumerate(self.layers[:step])]
         flops_done = sum(s.flops * (1 - k) for s, k in zip(self.layers, kept))
         flops_left = sum(s.flops for s in self.layers[step:])
@@ -218,6 +221,31 @@ class SearchSpace:
             return Candidate(layers=layers, human=HumanChoice(tau=0.0))
         return Candidate(layers=layers, human=HumanChoice(mechanism=mechanism, tau=round(self.tau(continuous[-1]), 4),
                                                           k=k, tau_high=self.max_tau))
+
+    def within_storage_budget(self, step: int, discrete: list[int], continuous: list[float], action: int,
+                              value: float) -> tuple[int, float]:
+        """AMC's resource-constrained action (He et al., ECCV 2018, Sec. 3.2).
+
+        Compress this layer at least as much as it takes for the storage limit to
+        stay reachable when every later layer is compressed to the maximum; a
+        "none" technique then becomes the first real one. Other steps, and a
+        search without a storage limit, are left as chosen.
+        """
+        if step >= len(self.layers) or self.budget[3] >= 1.0:
+            return action, value
+        spec = self.layers[step]
+        before = sum(s.params * kept_fraction(s, str(self.option(i, discrete[i])), self.ratio(continuous[i]))
+                     for i, s in enumerate(self.layers[:step]))
+        strongest = {"conv": CONV_TECHNIQUES[1], "fc": FC_TECHNIQUES[1]}
+        after = sum(s.params * kept_fraction(s, strongest[s.kind], MAX_COMPRESSION_RATIO) for s in self.layers[step + 1:])
+        allowed = (STORAGE_MARGIN * self.budget[3] * self.total_params - before - after) / spec.params
+        technique = str(self.option(step, action))
+        if kept_fraction(spec, technique, self.ratio(value)) <= allowed:
+            return action, value
+        if technique == "none":
+            action, technique = 1, strongest[spec.kind]  # index 1: the first real technique of either kind
+        ratio = next((r for r in _RATIO_GRID if kept_fraction(spec, technique, r) <= allowed), MAX_COMPRESSION_RATIO)
+        return action, max(value, 2.0 * ratio / MAX_COMPRESSION_RATIO - 1.0)
 
     def random_actions(self, rng: np.random.Generator) -> tuple[list[int], list[float]]:
         """Uniform actions over the whole space (the ``random`` baseline and warm-up)."""

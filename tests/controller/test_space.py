@@ -8,6 +8,7 @@ from hgen_ray.config import Candidate, ConfigError, Constraints, HumanChoice, La
 from hgen_ray.controller.space import (
     NUM_DISCRETE_ACTIONS,
     SearchSpace,
+    kept_fraction,
     candidate_to_config,
     config_to_candidate,
     describe_layers,
@@ -70,3 +71,22 @@ def test_candidate_config_round_trip_is_validated() -> None:
     assert config_to_candidate({**candidate_to_config(candidate), "other": 1}) == candidate
     with pytest.raises(ConfigError, match="candidate.layers.conv1.ratio"):
         config_to_candidate({"layers": {"conv1": {"technique": "l1", "ratio": 2.0}}})
+
+
+def test_layers_shrink_just_enough_to_keep_the_storage_limit_reachable(specs) -> None:  # type: ignore[no-untyped-def]
+    space = _space(specs)  # storage limit 0.42 of 1.69 MB
+    discrete: list[int] = []
+    continuous: list[float] = []
+    for step in range(space.num_steps):  # an agent that wants no compression and no people at all
+        action, value = space.within_storage_budget(step, discrete, continuous, 0, -1.0)
+        discrete.append(action)
+        continuous.append(value)
+    candidate = space.decode(discrete, continuous)
+    assert candidate.layers["conv1"].technique == "none" and candidate.layers["conv2"].technique == "none"
+    assert candidate.layers["fc1"].technique == "svd"  # the last layer had to take what the limit needs
+    kept = sum(s.params * kept_fraction(s, candidate.layers[s.name].technique, candidate.layers[s.name].ratio)
+               for s in specs) / space.total_params
+    assert kept <= 0.42 / 1.69 and kept > 0.42 / 1.69 - 0.03  # enough, and no more than a ratio step beyond
+    assert space.within_storage_budget(0, [], [], 2, 0.5) == (2, 0.5)  # already within budget: untouched
+    unlimited = SearchSpace(specs, Constraints(), {"storage_mb": 1.69, "energy_mj": 0.2})
+    assert unlimited.within_storage_budget(2, [0, 0], [-1.0, -1.0], 0, -1.0) == (0, -1.0)
