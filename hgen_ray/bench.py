@@ -35,12 +35,13 @@ from hgen_ray.evaluate import evaluate_candidate
 from hgen_ray.human import HumanPool
 from hgen_ray.metric import failed_reward, score
 from hgen_ray.report import trial_rows, write_csv_atomic
-from hgen_ray.search import REFERENCE_CANDIDATES, _prepare, run_search
+from hgen_ray.search import REFERENCE_NAMES, _prepare, reference_candidates, run_search
 
-__all__ = ["load_bench", "run_bench"]
+__all__ = ["load_bench", "run_bench", "trial_budget"]
 
 log = logging.getLogger(__name__)
 RESULTS_FILE = "results.json"
+MAX_TRIALS = 100000
 SCALING_WORKERS = (1, 2)
 
 
@@ -54,6 +55,12 @@ def load_bench(path: str | Path) -> tuple[BenchConfig, dict[str, ExperimentConfi
     bench = build_dataclass(BenchConfig, read_yaml_mapping(path), "bench")
     if not bench.experiments:
         raise ConfigError("bench.experiments: expected at least one label: experiment YAML")
+    for label, trials in bench.trials_per_experiment.items():
+        if label not in bench.experiments:
+            raise ConfigError(f"bench.trials_per_experiment.{label}: no such experiment; allowed: "
+                              f"{', '.join(bench.experiments)}")
+        if not 1 <= trials <= MAX_TRIALS:
+            raise ConfigError(f"bench.trials_per_experiment.{label}: {trials} is out of range [1, {MAX_TRIALS}]")
     experiments = {}
     for label, relative in bench.experiments.items():
         experiment_path = (path.parent / relative).resolve()
@@ -63,8 +70,13 @@ def load_bench(path: str | Path) -> tuple[BenchConfig, dict[str, ExperimentConfi
     return bench, experiments
 
 
-def _strategy_config(experiment: ExperimentConfig, bench: BenchConfig, strategy: str) -> ExperimentConfig:
-    search = dataclasses.replace(experiment.search, algorithm=strategy, trials=bench.trials,
+def trial_budget(bench: BenchConfig, label: str) -> int:
+    """The trials every search strategy gets on this experiment."""
+    return bench.trials_per_experiment.get(label, bench.trials)
+
+
+def _strategy_config(experiment: ExperimentConfig, bench: BenchConfig, strategy: str, trials: int) -> ExperimentConfig:
+    search = dataclasses.replace(experiment.search, algorithm=strategy, trials=trials,
                                  max_concurrent_trials=bench.max_concurrent_trials,
                                  warmup_trials=bench.warmup_trials, references=False)
     return dataclasses.replace(experiment, search=search)
@@ -73,16 +85,18 @@ def _strategy_config(experiment: ExperimentConfig, bench: BenchConfig, strategy:
 def _reference_row(experiment: ExperimentConfig, strategy: str) -> dict[str, Any]:
     config, data, _ = _prepare(experiment)
     with HumanPool(config.human_pool, config.seed) as pool:
-        metrics = dict(evaluate_candidate(config, REFERENCE_CANDIDATES[strategy], data=data, pool=pool).metrics)
+        candidate = reference_candidates(config.model.name)[strategy]
+        metrics = dict(evaluate_candidate(config, candidate, data=data, pool=pool).metrics)
     result = score(metrics, config.constraints, config.reward)
     return {"trial": 1, "trial_id": strategy, "status": "TERMINATED", "error": "", **metrics,
             "reward": result.reward, "feasible": result.feasible}
 
 
-def _run_strategy(experiment: ExperimentConfig, bench: BenchConfig, strategy: str, out: Path) -> list[dict[str, Any]]:
-    if strategy in REFERENCE_CANDIDATES:
+def _run_strategy(experiment: ExperimentConfig, bench: BenchConfig, strategy: str, trials: int,
+                  out: Path) -> list[dict[str, Any]]:
+    if strategy in REFERENCE_NAMES:
         return [_reference_row(experiment, strategy)]
-    config = _strategy_config(experiment, bench, strategy)
+    config = _strategy_config(experiment, bench, strategy, trials)
     run = run_search(config, out)
     rows = trial_rows(run.results, failed_reward(config.reward))
     write_csv_atomic(out / "trials.csv", rows)
@@ -146,14 +160,21 @@ def run_bench(bench: BenchConfig, experiments: dict[str, ExperimentConfig], out:
                  log_to_driver=False)
     results = []
     for label, experiment in experiments.items():
-        result = ArchitectureResult(label, experiment.model.name, experiment.constraints.labor_s_per_1k_max)
+        result = ArchitectureResult(label, experiment.model.name, experiment.constraints.labor_s_per_1k_max,
+                                    trial_budget(bench, label))
         results.append(result)
         for strategy in bench.strategies:
             log.info("bench %s: %s", label, strategy)
-            result.rows[strategy] = _run_strategy(experiment, bench, strategy, out / label / strategy)
+            try:
+                result.rows[strategy] = _run_strategy(experiment, bench, strategy, trial_budget(bench, label),
+                                                      out / label / strategy)
+            except Exception as error:  # one broken strategy must not cost the rest of a long bench
+                log.exception("bench %s: %s failed", label, strategy)
+                result.rows[strategy] = []
+                result.errors[strategy] = f"{type(error).__name__}: {error}".splitlines()[0][:300]
             _save_results(out, results)
     system = _system_lines(bench, experiments, out, results)
     header = {"command": " ".join(["hgen-ray", *sys.argv[1:]]), "commit": git_commit(),
-              "machine": machine_description(), "trials": bench.trials,
+              "machine": machine_description(),
               "elapsed_s": time.perf_counter() - started}
     return write_bench_report(out, results, header, system)

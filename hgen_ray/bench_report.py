@@ -35,7 +35,9 @@ class ArchitectureResult:
     label: str
     model: str
     labor_limit: float  # L_c of its experiment, for the goals
+    trials: int  # the budget every search strategy had here
     rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)  # strategy -> why it produced no rows
 
 
 @dataclass(frozen=True)
@@ -169,18 +171,21 @@ def format_bench_report(results: Sequence[ArchitectureResult], header: Mapping[s
                         system: Sequence[str]) -> str:
     """bench.md: provenance, then per architecture the tables, efficiency and goals, then system figures."""
     lines = ["# hgen-ray bench", "", f"- command: `{header['command']}`", f"- git commit: `{header['commit']}`",
-             f"- machine: {header['machine']}", f"- trial budget per search strategy: {header['trials']}",
+             f"- machine: {header['machine']}",
              f"- fine-tuning: clean train split only, for every strategy (no challenge augmentation)",
              f"- wall time: {header['elapsed_s']:.0f} s", ""]
     for result in results:
-        lines += [f"## {result.label} ({result.model})", "", "Best H-DNN per strategy (best feasible trial, else the "
-                  "least infeasible). Ratios are against `original`.", "", *_strategy_table(result), "",
+        lines += [f"## {result.label} ({result.model})", "", f"Trial budget per search strategy: {result.trials}. Best "
+                  "H-DNN per strategy (best feasible trial, else the least infeasible). Ratios are against "
+                  "`original`.", "", *_strategy_table(result), "",
                   "### Accuracy per category", "", *_category_table(result), "",
                   "### Search efficiency", "", f"![best reward against trials]({result.label}-reward.png)", "",
                   *_efficiency_lines(result), "", "### Goals", ""]
         goals = check_goals(result)
         lines += [f"- {'MET' if g.met else 'MISSED'}: {g.text} ({g.evidence})" for g in goals] or ["- none judged"]
         lines.append("")
+        if result.errors:
+            lines += ["### Strategies that failed", ""] + [f"- {s}: {e}" for s, e in result.errors.items()] + [""]
     lines += ["## System", "", *system, ""]
     return "\n".join(lines)
 

@@ -212,6 +212,7 @@ class BenchConfig:
     experiments: dict[str, str] = field(default_factory=lambda: {"h_cnn": "quickstart.yaml"})  # label -> experiment YAML, relative to the bench file
     strategies: tuple[str, ...] = field(default=BENCH_STRATEGIES, metadata=_choices(*BENCH_STRATEGIES))  # run in this order
     trials: int = field(default=16, metadata=_range(1, 100000))  # per search strategy and architecture: the equal budget
+    trials_per_experiment: dict[str, int] = field(default_factory=dict)  # label -> its own budget, same for every strategy
     max_concurrent_trials: int = field(default=2, metadata=_range(1, 1024))  # trials at once, for every strategy
     warmup_trials: int = field(default=6, metadata=_range(0, 100000))  # random candidates before the agents act (hgen)
     scaling_trials: int = field(default=0, metadata=_range(0, 100000))  # H-CNN trials timed on 1 and on 2 worker nodes; 0 skips

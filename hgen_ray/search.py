@@ -50,17 +50,22 @@ from hgen_ray.metric import PARETO_OBJECTIVES, score
 from hgen_ray.profile import estimate_energy_mj, storage_mb
 from hgen_ray.trial import TrialContext, run_trial
 
-__all__ = ["REFERENCE_CANDIDATES", "SearchRun", "prepare_output_dir", "run_search"]
+__all__ = ["REFERENCE_NAMES", "SearchRun", "prepare_output_dir", "reference_candidates", "run_search"]
 
 log = logging.getLogger(__name__)
 SEARCH_CONFIG_FILE = "search.yaml"
 TUNE_DIR = "tune"
 RAY_JOB_WORKING_DIRS = "runtime_resources/working_dir_files"
 CONNECT_TIMEOUT_S = 10.0  # an unreachable cluster must fail fast, never hang
-REFERENCE_CANDIDATES: dict[str, Candidate] = {
-    "original": Candidate(),  # uncompressed, no people
-    "human_only": Candidate(human=HumanChoice(mechanism="sequential", tau=1.0, k=1)),  # every sample to a person
-}
+REFERENCE_NAMES = ("original", "human_only")
+# H-YOLO's people check cells: "human only" sends every cell with any objectness at all.
+_YOLO_EVERY_CELL = HumanChoice(mechanism="sequential", tau=1e-6, k=1, tau_high=1.0)
+
+
+def reference_candidates(model_name: str) -> dict[str, Candidate]:
+    """``original`` (uncompressed, no people) and ``human_only`` (every sample to a person)."""
+    everything = _YOLO_EVERY_CELL if model_name == "h_yolo" else HumanChoice(mechanism="sequential", tau=1.0, k=1)
+    return {"original": Candidate(), "human_only": Candidate(human=everything)}
 
 
 @dataclass
@@ -252,7 +257,7 @@ def _leave_job_working_dir(out: Path) -> None:
 def _evaluate_references(config: ExperimentConfig, data: Splits | DetectionData,
                          pool: HumanPool) -> dict[str, dict[str, Any]]:
     references = {}
-    for name, candidate in REFERENCE_CANDIDATES.items():
+    for name, candidate in reference_candidates(config.model.name).items():
         log.info("evaluating the %s reference", name)
         metrics = dict(evaluate_candidate(config, candidate, data=data, pool=pool).metrics)
         result = score(metrics, config.constraints, config.reward)

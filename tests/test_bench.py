@@ -35,7 +35,7 @@ def test_bench_runs_each_strategy_with_the_same_budget_and_reports(
     assert (out / "h_cnn" / "random" / "trials.csv").is_file() and (out / "h_cnn-reward.png").is_file()
     report = (out / "bench.md").read_text()
     assert "| random |" in report and "| original |" in report and "### Accuracy per category" in report
-    assert "trial budget per search strategy: 2" in report and "git commit:" in report
+    assert "Trial budget per search strategy: 2." in report and "git commit:" in report
     assert main(["bench", "--config", str(bench), "--out", str(out)]) == 2  # never over a finished bench
 
 
@@ -44,6 +44,7 @@ def test_bench_runs_each_strategy_with_the_same_budget_and_reports(
     ({"strategies": ["hgen", "grid"]}, "bench.strategies: 'grid' is not one of hgen"),
     ({"trials": 0}, "bench.trials: 0 is out of range"),
     ({"experiments": {}}, "bench.experiments: expected at least one label"),
+    ({"trials_per_experiment": {"h_yolo": 4}}, "bench.trials_per_experiment.h_yolo: no such experiment"),
 ])
 def test_bad_bench_files_get_one_line_and_exit_2(tmp_path: Path, document: dict, message: str,
                                                  capsys: pytest.CaptureFixture[str]) -> None:

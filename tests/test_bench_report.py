@@ -33,7 +33,7 @@ def _row(reward: float, accuracy: float, storage: float, latency: float = 2.0, l
 
 @pytest.fixture()
 def result() -> ArchitectureResult:
-    return ArchitectureResult("h_cnn", "h_cnn", labor_limit=700.0, rows={
+    return ArchitectureResult("h_cnn", "h_cnn", labor_limit=700.0, trials=3, rows={
         "hgen": [_row(0.2, 0.50, 0.40), _row(-0.3, 0.70, 2.0, feasible=False), _row(0.62, 0.66, 0.40, 300.0, 600.0)],
         "random": [_row(0.5, 0.55, 0.5), _row(0.59, 0.60, 0.41), _row(0.1, 0.45, 0.3)],
         "compression_only": [_row(-0.1, 0.40, 0.3, feasible=False), _row(0.3, 0.5, 0.2), _row(0.4, 0.52, 0.4)],
@@ -86,7 +86,7 @@ def test_a_bench_without_a_feasible_hgen_trial_says_so(result: ArchitectureResul
 
 def test_the_report_holds_every_table_and_plot(result: ArchitectureResult, tmp_path: Path) -> None:
     header = {"command": "hgen-ray bench --config x.yaml --out y", "commit": "abc123", "machine": "2 cores",
-              "trials": 3, "elapsed_s": 12.0}
+              "elapsed_s": 12.0}
     path = write_bench_report(tmp_path, [result], header, ["- throughput: 1.0 trials/min"])
     text = path.read_text()
     assert (tmp_path / "h_cnn-reward.png").stat().st_size > 5000
