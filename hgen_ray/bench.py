@@ -18,6 +18,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -42,6 +43,7 @@ __all__ = ["load_bench", "run_bench", "trial_budget"]
 log = logging.getLogger(__name__)
 RESULTS_FILE = "results.json"
 MAX_TRIALS = 100000
+SAFE_LABEL = re.compile(r"[A-Za-z0-9_.-]+")
 SCALING_WORKERS = (1, 2)
 
 
@@ -61,6 +63,10 @@ def load_bench(path: str | Path) -> tuple[BenchConfig, dict[str, ExperimentConfi
                               f"{', '.join(bench.experiments)}")
         if not 1 <= trials <= MAX_TRIALS:
             raise ConfigError(f"bench.trials_per_experiment.{label}: {trials} is out of range [1, {MAX_TRIALS}]")
+    for label in bench.experiments:
+        if not SAFE_LABEL.fullmatch(label) or set(label) == {"."}:  # labels name folders under --out
+            raise ConfigError(f"bench.experiments.{label}: a label names a folder under --out; allowed: letters, "
+                              "digits, '_', '-', '.', and not only dots")
     experiments = {}
     for label, relative in bench.experiments.items():
         experiment_path = (path.parent / relative).resolve()
@@ -155,6 +161,7 @@ def run_bench(bench: BenchConfig, experiments: dict[str, ExperimentConfig], out:
     except OSError as error:
         raise ConfigError(f"--out {out}: cannot create it ({error.strerror})") from None
     started = time.perf_counter()
+    commit = git_commit()  # the code that runs, even if the checkout moves on during a long bench
     if not ray.is_initialized():
         ray.init(address=os.environ.get("RAY_ADDRESS") or "local", logging_level=logging.WARNING,
                  log_to_driver=False)
@@ -174,7 +181,7 @@ def run_bench(bench: BenchConfig, experiments: dict[str, ExperimentConfig], out:
                 result.errors[strategy] = f"{type(error).__name__}: {error}".splitlines()[0][:300]
             _save_results(out, results)
     system = _system_lines(bench, experiments, out, results)
-    header = {"command": " ".join(["hgen-ray", *sys.argv[1:]]), "commit": git_commit(),
+    header = {"command": " ".join(["hgen-ray", *sys.argv[1:]]), "commit": commit,
               "machine": machine_description(),
               "elapsed_s": time.perf_counter() - started}
     return write_bench_report(out, results, header, system)

@@ -44,6 +44,7 @@ __all__ = [
     "SearchConfig",
     "as_dict",
     "build_dataclass",
+    "check_inside_working_dir",
     "config_hash",
     "load_candidate",
     "load_config",
@@ -344,9 +345,25 @@ def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def check_inside_working_dir(key: str, value: str) -> None:
+    """A relative path a config writes to must stay inside the working directory: no ``..`` escapes.
+
+    An absolute path is the user's explicit choice and is taken as given.
+    """
+    path = Path(value)
+    if path.is_absolute():
+        return
+    root = Path.cwd().resolve()
+    if not (root / path).resolve().is_relative_to(root):
+        raise ConfigError(f"{key}: {value!r} leads outside the working directory {root}; allowed: a relative "
+                          "path inside it, or an absolute path")
+
+
 def load_config(path: str | Path) -> ExperimentConfig:
     """Load and validate an experiment config file."""
-    return build_dataclass(ExperimentConfig, read_yaml_mapping(path))
+    config = build_dataclass(ExperimentConfig, read_yaml_mapping(path))
+    check_inside_working_dir("cache_dir", config.cache_dir)
+    return config
 
 
 def load_candidate(path: str | Path) -> Candidate:

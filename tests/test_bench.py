@@ -45,6 +45,8 @@ def test_bench_runs_each_strategy_with_the_same_budget_and_reports(
     ({"trials": 0}, "bench.trials: 0 is out of range"),
     ({"experiments": {}}, "bench.experiments: expected at least one label"),
     ({"trials_per_experiment": {"h_yolo": 4}}, "bench.trials_per_experiment.h_yolo: no such experiment"),
+    ({"experiments": {"../../escape": "x.yaml"}}, "bench.experiments.../../escape: a label names a folder"),
+    ({"experiments": {"..": "x.yaml"}}, "bench.experiments...: a label names a folder"),
 ])
 def test_bad_bench_files_get_one_line_and_exit_2(tmp_path: Path, document: dict, message: str,
                                                  capsys: pytest.CaptureFixture[str]) -> None:

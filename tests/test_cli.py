@@ -81,3 +81,13 @@ def test_show_data_draws_detection_canvases(tmp_path: Path, yolo_config: Experim
     out = tmp_path / "canvases.png"
     assert main(["show-data", "--config", str(_write_config(tmp_path, yolo_config)), "--out", str(out)]) == 0
     assert out.stat().st_size > 10_000
+
+
+def test_a_cache_dir_that_climbs_out_of_the_working_dir_is_refused(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("cache_dir: ../../../../tmp/elsewhere\n")
+    assert main(["evaluate", "--config", str(config), "--out", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "cache_dir: '../../../../tmp/elsewhere' leads outside the working directory" in error[0]
+    assert not (tmp_path / "out").exists()

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 import ray
@@ -88,3 +91,22 @@ def test_a_killed_person_restarts_and_the_request_is_retried(pool: HumanPool) ->
     assert answers[123] == answer_task(tasks[123], 0, seed=5)  # the retry answers identically
     assert ray.get(person.answer.remote(tasks[:1]))[0] == answers[0]  # and the person serves again
     assert ray.get(person.pid.remote()) != pid_before  # from a new process: it really died
+
+
+def test_a_person_killed_while_the_pool_serves_loses_and_doubles_nothing(pool: HumanPool) -> None:
+    samples = _samples(20000)
+    started = time.perf_counter()
+    undisturbed = pool.serve(samples, "majority", 2)
+    half_way = (time.perf_counter() - started) / 2
+    victim = pool.people[1]
+    pid_before = ray.get(victim.pid.remote())
+    with ThreadPoolExecutor(max_workers=1) as background:
+        serving = background.submit(pool.serve, samples, "majority", 2)
+        time.sleep(half_way)  # person 1 is mid-request
+        ray.kill(victim, no_restart=False)
+        disturbed = serving.result(timeout=300)
+    assert ray.get(victim.pid.remote()) != pid_before  # person 1 really died and came back
+    assert len(disturbed.labels) == len(samples) and (disturbed.answers_per_sample == 2).all()
+    assert np.array_equal(disturbed.labels, undisturbed.labels)  # every sample answered once, the same way
+    assert np.array_equal(disturbed.labor_s, undisturbed.labor_s)  # labour accounting stays exact
+    assert np.array_equal(disturbed.latency_s, undisturbed.latency_s)
