@@ -11,20 +11,26 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import torch
 from torch import nn
 
 from hgen_ray.compress import compress_candidate
 from hgen_ray.compress.pipeline import compress_detector
-from hgen_ray.config import DETECTOR_NAMES, Candidate, ExperimentConfig, FinetuneConfig
+from hgen_ray.config import CHALLENGE_CATEGORIES, DETECTOR_NAMES, Candidate, ExperimentConfig, FinetuneConfig
+from hgen_ray.data.challenges import apply_challenge
 from hgen_ray.data.splits import Splits, load_splits
 from hgen_ray.detection_map import map50
 from hgen_ray.evaluate_detection import DetectionData, load_detection_data
-from hgen_ray.models import COMPRESSIBLE_LAYERS, load_or_train_base
+from hgen_ray.models import COMPRESSIBLE_LAYERS, confidence, fit_temperature, load_or_train_base, predict_logits
 from hgen_ray.models.h_cnn import IMAGE_SIDE
+
+TAU_GRID = np.linspace(0.0, 1.0, 101)
+DEFERRAL_SAMPLE = 1000  # validation images per category for the deferral estimate
 from hgen_ray.models.detectors import DETECTOR_LAYERS, detect, load_or_train_detector
 
-__all__ = ["compress_for", "compressible_layers", "input_sample", "load_data_and_base"]
+__all__ = ["TAU_GRID", "compress_for", "compressible_layers", "estimated_deferral", "input_sample",
+           "load_data_and_base"]
 
 
 
@@ -58,6 +64,22 @@ def load_data_and_base(config: ExperimentConfig) -> tuple[Splits | DetectionData
     subset = subset or len(splits.train_images)
     return dataclasses.replace(splits, train_images=splits.train_images[:subset],
                                train_labels=splits.train_labels[:subset]), classifier
+
+
+def estimated_deferral(config: ExperimentConfig, base: nn.Module, data: Splits | DetectionData) -> np.ndarray | None:
+    """Share of challenge samples the base H-CNN's gate defers at each tau of :data:`TAU_GRID`.
+
+    Measured on the clean validation images with the 12 challenges applied (never
+    on test images), for the search's labour limit. None for the detectors, whose
+    gates are per cell or per image.
+    """
+    if not isinstance(data, Splits):
+        return None
+    images, labels = data.val_images[:DEFERRAL_SAMPLE], data.val_labels[:DEFERRAL_SAMPLE]
+    temperature = fit_temperature(predict_logits(base, images), labels)
+    scores = torch.cat([confidence(predict_logits(base, apply_challenge(images, c, config.data.severity, config.seed)),
+                                   temperature) for c in CHALLENGE_CATEGORIES])
+    return np.array([float((scores < tau).float().mean()) for tau in TAU_GRID])
 
 
 def compress_for(config: ExperimentConfig, base: nn.Module, candidate: Candidate, data: Splits | DetectionData,

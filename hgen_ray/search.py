@@ -26,7 +26,14 @@ from ray import tune
 from ray.tune import Callback
 from torch import nn
 
-from hgen_ray.architecture import compress_for, compressible_layers, input_sample, load_data_and_base
+from hgen_ray.architecture import (
+    TAU_GRID,
+    compress_for,
+    compressible_layers,
+    estimated_deferral,
+    input_sample,
+    load_data_and_base,
+)
 from hgen_ray.config import (
     CONV_TECHNIQUES,
     FC_TECHNIQUES,
@@ -41,6 +48,8 @@ from hgen_ray.config import (
     read_yaml_mapping,
 )
 from hgen_ray.controller import HGenSearcher, RandomSearcher, SearchSpace, describe_layers
+from hgen_ray.controller.space import LaborEstimate
+from hgen_ray.human.calibration import mean_answer_s
 from hgen_ray.data.fashion_mnist import resolve_data_root
 from hgen_ray.data.splits import Splits
 from hgen_ray.evaluate import evaluate_candidate
@@ -146,12 +155,14 @@ def _check_budget_is_possible(config: ExperimentConfig, base: nn.Module, data: S
                           f"can produce ({smallest:.4f} MB); allowed: at least {smallest:.4f}")
 
 
-def _space(config: ExperimentConfig, base: nn.Module, human_enabled: bool) -> SearchSpace:
+def _space(config: ExperimentConfig, base: nn.Module, data: Splits | DetectionData, human_enabled: bool) -> SearchSpace:
     sample = input_sample(config)
     reference = {"storage_mb": storage_mb(base), "energy_mj": estimate_energy_mj(base, sample)}
     specs = describe_layers(base, compressible_layers(config), sample)
+    deferral = estimated_deferral(config, base, data) if human_enabled else None
+    labor = LaborEstimate(TAU_GRID, deferral, mean_answer_s(config.data.severity)) if deferral is not None else None
     return SearchSpace(specs, config.constraints, reference, human_enabled=human_enabled,
-                       pool_size=config.human_pool.size, max_tau=_max_tau(config))
+                       pool_size=config.human_pool.size, max_tau=_max_tau(config), labor=labor)
 
 
 def _max_tau(config: ExperimentConfig) -> float:
@@ -176,13 +187,13 @@ def _optuna_searcher(config: ExperimentConfig) -> Any:
                         seed=config.seed)
 
 
-def _searcher(config: ExperimentConfig, base: nn.Module) -> Any:
+def _searcher(config: ExperimentConfig, base: nn.Module, data: Splits | DetectionData) -> Any:
     algorithm = config.search.algorithm
     if algorithm == "optuna":
         return _optuna_searcher(config)
     if algorithm == "random":
-        return RandomSearcher(_space(config, base, human_enabled=True), config.seed)
-    space = _space(config, base, human_enabled=algorithm != "compression_only")
+        return RandomSearcher(_space(config, base, data, human_enabled=True), config.seed)
+    space = _space(config, base, data, human_enabled=algorithm != "compression_only")
     return HGenSearcher(space, config.reward, config.search, config.seed)
 
 
@@ -299,7 +310,7 @@ def run_search(config: ExperimentConfig | None, out: Path, *, resume: bool = Fal
             tuner = tune.Tuner.restore(str(out / TUNE_DIR), trainable=trainable, resume_unfinished=True,
                                        resume_errored=False, restart_errored=False)
         else:
-            tuner = _new_tuner(config, base, trainable, out, _Progress(config.search.trials))
+            tuner = _new_tuner(config, base, data, trainable, out, _Progress(config.search.trials))
         results = tuner.fit()
         references = _evaluate_references(config, data, pool) if config.search.references else {}
     finally:
@@ -307,10 +318,10 @@ def run_search(config: ExperimentConfig | None, out: Path, *, resume: bool = Fal
     return SearchRun(out=out, results=results, references=references, elapsed_s=time.perf_counter() - started)
 
 
-def _new_tuner(config: ExperimentConfig, base: nn.Module, trainable: Any, out: Path, progress: _Progress) -> Any:
+def _new_tuner(config: ExperimentConfig, base: nn.Module, data: Splits | DetectionData, trainable: Any, out: Path, progress: _Progress) -> Any:
     multi_objective = config.search.algorithm == "optuna"
     tune_config = tune.TuneConfig(
-        search_alg=_searcher(config, base),
+        search_alg=_searcher(config, base, data),
         num_samples=config.search.trials,
         max_concurrent_trials=config.search.max_concurrent_trials,
         reuse_actors=config.search.reuse_actors,  # a fresh trial process re-imports torch, NNI, Tune

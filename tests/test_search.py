@@ -117,21 +117,30 @@ def test_onnx_export_matches_torch(finished: Path, tmp_path: Path, splits) -> No
 
 
 def crashing_trial(config: dict[str, Any], context: Any) -> None:
-    """A trial whose candidate raises for real inside the Tune worker."""
+    """A trial whose candidate fails for real inside the Tune worker: it raises, or its process exits."""
     if config["layers"]["conv1"]["ratio"] > 0.45:
+        if context.fault == "exit":
+            os._exit(3)  # the worker process is gone, as after a segfault or the OOM killer
         raise RuntimeError("injected fault: speedup failed for this candidate")
     from hgen_ray.trial import run_trial
 
-    run_trial(config, context)
+    run_trial(config, context.trial)
+
+
+@dataclasses.dataclass
+class FaultyContext:
+    trial: Any
+    fault: str
 
 
 @pytest.mark.usefixtures("ray_session")
+@pytest.mark.parametrize("fault", ["raise", "exit"])
 def test_a_failing_candidate_is_recorded_scored_infeasible_and_the_search_goes_on(
-    tmp_path: Path, tiny_config: ExperimentConfig, trained_base
+    tmp_path: Path, tiny_config: ExperimentConfig, trained_base, fault: str
 ) -> None:  # type: ignore[no-untyped-def]
     from hgen_ray import search
     from hgen_ray.human import HumanPool
-    from hgen_ray.report import trial_rows
+    from hgen_ray.report import trial_rows, write_csv_atomic
     from hgen_ray.trial import TrialContext
 
     from ray import cloudpickle
@@ -139,14 +148,16 @@ def test_a_failing_candidate_is_recorded_scored_infeasible_and_the_search_goes_o
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers cannot import test modules
     config, data, base = search._prepare(search_config(tiny_config, trials=6, algorithm="random"))
     with HumanPool(config.human_pool, config.seed) as pool:
-        context = TrialContext(experiment=config, data=data, pool=pool)
+        context = FaultyContext(TrialContext(experiment=config, data=data, pool=pool), fault)
         trainable = tune.with_resources(tune.with_parameters(crashing_trial, context=context), {"cpu": 1})
-        results = search._new_tuner(config, base, trainable, tmp_path, search._Progress(6)).fit()
+        results = search._new_tuner(config, base, data, trainable, tmp_path, search._Progress(6)).fit()
     rows = trial_rows(results, failed_reward(config.reward))
-    failed = [r for r in rows if r["status"] == "ERROR"]
-    assert len(rows) == 6 and failed and len(failed) < 6
-    assert all("injected fault" in r["error"] and r["reward"] == failed_reward(config.reward) for r in failed)
-    assert all(not r["feasible"] for r in failed)
+    write_csv_atomic(tmp_path / "trials.csv", rows)
+    failed = [r for r in _rows(tmp_path) if r["status"] == "ERROR"]
+    assert len(rows) == 6 and failed and len(failed) < 6  # the search reached its planned count
+    reason = "injected fault" if fault == "raise" else "died"  # Ray: "The actor died unexpectedly ..."
+    assert all(reason in r["error"] and float(r["reward"]) == failed_reward(config.reward) for r in failed)
+    assert all(r["feasible"] == "False" for r in failed)
 
 
 def _finished_trials(tune_dir: Path) -> int:

@@ -6,7 +6,8 @@
   agent (stage 1) picks the discrete option, then the SAC agent (stage 2),
   seeing that choice, picks the continuous value. As in AMC, a layer's choice
   is then raised to the least compression that keeps a storage limit
-  reachable. The last step is the human one: off or a mechanism with k, then tau.
+  reachable. The last step is the human one: off or a mechanism with k, then
+  tau, lowered if needed to fit the labour limit.
 - ``on_trial_complete()`` turns the trial's reward (see :mod:`hgen_ray.metric`)
   into one episode per agent and trains both. A failed trial scores as the
   worst infeasible candidate, and the search goes on.
@@ -116,7 +117,7 @@ class HGenSearcher(Searcher):
             action = random_discrete[step] if warm_up else self.discrete_agent.act(observation, explore)
             informed = np.concatenate([observation, _one_hot(action)])
             value = random_continuous[step] if warm_up else self.continuous_agent.act(informed, explore)
-            legal = self.space.within_storage_budget(step, episode.discrete, episode.continuous, action, value)
+            legal = self.space.within_budget(step, episode.discrete, episode.continuous, action, value)
             if legal != (action, value):  # the agents learn from what was actually tried
                 action, value = legal
                 informed = np.concatenate([observation, _one_hot(action)])

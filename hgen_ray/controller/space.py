@@ -42,6 +42,7 @@ from hgen_ray.config import (
 __all__ = [
     "HUMAN_OPTIONS",
     "NUM_DISCRETE_ACTIONS",
+    "LaborEstimate",
     "LayerSpec",
     "SearchSpace",
     "candidate_to_config",
@@ -61,11 +62,24 @@ HUMAN_OPTIONS: tuple[tuple[str, int], ...] = (
 )
 NUM_DISCRETE_ACTIONS = max(len(CONV_TECHNIQUES), len(FC_TECHNIQUES), len(HUMAN_OPTIONS))
 MAX_TAU = 1.0
+LABOR_MARGIN = 0.7  # a compressed model doubts more than its base, so it defers more than the base's estimate
 STORAGE_MARGIN = 0.95  # the budget check counts compressible layers only; leave room for biases, norms, the head
 _RATIO_GRID = np.linspace(0.0, MAX_COMPRESSION_RATIO, 91)  # ratios tried, in 0.01 steps, when a layer must shrink
 # Scales that bring the budget into [0, 1] for the agents' inputs.
 LATENCY_SCALE_MS = 10_000.0  # beyond 10 s per sample an H-DNN is not interactive
 LABOR_SCALE_S_PER_1K = 9_000.0  # every sample to a chain of 3 people at ~3 s each
+
+
+@dataclass(frozen=True)
+class LaborEstimate:
+    """What the base model's gate would cost in people: deferral share at each tau, seconds per answer."""
+
+    taus: np.ndarray
+    deferral: np.ndarray  # share of challenge samples deferred at each tau
+    answer_s: float  # one person's mean seconds per answer
+
+    def labor_s_per_1k(self, tau: float, k: int) -> float:
+        return float(np.interp(tau, self.taus, self.deferral)) * k * self.answer_s * 1000.0
 
 
 @dataclass(frozen=True)
@@ -138,11 +152,15 @@ class SearchSpace:
         pool_size: People in the pool; longer chains are left out of the space.
         max_tau: Largest gate threshold, also every candidate's ``tau_high`` (H-YOLO's band
             ``[tau, tau_high]`` needs ``tau <= tau_high``; the other models ignore ``tau_high``).
+        labor: The base gate's deferral curve, to keep tau within the labour limit (H-CNN).
     """
 
     def __init__(self, layers: list[LayerSpec], constraints: Constraints, reference: Mapping[str, float],
-                 human_enabled: bool = True, pool_size: int = 3, max_tau: float = MAX_TAU) -> None:
+                 human_enabled: bool = True, pool_size: int = 3, max_tau: float = MAX_TAU,
+                 labor: LaborEstimate | None = None) -> None:
         self.layers = layers
+        self.labor = labor
+        self.labor_limit = constraints.labor_s_per_1k_max
         self.max_tau = max_tau
         self.human_enabled = human_enabled
         self.human_options = tuple(o for o in HUMAN_OPTIONS if o[1] <= pool_size) if human_enabled else (HUMAN_OFF,)
@@ -222,16 +240,20 @@ class SearchSpace:
         return Candidate(layers=layers, human=HumanChoice(mechanism=mechanism, tau=round(self.tau(continuous[-1]), 4),
                                                           k=k, tau_high=self.max_tau))
 
-    def within_storage_budget(self, step: int, discrete: list[int], continuous: list[float], action: int,
-                              value: float) -> tuple[int, float]:
-        """AMC's resource-constrained action (He et al., ECCV 2018, Sec. 3.2).
+    def within_budget(self, step: int, discrete: list[int], continuous: list[float], action: int,
+                      value: float) -> tuple[int, float]:
+        """AMC's resource-constrained action (He et al., ECCV 2018, Sec. 3.2), for storage and labour.
 
-        Compress this layer at least as much as it takes for the storage limit to
-        stay reachable when every later layer is compressed to the maximum; a
-        "none" technique then becomes the first real one. Other steps, and a
-        search without a storage limit, are left as chosen.
+        A layer is compressed at least as much as it takes for the storage limit
+        to stay reachable when every later layer is compressed to the maximum; a
+        "none" technique then becomes the first real one. At the human step, tau
+        is lowered until the base gate's estimated labour, with a margin for the
+        extra doubt compression brings, fits the labour limit. Without limits,
+        choices are left as made.
         """
-        if step >= len(self.layers) or self.budget[3] >= 1.0:
+        if step == len(self.layers):
+            return action, self._within_labor(action, value)
+        if self.budget[3] >= 1.0:
             return action, value
         spec = self.layers[step]
         before = sum(s.params * kept_fraction(s, str(self.option(i, discrete[i])), self.ratio(continuous[i]))
@@ -246,6 +268,14 @@ class SearchSpace:
             action, technique = 1, strongest[spec.kind]  # index 1: the first real technique of either kind
         ratio = next((r for r in _RATIO_GRID if kept_fraction(spec, technique, r) <= allowed), MAX_COMPRESSION_RATIO)
         return action, max(value, 2.0 * ratio / MAX_COMPRESSION_RATIO - 1.0)
+
+    def _within_labor(self, action: int, value: float) -> float:
+        mechanism, k = self.option(len(self.layers), action)  # type: ignore[misc]
+        if self.labor is None or mechanism == "off" or math.isinf(self.labor_limit):
+            return value
+        affordable = [t for t in self.labor.taus if self.labor.labor_s_per_1k(t, k) <= LABOR_MARGIN * self.labor_limit]
+        cap = min(max(affordable, default=0.0), self.max_tau)
+        return min(value, 2.0 * cap / self.max_tau - 1.0)
 
     def random_actions(self, rng: np.random.Generator) -> tuple[list[int], list[float]]:
         """Uniform actions over the whole space (the ``random`` baseline and warm-up)."""

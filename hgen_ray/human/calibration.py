@@ -32,6 +32,7 @@ __all__ = [
     "HUMAN_RETENTION_AT_SEVERITY_5",
     "human_accuracy",
     "majority_of_3_accuracy",
+    "mean_answer_s",
     "response_median_s",
     "single_person_accuracy",
     "wrong_answer_distribution",
@@ -109,6 +110,12 @@ def human_accuracy(category: str, severity: int) -> float:
         return PERSON_CLEAN_ACCURACY
     lost = (1.0 - HUMAN_RETENTION_AT_SEVERITY_5[category]) * severity / 5
     return CHANCE + (PERSON_CLEAN_ACCURACY - CHANCE) * (1.0 - lost)
+
+
+def mean_answer_s(severity: int) -> float:
+    """One person's mean seconds per classification, averaged over the 12 categories (lognormal mean)."""
+    spread = float(np.exp(CLASSIFY_SIGMA**2 / 2))
+    return float(np.mean([response_median_s(c, severity) for c in CHALLENGE_CATEGORIES])) * spread
 
 
 def response_median_s(category: str, severity: int) -> float:

@@ -7,6 +7,7 @@ import torch
 from hgen_ray.config import Candidate, ConfigError, Constraints, HumanChoice, LayerChoice, ModelConfig
 from hgen_ray.controller.space import (
     NUM_DISCRETE_ACTIONS,
+    LaborEstimate,
     SearchSpace,
     kept_fraction,
     candidate_to_config,
@@ -78,7 +79,7 @@ def test_layers_shrink_just_enough_to_keep_the_storage_limit_reachable(specs) ->
     discrete: list[int] = []
     continuous: list[float] = []
     for step in range(space.num_steps):  # an agent that wants no compression and no people at all
-        action, value = space.within_storage_budget(step, discrete, continuous, 0, -1.0)
+        action, value = space.within_budget(step, discrete, continuous, 0, -1.0)
         discrete.append(action)
         continuous.append(value)
     candidate = space.decode(discrete, continuous)
@@ -87,6 +88,19 @@ def test_layers_shrink_just_enough_to_keep_the_storage_limit_reachable(specs) ->
     kept = sum(s.params * kept_fraction(s, candidate.layers[s.name].technique, candidate.layers[s.name].ratio)
                for s in specs) / space.total_params
     assert kept <= 0.42 / 1.69 and kept > 0.42 / 1.69 - 0.03  # enough, and no more than a ratio step beyond
-    assert space.within_storage_budget(0, [], [], 2, 0.5) == (2, 0.5)  # already within budget: untouched
+    assert space.within_budget(0, [], [], 2, 0.5) == (2, 0.5)  # already within budget: untouched
     unlimited = SearchSpace(specs, Constraints(), {"storage_mb": 1.69, "energy_mj": 0.2})
-    assert unlimited.within_storage_budget(2, [0, 0], [-1.0, -1.0], 0, -1.0) == (0, -1.0)
+    assert unlimited.within_budget(2, [0, 0], [-1.0, -1.0], 0, -1.0) == (0, -1.0)
+
+
+def test_tau_is_lowered_until_the_estimated_labour_fits_the_limit(specs) -> None:  # type: ignore[no-untyped-def]
+    taus = np.linspace(0.0, 1.0, 101)
+    labor = LaborEstimate(taus, deferral=taus.copy(), answer_s=4.0)  # the gate defers a share tau of samples
+    space = SearchSpace(specs, Constraints(labor_s_per_1k_max=700.0), {"storage_mb": 1.69, "energy_mj": 0.2},
+                        labor=labor)
+    human = len(specs)
+    pair = space.human_options.index(("majority", 2))
+    action, value = space.within_budget(human, [0, 0, 0], [0.0, 0.0, 0.0], pair, 1.0)
+    assert action == pair and space.tau(value) == pytest.approx(0.06)  # 0.06 x 2 people x 4 s x 1000 <= 0.7 x 700
+    assert space.within_budget(human, [0, 0, 0], [0.0] * 3, pair, -0.99) == (pair, -0.99)  # already affordable
+    assert space.within_budget(human, [0, 0, 0], [0.0] * 3, 0, 1.0) == (0, 1.0)  # people off: nothing to limit
