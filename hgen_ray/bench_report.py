@@ -172,7 +172,8 @@ def format_bench_report(results: Sequence[ArchitectureResult], header: Mapping[s
     """bench.md: provenance, then per architecture the tables, efficiency and goals, then system figures."""
     lines = ["# hgen-ray bench", "", f"- command: `{header['command']}`", f"- git commit: `{header['commit']}`",
              f"- machine: {header['machine']}",
-             f"- fine-tuning: clean train split only, for every strategy (no challenge augmentation)",
+             "- fine-tuning: the same budget on the clean train split for every strategy and reference "
+             "(no challenge augmentation)",
              f"- wall time: {header['elapsed_s']:.0f} s", ""]
     for result in results:
         lines += [f"## {result.label} ({result.model})", "", f"Trial budget per search strategy: {result.trials}. Best "

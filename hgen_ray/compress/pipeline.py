@@ -67,14 +67,10 @@ def compress_candidate(base: nn.Module, candidate: Candidate, layers: dict[str, 
     model = prune_conv_channels(model, convs, splits.train_images[:_DUMMY_BATCH],
                                 classifier_taylor_data(images, labels, seed))
     _factorise_fcs(model, candidate, layers)
-    if _changes_anything(candidate) and finetune.epochs:
+    if finetune.epochs:  # uncompressed too: every candidate and reference gets the same training (fair comparison)
         train_classifier(model, images, labels, epochs=finetune.epochs, batch_size=finetune.batch_size,
                          learning_rate=finetune.learning_rate, seed=seed, label="fine-tune")
     return model.eval()
-
-
-def _changes_anything(candidate: Candidate) -> bool:
-    return any(c.technique != "none" and c.ratio > 0 for c in candidate.layers.values())
 
 
 def _factorise_fcs(model: nn.Module, candidate: Candidate, layers: dict[str, str]) -> None:
@@ -114,7 +110,7 @@ def compress_detector(base: nn.Module, candidate: Candidate, layers: dict[str, s
     convs = {n: c for n, c in candidate.layers.items() if layers[n] == "conv"}
     _prune_detector_convs(model, convs, data, seed)
     _factorise_fcs(model, candidate, layers)
-    if _changes_anything(candidate) and finetune.epochs:
+    if finetune.epochs:  # uncompressed too, as for the classifier
         train_detector(model, data, epochs=finetune.epochs, batch_size=finetune.batch_size,
                        learning_rate=finetune.learning_rate, seed=seed, label="fine-tune")
     return model.eval()

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from torch import nn
@@ -41,12 +43,17 @@ def test_svd_and_pruning_compose_and_leave_the_base_untouched(trained_base: Trai
     assert all(torch.equal(v, trained_base.model.state_dict()[k]) for k, v in before.items())
 
 
-def test_no_compression_returns_the_same_function(trained_base: TrainedBase, splits: Splits,
-                                                  tiny_config: ExperimentConfig) -> None:
-    model = compress_candidate(trained_base.model, Candidate(), COMPRESSIBLE_LAYERS, splits,
-                               tiny_config.finetune, seed=0)
+def test_no_compression_keeps_the_shape_and_gets_the_same_fine_tuning(trained_base: TrainedBase, splits: Splits,
+                                                                       tiny_config: ExperimentConfig) -> None:
     x = splits.test_images[:16]
-    assert torch.equal(predict_logits(model, x), predict_logits(trained_base.model, x))
+    untouched = compress_candidate(trained_base.model, Candidate(), COMPRESSIBLE_LAYERS, splits,
+                                   dataclasses.replace(tiny_config.finetune, epochs=0), seed=0)
+    assert torch.equal(predict_logits(untouched, x), predict_logits(trained_base.model, x))
+    tuned = compress_candidate(trained_base.model, Candidate(), COMPRESSIBLE_LAYERS, splits, tiny_config.finetune,
+                               seed=0)  # the reference gets the fine-tuning every compressed candidate gets
+    assert {k: v.shape for k, v in tuned.state_dict().items()} == {
+        k: v.shape for k, v in trained_base.model.state_dict().items()}
+    assert not torch.equal(predict_logits(tuned, x), predict_logits(trained_base.model, x))
 
 
 @pytest.mark.parametrize(
