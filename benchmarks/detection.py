@@ -18,7 +18,6 @@ import argparse
 import dataclasses
 import logging
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -27,7 +26,7 @@ import warnings
 import ray
 import torch
 
-from figures import peak_rss_gb, verdict  # benchmarks/figures.py, next to this script
+from figures import peak_rss_gb, timing_summary, verdict  # benchmarks/figures.py, next to this script
 from hgen_ray.config import ExperimentConfig, load_config
 from hgen_ray.detection_map import map50
 from hgen_ray.evaluate import evaluate_candidate
@@ -65,11 +64,8 @@ def _time_evaluations(config: ExperimentConfig, repeats: int) -> None:
         started = time.perf_counter()
         metrics = evaluate_candidate(config, config.candidate, data=data).metrics
         timings.append(time.perf_counter() - started)
-    median = statistics.median(timings)
     canvases = 13 * config.detection.test_canvases
-    print(f"  evaluate one candidate ({canvases} canvases): median {median:.1f} s of {repeats} "
-          f"[{', '.join(f'{t:.1f}' for t in timings)}] ({verdict(median <= EVALUATE_TARGET_S)} <= "
-          f"{EVALUATE_TARGET_S:.0f} s)")
+    print("  " + timing_summary(f"evaluate one candidate ({canvases} canvases)", timings, EVALUATE_TARGET_S))
     print(f"    mAP@0.5 {metrics['accuracy']:.3f} with people, {metrics['dnn_accuracy']:.3f} network alone "
           f"(clean {metrics['accuracy_clean']:.3f}); storage {metrics['storage_mb']:.3f} MB; "
           f"deferral {metrics['deferral_rate']:.3f}; labour {metrics['labor_s_per_1k']:.0f} s per 1k images; "

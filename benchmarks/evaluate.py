@@ -18,7 +18,6 @@ import argparse
 import dataclasses
 import logging
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -27,7 +26,7 @@ import warnings
 import ray
 import torch
 
-from figures import peak_rss_gb, verdict  # benchmarks/figures.py, next to this script
+from figures import peak_rss_gb, timing_summary, verdict  # benchmarks/figures.py, next to this script
 from hgen_ray.config import load_config
 from hgen_ray.data.splits import load_splits
 from hgen_ray.evaluate import evaluate_candidate
@@ -70,11 +69,8 @@ def main() -> int:
         metrics = evaluate_candidate(config, config.candidate, data=splits).metrics
         timings.append(time.perf_counter() - started)
     ray.shutdown()
-    median = statistics.median(timings)
     samples = 13 * config.data.test_per_category
-    print(f"evaluate one candidate ({samples} samples): median {median:.1f} s of {args.repeats} "
-          f"[{', '.join(f'{t:.1f}' for t in timings)}] ({verdict(median <= EVALUATE_TARGET_S)} <= "
-          f"{EVALUATE_TARGET_S:.0f} s)")
+    print(timing_summary(f"evaluate one candidate ({samples} samples)", timings, EVALUATE_TARGET_S))
     print(f"  accuracy {metrics['accuracy']:.4f}, storage {metrics['storage_mb']:.3f} MB, "
           f"deferral {metrics['deferral_rate']:.3f}")
     rss = peak_rss_gb()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import resource
+import statistics
+from collections.abc import Sequence
 
-__all__ = ["peak_rss_gb", "verdict"]
+__all__ = ["peak_rss_gb", "timing_summary", "verdict"]
 
 
 def peak_rss_gb() -> float:
@@ -14,3 +16,10 @@ def peak_rss_gb() -> float:
 
 def verdict(ok: bool) -> str:
     return "meets target" if ok else "MISSES target"
+
+
+def timing_summary(what: str, timings: Sequence[float], target_s: float) -> str:
+    """``what: median M s of N [t1, t2, ...] (meets target <= T s)``."""
+    median = statistics.median(timings)
+    runs = ", ".join(f"{t:.1f}" for t in timings)
+    return f"{what}: median {median:.1f} s of {len(timings)} [{runs}] ({verdict(median <= target_s)} <= {target_s:.0f} s)"

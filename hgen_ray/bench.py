@@ -36,7 +36,7 @@ from hgen_ray.evaluate import evaluate_candidate
 from hgen_ray.human import HumanPool
 from hgen_ray.metric import failed_reward, score
 from hgen_ray.report import trial_rows, write_csv_atomic
-from hgen_ray.search import REFERENCE_NAMES, _prepare, reference_candidates, run_search
+from hgen_ray.search import REFERENCE_NAMES, _prepare, create_output_dir, reference_candidates, run_search
 
 __all__ = ["load_bench", "run_bench", "trial_budget"]
 
@@ -156,10 +156,7 @@ def run_bench(bench: BenchConfig, experiments: dict[str, ExperimentConfig], out:
     """
     if (out / RESULTS_FILE).exists():
         raise ConfigError(f"--out {out}: already holds a bench; choose another --out")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise ConfigError(f"--out {out}: cannot create it ({error.strerror})") from None
+    create_output_dir(out)
     started = time.perf_counter()
     commit = git_commit()  # the code that runs, even if the checkout moves on during a long bench
     if not ray.is_initialized():

@@ -153,7 +153,8 @@ def _strategy_table(result: ArchitectureResult) -> list[str]:
 def _category_table(result: ArchitectureResult) -> list[str]:
     best = best_by_strategy(result)
     shown = [s for s in ("original", "compression_only", "hgen") if best.get(s) is not None]
-    rows = [[c, *(best[s].get(f"accuracy/{c}") for s in shown)] for c in ("clean", *CHALLENGE_CATEGORIES)]  # type: ignore[union-attr]
+    rows = [[c, *(best[s].get(f"accuracy/{c}") for s in shown)]  # type: ignore[union-attr]
+            for c in ("clean", *CHALLENGE_CATEGORIES)]
     return _table(["category", *shown], rows)
 
 

@@ -178,7 +178,8 @@ class HumanChoice:
     mechanism: str = field(default="sequential", metadata=_choices("sequential", "majority"))  # how a chain decides
     tau: float = field(default=0.0, metadata=_range(0.0, 1.0))  # defer when confidence < tau; 0 = never
     k: int = field(default=1, metadata=_range(1, 3))  # people in the chain
-    tau_high: float = field(default=0.9, metadata=_range(0.0, 1.0))  # h_yolo: cells with objectness in [tau, tau_high] go to people
+    # h_yolo only: cells with objectness in [tau, tau_high] go to people
+    tau_high: float = field(default=0.9, metadata=_range(0.0, 1.0))
 
 
 @dataclass(frozen=True)
@@ -210,14 +211,15 @@ BENCH_STRATEGIES: tuple[str, ...] = ("hgen", "random", "compression_only", "optu
 class BenchConfig:
     """``hgen-ray bench``: every strategy with the same trial budget, on each architecture."""
 
-    experiments: dict[str, str] = field(default_factory=lambda: {"h_cnn": "quickstart.yaml"})  # label -> experiment YAML, relative to the bench file
-    strategies: tuple[str, ...] = field(default=BENCH_STRATEGIES, metadata=_choices(*BENCH_STRATEGIES))  # run in this order
-    trials: int = field(default=16, metadata=_range(1, 100000))  # per search strategy and architecture: the equal budget
-    trials_per_experiment: dict[str, int] = field(default_factory=dict)  # label -> its own budget, same for every strategy
+    # label -> experiment YAML, relative to the bench file
+    experiments: dict[str, str] = field(default_factory=lambda: {"h_cnn": "quickstart.yaml"})
+    strategies: tuple[str, ...] = field(default=BENCH_STRATEGIES, metadata=_choices(*BENCH_STRATEGIES))  # in order
+    trials: int = field(default=16, metadata=_range(1, 100000))  # every search strategy's budget, per architecture
+    trials_per_experiment: dict[str, int] = field(default_factory=dict)  # label -> its own budget, for every strategy
     max_concurrent_trials: int = field(default=2, metadata=_range(1, 1024))  # trials at once, for every strategy
     warmup_trials: int = field(default=6, metadata=_range(0, 100000))  # random candidates before the agents act (hgen)
-    scaling_trials: int = field(default=0, metadata=_range(0, 100000))  # H-CNN trials timed on 1 and on 2 worker nodes; 0 skips
-    overhead_trials: int = field(default=0, metadata=_range(0, 100000))  # trials of the framework-overhead measurement; 0 skips
+    scaling_trials: int = field(default=0, metadata=_range(0, 100000))  # H-CNN trials on 1, then 2 nodes; 0 skips
+    overhead_trials: int = field(default=0, metadata=_range(0, 100000))  # trials timed for the overhead; 0 skips
 
 
 T = TypeVar("T")

@@ -59,7 +59,7 @@ from hgen_ray.metric import PARETO_OBJECTIVES, score
 from hgen_ray.profile import estimate_energy_mj, storage_mb
 from hgen_ray.trial import TrialContext, run_trial
 
-__all__ = ["REFERENCE_NAMES", "SearchRun", "prepare_output_dir", "reference_candidates", "run_search"]
+__all__ = ["REFERENCE_NAMES", "SearchRun", "create_output_dir", "prepare_output_dir", "reference_candidates", "run_search"]
 
 log = logging.getLogger(__name__)
 SEARCH_CONFIG_FILE = "search.yaml"
@@ -122,6 +122,15 @@ def prepare_output_dir(out: Path, resume: bool) -> Path:
         return out
     if (out / SEARCH_CONFIG_FILE).exists():
         raise ConfigError(f"--out {out}: already holds a search; use --resume {out} or choose another --out")
+    return create_output_dir(out)
+
+
+def create_output_dir(out: Path) -> Path:
+    """Create ``out`` (and its parents), or say in one line why it cannot be written.
+
+    Raises:
+        ConfigError: It cannot be created or written.
+    """
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
