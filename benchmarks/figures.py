@@ -22,4 +22,5 @@ def timing_summary(what: str, timings: Sequence[float], target_s: float) -> str:
     """``what: median M s of N [t1, t2, ...] (meets target <= T s)``."""
     median = statistics.median(timings)
     runs = ", ".join(f"{t:.1f}" for t in timings)
-    return f"{what}: median {median:.1f} s of {len(timings)} [{runs}] ({verdict(median <= target_s)} <= {target_s:.0f} s)"
+    judged = f"{verdict(median <= target_s)} <= {target_s:.0f} s"
+    return f"{what}: median {median:.1f} s of {len(timings)} [{runs}] ({judged})"

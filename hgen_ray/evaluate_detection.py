@@ -180,6 +180,7 @@ def evaluate_detector(config: ExperimentConfig, candidate: Candidate, pool: Huma
     model = compress_detector(base.model, candidate, DETECTOR_LAYERS[name], data.splits.train, config.finetune,
                               config.seed)
     human_pass = human_cells_pass if name == "h_yolo" else human_boxes_pass
-    outcomes = {category: human_pass(model, test, category, data.challenges.severity, candidate, pool)  # type: ignore[arg-type]
+    severity = data.challenges.severity
+    outcomes = {category: human_pass(model, test, category, severity, candidate, pool)  # type: ignore[arg-type]
                 for category, test in data.challenges.sets.items()}
     return _category_measures(outcomes, data.challenges), model, outcomes

@@ -59,7 +59,8 @@ from hgen_ray.metric import PARETO_OBJECTIVES, score
 from hgen_ray.profile import estimate_energy_mj, storage_mb
 from hgen_ray.trial import TrialContext, run_trial
 
-__all__ = ["REFERENCE_NAMES", "SearchRun", "create_output_dir", "prepare_output_dir", "reference_candidates", "run_search"]
+__all__ = ["REFERENCE_NAMES", "SearchRun", "create_output_dir", "prepare_output_dir", "reference_candidates",
+           "run_search"]
 
 log = logging.getLogger(__name__)
 SEARCH_CONFIG_FILE = "search.yaml"
@@ -164,7 +165,8 @@ def _check_budget_is_possible(config: ExperimentConfig, base: nn.Module, data: S
                           f"can produce ({smallest:.4f} MB); allowed: at least {smallest:.4f}")
 
 
-def _space(config: ExperimentConfig, base: nn.Module, data: Splits | DetectionData, human_enabled: bool) -> SearchSpace:
+def _space(config: ExperimentConfig, base: nn.Module, data: Splits | DetectionData,
+           human_enabled: bool) -> SearchSpace:
     sample = input_sample(config)
     reference = {"storage_mb": storage_mb(base), "energy_mj": estimate_energy_mj(base, sample)}
     specs = describe_layers(base, compressible_layers(config), sample)
@@ -327,7 +329,8 @@ def run_search(config: ExperimentConfig | None, out: Path, *, resume: bool = Fal
     return SearchRun(out=out, results=results, references=references, elapsed_s=time.perf_counter() - started)
 
 
-def _new_tuner(config: ExperimentConfig, base: nn.Module, data: Splits | DetectionData, trainable: Any, out: Path, progress: _Progress) -> Any:
+def _new_tuner(config: ExperimentConfig, base: nn.Module, data: Splits | DetectionData, trainable: Any, out: Path,
+               progress: _Progress) -> Any:
     multi_objective = config.search.algorithm == "optuna"
     tune_config = tune.TuneConfig(
         search_alg=_searcher(config, base, data),
