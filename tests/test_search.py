@@ -183,10 +183,13 @@ def test_resume_after_sigkill_finishes_the_plan_without_rerunning(tmp_path: Path
     before = {f.parent.name: f.read_text() for f in (out / "tune").glob("run_trial_*/result.json")
               if f.read_text().strip()}
     assert 3 <= len(before) < planned, "the kill must land mid-search"
+    with open(max((out / "tune").glob("searcher-state-*.pkl")), "rb") as handle:  # what Tune restores from
+        checkpointed = _controller_digest(pickle.load(handle))
 
     resumed = subprocess.run([*command, "--resume", str(out)], cwd=REPO, env=env, capture_output=True, text=True,
                              timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"(state {checkpointed})" in resumed.stderr  # weights, optimizers and replay buffers came back exactly
     rows = _rows(out)
     assert len(rows) == planned and len({r["trial_id"] for r in rows}) == planned
     for name, text in before.items():  # completed trials were not run again
@@ -198,6 +201,19 @@ def test_resume_after_sigkill_finishes_the_plan_without_rerunning(tmp_path: Path
         saved = pickle.load(handle)
     state = saved if "rewards" in saved else saved.get("_searcher", saved)
     assert len(_rewards_in(state)) == planned  # learning went on from where it stopped, not from zero
+
+
+def _controller_digest(saved: Any) -> str | None:
+    """The digest of the controller state inside Tune's saved search state (plain or wrapped)."""
+    from hgen_ray.controller import HGenSearcher
+    from hgen_ray.controller.state_digest import state_digest
+
+    if isinstance(saved, HGenSearcher):
+        return saved.state_digest()
+    if isinstance(saved, dict) and {"discrete", "continuous", "rewards"} <= set(saved):
+        return state_digest(saved)
+    children = saved.values() if isinstance(saved, dict) else vars(saved).values() if hasattr(saved, "__dict__") else []
+    return next((d for d in map(_controller_digest, children) if d), None)
 
 
 def _rewards_in(state: Any) -> list[float]:

@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import logging
 import pickle
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,10 +29,12 @@ from ray.tune.search import Searcher
 from hgen_ray.config import RewardConfig, SearchConfig
 from hgen_ray.controller.agents import ContinuousAgent, DiscreteAgent
 from hgen_ray.controller.space import NUM_DISCRETE_ACTIONS, SearchSpace, candidate_to_config
+from hgen_ray.controller.state_digest import state_digest
 from hgen_ray.metric import failed_reward
 
 __all__ = ["HGenSearcher", "RandomSearcher", "Rollout"]
 
+log = logging.getLogger(__name__)
 REWARD_METRIC = "reward"
 
 
@@ -174,6 +177,10 @@ class HGenSearcher(Searcher):
         self.suggested = state["suggested"]
         self.rewards = state["rewards"]
 
+    def state_digest(self) -> str:
+        """A hash of weights, optimizers, replay buffers and history (see :mod:`.state_digest`)."""
+        return state_digest(self.get_state())
+
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as handle:
             pickle.dump(self.get_state(), handle)
@@ -181,6 +188,7 @@ class HGenSearcher(Searcher):
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as handle:
             self.set_state(pickle.load(handle))
+        log.info("restored the controller from %s (state %s)", checkpoint_path, self.state_digest())
 
     def __getstate__(self) -> dict[str, Any]:
         # Live learner groups do not pickle; their state does (Tune pickles the searcher).

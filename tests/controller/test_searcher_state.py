@@ -10,6 +10,7 @@ import torch
 
 from hgen_ray.config import Constraints, ModelConfig, RewardConfig, SearchConfig
 from hgen_ray.controller import HGenSearcher, SearchSpace, describe_layers
+from hgen_ray.controller.state_digest import state_digest
 from hgen_ray.metric import failed_reward
 from hgen_ray.models import COMPRESSIBLE_LAYERS, build_h_cnn
 
@@ -56,3 +57,15 @@ def test_an_errored_trial_is_scored_as_the_worst_infeasible(trained: HGenSearche
     trained.suggest("crashes")
     trained.on_trial_complete("crashes", None, error=True)
     assert trained.rewards[-1] == failed_reward(RewardConfig())
+
+
+def test_the_state_digest_survives_save_and_restore_and_tracks_learning(trained: HGenSearcher, tmp_path) -> None:
+    trained.save(str(tmp_path / "state.pkl"))
+    with open(tmp_path / "state.pkl", "rb") as handle:
+        on_disk = state_digest(pickle.load(handle))
+    fresh = pickle.loads(pickle.dumps(trained))
+    fresh.restore(str(tmp_path / "state.pkl"))
+    assert fresh.state_digest() == trained.state_digest() == on_disk  # weights, optimizers, buffers all back
+    fresh.suggest("one-more")
+    fresh.on_trial_complete("one-more", {"reward": 0.1})
+    assert fresh.state_digest() != on_disk  # and the digest sees a single learning step
