@@ -212,7 +212,10 @@ def _controller_digest(saved: Any) -> str | None:
         return saved.state_digest()
     if isinstance(saved, dict) and {"discrete", "continuous", "rewards"} <= set(saved):
         return state_digest(saved)
-    children = saved.values() if isinstance(saved, dict) else vars(saved).values() if hasattr(saved, "__dict__") else []
+    if isinstance(saved, dict):
+        children = list(saved.values())
+    else:
+        children = list(vars(saved).values()) if hasattr(saved, "__dict__") else []
     return next((d for d in map(_controller_digest, children) if d), None)
 
 
