@@ -273,7 +273,8 @@ def test_unwritable_output_dir_is_refused(tmp_path: Path, tiny_config: Experimen
 
 
 def test_a_detector_search_runs_its_trials_and_keeps_a_loadable_best(
-        tmp_path: Path, yolo_config: ExperimentConfig, trained_yolo, ray_session) -> None:  # type: ignore[no-untyped-def]
+        tmp_path: Path, yolo_config: ExperimentConfig,
+        trained_yolo, ray_session) -> None:  # type: ignore[no-untyped-def]
     config = dataclasses.replace(
         yolo_config, constraints=Constraints(),
         search=SearchConfig(trials=3, warmup_trials=2, updates_per_trial=1, references=False))
