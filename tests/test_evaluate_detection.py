@@ -17,11 +17,10 @@ from hgen_ray.profile import storage_mb
 
 SHRINK = {
     "h_yolo": {"conv2": LayerChoice("l1", 0.5), "conv4": LayerChoice("taylor", 0.5), "head1": LayerChoice("svd", 0.75)},
-    "h_faster_rcnn": {"backbone.conv1": LayerChoice("fpgm", 0.5), "backbone.conv2": LayerChoice("l2", 0.5),
+    "h_faster_rcnn": {"backbone.conv1": LayerChoice("fpgm", 0.5), "backbone.conv2": LayerChoice("taylor", 0.5),
                       "roi_heads.box_head.fc6": LayerChoice("svd", 0.75)},
 }
 
-PRUNED_CONV = {"h_yolo": "conv2", "h_faster_rcnn": "backbone.conv2"}
 GENEROUS_PEOPLE = {  # people see much of what the weak test detectors find hard
     "h_yolo": HumanChoice("majority", tau=0.05, k=1, tau_high=1.0),
     "h_faster_rcnn": HumanChoice("majority", tau=0.9, k=1),
@@ -42,8 +41,9 @@ def test_compression_shrinks_each_detector_and_it_still_detects(
     small = compress_detector(base.model, Candidate(layers=SHRINK[name]), DETECTOR_LAYERS[name],
                               detection_data.splits.train, config.finetune, config.seed)
     assert storage_mb(small) < 0.8 * storage_mb(base.model)
-    conv2 = PRUNED_CONV[name]
-    assert small.get_submodule(conv2).out_channels == base.model.get_submodule(conv2).out_channels // 2
+    for conv in (n for n, kind in DETECTOR_LAYERS[name].items() if kind == "conv" and n in SHRINK[name]):
+        # every technique really removes channels, Taylor (scored from the detector's loss) included
+        assert small.get_submodule(conv).out_channels == base.model.get_submodule(conv).out_channels // 2, conv
     detections = detect(small, detection_data.splits.test.images[:4])
     assert len(detections) == 4 and all(d["boxes"].shape[1] == 4 for d in detections)
 

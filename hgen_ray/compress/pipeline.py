@@ -80,8 +80,10 @@ def _factorise_fcs(model: nn.Module, candidate: Candidate, layers: dict[str, str
 
 
 def _prune_detector_convs(model: nn.Module, convs: dict[str, LayerChoice], train: DetectionSet, seed: int) -> None:
+    # The loss is the whole detector's, in training mode: NNI only puts the pruned part in it,
+    # and Faster R-CNN returns detections, not losses, in eval mode.
     taylor = TaylorData(lambda: detection_batches(train, _DETECTOR_TAYLOR_BATCH, seed),
-                        lambda batch, _part: detection_loss(model, *batch))
+                        lambda batch, _part: detection_loss(model.train(), *batch))
     dummy = train.images[:_DUMMY_BATCH]
     if isinstance(model, HFasterRCNN):
         prefix = SPEEDUP_MODULE + "."

@@ -83,12 +83,18 @@ def _taylor_evaluator(data: TaylorData) -> TorchEvaluator:
     def training(model: nn.Module, optimizers: torch.optim.Optimizer, step: Callable, lr_schedulers: object = None,
                  max_steps: int | None = None, max_epochs: int | None = None) -> None:
         model.train()
-        for done, batch in enumerate(data.batches()):
-            if max_steps is not None and done >= max_steps:
-                break
-            optimizers.zero_grad()
-            step(batch, model).backward()
-            optimizers.step()
+        # NNI scores channels only once it has seen max_steps batches, so a small subset is gone
+        # through again until then (with too few steps every channel silently stays).
+        steps = max_steps if max_steps is not None else sum(1 for _ in data.batches())
+        done = 0
+        while done < steps:
+            for batch in data.batches():
+                if done >= steps:
+                    break
+                optimizers.zero_grad()
+                step(batch, model).backward()
+                optimizers.step()
+                done += 1
 
     return TorchEvaluator(training, nni.trace(torch.optim.SGD)([torch.zeros(1)], lr=0.0), data.step)
 
