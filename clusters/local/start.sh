@@ -94,8 +94,9 @@ for i in $(seq 1 "$workers"); do
   # shellcheck disable=SC2046
   launch "worker-$i" --address="127.0.0.1:$gcs_port" --node-ip-address=127.0.0.1 \
     --num-cpus="${HGEN_WORKER_CPUS:-1}" --num-gpus="${HGEN_WORKER_GPUS:-0}" $(node_ports "$i")
+  # One node at a time: on a small machine, nodes starting together can miss the GCS's 30 s deadline.
+  wait_for_nodes $((i + 1)) 90 || { "$repo/clusters/local/stop.sh"; exit 1; }
 done
-wait_for_nodes $((workers + 1)) 90 || { "$repo/clusters/local/stop.sh"; exit 1; }
 echo "Ray cluster up: head + $workers worker node(s)"
 echo "  GCS:       127.0.0.1:$gcs_port        (RAY_ADDRESS for drivers on this machine)"
 echo "  dashboard: http://$dashboard_host:$dashboard_port   (ray job submit --address http://127.0.0.1:$dashboard_port)"
