@@ -20,18 +20,16 @@ from hgen_ray.compress.pipeline import compress_detector
 from hgen_ray.config import CHALLENGE_CATEGORIES, DETECTOR_NAMES, Candidate, ExperimentConfig, FinetuneConfig
 from hgen_ray.data.challenges import apply_challenge
 from hgen_ray.data.splits import Splits, load_splits
-from hgen_ray.detection_map import map50
 from hgen_ray.evaluate_detection import DetectionData, load_detection_data
 from hgen_ray.models import COMPRESSIBLE_LAYERS, confidence, fit_temperature, load_or_train_base, predict_logits
+from hgen_ray.models.detectors import DETECTOR_LAYERS, load_or_train_detector
 from hgen_ray.models.h_cnn import IMAGE_SIDE
-
-TAU_GRID = np.linspace(0.0, 1.0, 101)
-DEFERRAL_SAMPLE = 1000  # validation images per category for the deferral estimate
-from hgen_ray.models.detectors import DETECTOR_LAYERS, detect, load_or_train_detector
 
 __all__ = ["TAU_GRID", "compress_for", "compressible_layers", "estimated_deferral", "input_sample",
            "load_data_and_base"]
 
+TAU_GRID = np.linspace(0.0, 1.0, 101)
+DEFERRAL_SAMPLE = 1000  # validation images per category for the deferral estimate
 
 
 def is_detector(config: ExperimentConfig) -> bool:
@@ -53,8 +51,7 @@ def load_data_and_base(config: ExperimentConfig) -> tuple[Splits | DetectionData
     subset = config.finetune.subset
     if is_detector(config):
         data = load_detection_data(config)
-        base = load_or_train_detector(config, data.splits.train, data.splits.val,
-                                      lambda m, v: map50(detect(m, v.images), v.targets())).model
+        base = load_or_train_detector(config, data.splits.train, data.splits.val).model
         if subset:
             data = dataclasses.replace(data, splits=dataclasses.replace(data.splits,
                                                                         train=data.splits.train.subset(subset)))

@@ -32,11 +32,10 @@ from hgen_ray.atomic_write import replaced_atomically
 from hgen_ray.bench_report import ArchitectureResult, write_bench_report
 from hgen_ray.bench_system import git_commit, machine_description, measure_overhead, measure_throughput
 from hgen_ray.config import BenchConfig, ConfigError, ExperimentConfig, build_dataclass, load_config, read_yaml_mapping
-from hgen_ray.evaluate import evaluate_candidate
 from hgen_ray.human import HumanPool
-from hgen_ray.metric import failed_reward, score
+from hgen_ray.metric import failed_reward
 from hgen_ray.report import trial_rows, write_csv_atomic
-from hgen_ray.search import REFERENCE_NAMES, _prepare, create_output_dir, reference_candidates, run_search
+from hgen_ray.search import REFERENCE_NAMES, _prepare, create_output_dir, evaluate_references, run_search
 
 __all__ = ["load_bench", "run_bench", "trial_budget"]
 
@@ -88,20 +87,17 @@ def _strategy_config(experiment: ExperimentConfig, bench: BenchConfig, strategy:
     return dataclasses.replace(experiment, search=search)
 
 
-def _reference_row(experiment: ExperimentConfig, strategy: str) -> dict[str, Any]:
+def _reference_rows(experiment: ExperimentConfig, names: tuple[str, ...]) -> dict[str, list[dict[str, Any]]]:
+    """The references asked for, evaluated with one data load and one pool, as one-row tables."""
     config, data, _ = _prepare(experiment)
     with HumanPool(config.human_pool, config.seed) as pool:
-        candidate = reference_candidates(config.model.name)[strategy]
-        metrics = dict(evaluate_candidate(config, candidate, data=data, pool=pool).metrics)
-    result = score(metrics, config.constraints, config.reward)
-    return {"trial": 1, "trial_id": strategy, "status": "TERMINATED", "error": "", **metrics,
-            "reward": result.reward, "feasible": result.feasible}
+        measured = evaluate_references(config, data, pool, names)
+    return {name: [{"trial": 1, "trial_id": name, "status": "TERMINATED", "error": "", **row}]
+            for name, row in measured.items()}
 
 
-def _run_strategy(experiment: ExperimentConfig, bench: BenchConfig, strategy: str, trials: int,
-                  out: Path) -> list[dict[str, Any]]:
-    if strategy in REFERENCE_NAMES:
-        return [_reference_row(experiment, strategy)]
+def _search_rows(experiment: ExperimentConfig, bench: BenchConfig, strategy: str, trials: int,
+                 out: Path) -> list[dict[str, Any]]:
     config = _strategy_config(experiment, bench, strategy, trials)
     run = run_search(config, out)
     rows = trial_rows(run.results, failed_reward(config.reward))
@@ -167,11 +163,17 @@ def run_bench(bench: BenchConfig, experiments: dict[str, ExperimentConfig], out:
         result = ArchitectureResult(label, experiment.model.name, experiment.constraints.labor_s_per_1k_max,
                                     trial_budget(bench, label))
         results.append(result)
+        references = tuple(s for s in bench.strategies if s in REFERENCE_NAMES)
         for strategy in bench.strategies:
+            if strategy in result.rows:
+                continue  # a reference already measured with the others
             log.info("bench %s: %s", label, strategy)
             try:
-                result.rows[strategy] = _run_strategy(experiment, bench, strategy, trial_budget(bench, label),
-                                                      out / label / strategy)
+                if strategy in REFERENCE_NAMES:
+                    result.rows.update(_reference_rows(experiment, references))
+                else:
+                    result.rows[strategy] = _search_rows(experiment, bench, strategy, trial_budget(bench, label),
+                                                         out / label / strategy)
             except Exception as error:  # one broken strategy must not cost the rest of a long bench
                 log.exception("bench %s: %s failed", label, strategy)
                 result.rows[strategy] = []

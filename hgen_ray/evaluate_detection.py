@@ -34,8 +34,8 @@ from hgen_ray.human import HumanPool
 from hgen_ray.human.detection_tasks import BoxTask, CellTask
 from hgen_ray.human.pool import ImagePoolResult, ImageRequest
 from hgen_ray.models.detectors import DETECTOR_LAYERS, detect, load_or_train_detector
-from hgen_ray.models.h_faster_rcnn import HFasterRCNN, sobel_edges
-from hgen_ray.models.h_yolo import CellVerdicts, apply_cell_answers, cell_boxes, decode_cells
+from hgen_ray.models.h_faster_rcnn import HFasterRCNN, sobel_edges, unsure_images
+from hgen_ray.models.h_yolo import CellVerdicts, apply_cell_answers, cell_boxes, decode_cells, gated_cells
 
 __all__ = ["DetectionData", "HumanOutcome", "evaluate_detector", "human_boxes_pass", "human_cells_pass",
            "load_detection_data"]
@@ -74,11 +74,6 @@ def _majority(votes: list[tuple[bool, int]]) -> tuple[bool, int]:
     return is_item, label
 
 
-def _gated_cells(output: torch.Tensor, tau: float, tau_high: float) -> torch.Tensor:
-    objectness = torch.sigmoid(output[:, 0])
-    return (objectness >= tau) & (objectness <= tau_high) if tau > 0 else torch.zeros_like(objectness, dtype=torch.bool)
-
-
 def _no_people(count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.zeros(count), np.zeros(count), np.zeros(count)
 
@@ -90,7 +85,7 @@ def human_cells_pass(model: nn.Module, data: DetectionSet, category: str, severi
     output = torch.cat([model.eval()(data.images[i : i + 100]) for i in range(0, len(data), 100)])
     side = data.images.shape[-1]
     plain = decode_cells(output, side)
-    gated = _gated_cells(output, candidate.human.tau, candidate.human.tau_high)
+    gated = gated_cells(output, candidate.human.tau, candidate.human.tau_high)
     boxes = cell_boxes(output, side)
     requests, cells = [], []
     for image in torch.nonzero(gated.flatten(1).any(1)).flatten().tolist():
@@ -104,7 +99,7 @@ def human_cells_pass(model: nn.Module, data: DetectionSet, category: str, severi
     if requests:
         served = pool.serve_images(requests, candidate.human.mechanism, candidate.human.k)
         verdicts = {}
-        for request, where, answers in zip(requests, cells, served.answers):
+        for where, answers in zip(cells, served.answers):
             for j, cell in enumerate(where):
                 verdicts[cell] = _majority([(person[j].is_item, person[j].label) for person in answers])
         output = apply_cell_answers(output, CellVerdicts(verdicts))
@@ -133,8 +128,7 @@ def human_boxes_pass(model: HFasterRCNN, data: DetectionSet, category: str, seve
     """H-Faster-RCNN with people drawing boxes on the images it is least sure of."""
     plain = detect(model, data.images)
     detections = list(plain)
-    best = np.array([float(d["scores"].max()) if len(d["scores"]) else 0.0 for d in detections])
-    deferred = best < candidate.human.tau
+    deferred = unsure_images(plain, candidate.human.tau).numpy()
     labor, latency, tasks = _no_people(len(data))
     gated = np.flatnonzero(deferred).tolist()
     if gated:
@@ -145,7 +139,7 @@ def human_boxes_pass(model: HFasterRCNN, data: DetectionSet, category: str, seve
                  for answers in served.answers]
         redone = model.detect(data.images[gated], drawn)
         for i, boxes, result in zip(gated, drawn, redone):
-            detections[i] = {**result, "labels": result["labels"] - 1}
+            detections[i] = result
             tasks[i] = len(boxes)
         _spread(served, requests, labor, latency)
     return HumanOutcome(detections, plain, deferred, labor, latency, tasks)
@@ -167,16 +161,14 @@ def _category_measures(outcomes: dict[str, HumanOutcome], challenges: DetectionC
 
 
 def evaluate_detector(config: ExperimentConfig, candidate: Candidate, pool: HumanPool,
-                      data: DetectionData | None = None) -> tuple[dict[str, float], nn.Module, dict[str, HumanOutcome]]:
+                      data: DetectionData) -> tuple[dict[str, float], nn.Module, dict[str, HumanOutcome]]:
     """Compress a base detector for ``candidate``, run it with people, and measure accuracy and human cost.
 
     Returns the accuracy-side measures, the compressed detector and each category's outcome
     (profiling is left to the caller, which does it the same way for every architecture).
     """
-    data = data or load_detection_data(config)
     name = config.model.name
-    base = load_or_train_detector(config, data.splits.train, data.splits.val,
-                                  lambda m, v: map50(detect(m, v.images), v.targets()))
+    base = load_or_train_detector(config, data.splits.train, data.splits.val)
     model = compress_detector(base.model, candidate, DETECTOR_LAYERS[name], data.splits.train, config.finetune,
                               config.seed)
     human_pass = human_cells_pass if name == "h_yolo" else human_boxes_pass

@@ -30,7 +30,8 @@ from hgen_ray.config import Candidate, ConfigError, ExperimentConfig, as_dict, b
 from hgen_ray.models.detectors import detect, rebuild_detector
 from hgen_ray.models.gate import defer_mask
 from hgen_ray.models.h_cnn import IMAGE_SIDE, rebuild_h_cnn
-from hgen_ray.models.h_faster_rcnn import HFasterRCNN
+from hgen_ray.models.h_faster_rcnn import HFasterRCNN, unsure_images
+from hgen_ray.models.h_yolo import decode_cells, gated_cells
 
 __all__ = ["HDNN", "HDNNError", "export_onnx", "load_hdnn", "save_hdnn"]
 
@@ -53,21 +54,20 @@ class HDNN:
     temperature: float
     candidate: Candidate
     architecture: str = "h_cnn"  # model.name of the experiment it came from
+    input_side: int = IMAGE_SIDE  # pixels: 28 for the H-CNN, the canvas side for the detectors
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor) -> tuple[torch.Tensor | list[dict[str, torch.Tensor]], torch.Tensor]:
         """The network's answer (classes, or detections per image) and the mask of images that go to people."""
         human = self.candidate.human
-        if self.architecture == "h_cnn":
-            logits = self.model.eval()(images)
-            return logits.argmax(1), defer_mask(logits, self.temperature, human.tau)
-        detections = detect(self.model, images)
         if isinstance(self.model, HFasterRCNN):
-            best = torch.tensor([float(d["scores"].max()) if len(d["scores"]) else 0.0 for d in detections])
-            return detections, best < human.tau
-        objectness = torch.sigmoid(self.model.eval()(images)[:, 0]).flatten(1)
-        band = (objectness >= human.tau) & (objectness <= human.tau_high)
-        return detections, band.any(1) if human.tau > 0 else torch.zeros(len(images), dtype=torch.bool)
+            detections = detect(self.model, images)
+            return detections, unsure_images(detections, human.tau)
+        output = self.model.eval()(images)
+        if self.architecture == "h_cnn":
+            return output.argmax(1), defer_mask(output, self.temperature, human.tau)
+        gated = gated_cells(output, human.tau, human.tau_high)
+        return decode_cells(output, images.shape[-1]), gated.flatten(1).any(1)
 
 
 def save_hdnn(folder: Path, model: nn.Module, temperature: float, candidate: Candidate,
@@ -101,7 +101,9 @@ def load_hdnn(path: str | Path) -> HDNN:
     except Exception as error:  # unpickling refused, wrong keys or shapes: all mean "not ours"
         raise HDNNError(f"{folder / MODEL_FILE}: not a loadable H-DNN checkpoint ({type(error).__name__})") from None
     candidate = build_dataclass(Candidate, read_yaml_mapping(folder / CANDIDATE_FILE), "candidate")
-    return HDNN(model=model, temperature=temperature, candidate=candidate, architecture=config.model.name)
+    side = IMAGE_SIDE if config.model.name == "h_cnn" else config.detection.canvas_size
+    return HDNN(model=model, temperature=temperature, candidate=candidate, architecture=config.model.name,
+                input_side=side)
 
 
 def _saved_config(folder: Path) -> ExperimentConfig:
@@ -122,8 +124,8 @@ _GATE_RULES = {
 _OUTPUT_NAMES = {"h_cnn": ["logits"], "h_yolo": ["cells"], "h_faster_rcnn": ["boxes", "labels", "scores"]}
 
 
-def _export_model(hdnn: HDNN, side: int, target: Path) -> None:
-    names = _OUTPUT_NAMES[hdnn.architecture]
+def _export_model(hdnn: HDNN, target: Path) -> None:
+    names, side = _OUTPUT_NAMES[hdnn.architecture], hdnn.input_side
     if isinstance(hdnn.model, HFasterRCNN):
         # torch.export cannot follow the RPN's data-dependent shapes; the TorchScript-based
         # exporter, which torchvision supports for its detectors, can (one image per call).
@@ -148,8 +150,7 @@ def export_onnx(path: str | Path, out: str | Path | None = None) -> Path:
     hdnn = load_hdnn(path)
     target = Path(out) if out else Path(path)
     target.mkdir(parents=True, exist_ok=True)
-    side = _saved_config(Path(path)).detection.canvas_size if hdnn.architecture != "h_cnn" else IMAGE_SIDE
-    _export_model(hdnn, side, target)
+    _export_model(hdnn, target)
     human = hdnn.candidate.human
     gate = {"architecture": hdnn.architecture, "tau": human.tau, "k": human.k, "mechanism": human.mechanism,
             "temperature": hdnn.temperature, "rule": _GATE_RULES[hdnn.architecture]}

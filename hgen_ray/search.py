@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import socket
 import time
@@ -49,18 +50,18 @@ from hgen_ray.config import (
 )
 from hgen_ray.controller import HGenSearcher, RandomSearcher, SearchSpace, describe_layers
 from hgen_ray.controller.space import LaborEstimate
-from hgen_ray.human.calibration import mean_answer_s
 from hgen_ray.data.fashion_mnist import resolve_data_root
 from hgen_ray.data.splits import Splits
 from hgen_ray.evaluate import evaluate_candidate
 from hgen_ray.evaluate_detection import DetectionData
 from hgen_ray.human import HumanPool
+from hgen_ray.human.calibration import mean_answer_s
 from hgen_ray.metric import PARETO_OBJECTIVES, score
 from hgen_ray.profile import estimate_energy_mj, storage_mb
 from hgen_ray.trial import TrialContext, run_trial
 
-__all__ = ["REFERENCE_NAMES", "SearchRun", "create_output_dir", "prepare_output_dir", "reference_candidates",
-           "run_search"]
+__all__ = ["REFERENCE_NAMES", "SearchRun", "create_output_dir", "evaluate_references", "prepare_output_dir",
+           "reference_candidates", "run_search"]
 
 log = logging.getLogger(__name__)
 SEARCH_CONFIG_FILE = "search.yaml"
@@ -165,15 +166,21 @@ def _check_budget_is_possible(config: ExperimentConfig, base: nn.Module, data: S
                           f"can produce ({smallest:.4f} MB); allowed: at least {smallest:.4f}")
 
 
-def _space(config: ExperimentConfig, base: nn.Module, data: Splits | DetectionData,
-           human_enabled: bool) -> SearchSpace:
+def _space(config: ExperimentConfig, base: nn.Module, human_enabled: bool,
+           labor: LaborEstimate | None = None) -> SearchSpace:
     sample = input_sample(config)
     reference = {"storage_mb": storage_mb(base), "energy_mj": estimate_energy_mj(base, sample)}
     specs = describe_layers(base, compressible_layers(config), sample)
-    deferral = estimated_deferral(config, base, data) if human_enabled else None
-    labor = LaborEstimate(TAU_GRID, deferral, mean_answer_s(config.data.severity)) if deferral is not None else None
     return SearchSpace(specs, config.constraints, reference, human_enabled=human_enabled,
                        pool_size=config.human_pool.size, max_tau=_max_tau(config), labor=labor)
+
+
+def _labor_estimate(config: ExperimentConfig, base: nn.Module, data: Splits | DetectionData) -> LaborEstimate | None:
+    """The base gate's labour curve, for the controller's labour limit; None when there is no limit to keep."""
+    if math.isinf(config.constraints.labor_s_per_1k_max):
+        return None
+    deferral = estimated_deferral(config, base, data)
+    return LaborEstimate(TAU_GRID, deferral, mean_answer_s(config.data.severity)) if deferral is not None else None
 
 
 def _max_tau(config: ExperimentConfig) -> float:
@@ -203,8 +210,10 @@ def _searcher(config: ExperimentConfig, base: nn.Module, data: Splits | Detectio
     if algorithm == "optuna":
         return _optuna_searcher(config)
     if algorithm == "random":
-        return RandomSearcher(_space(config, base, data, human_enabled=True), config.seed)
-    space = _space(config, base, data, human_enabled=algorithm != "compression_only")
+        return RandomSearcher(_space(config, base, human_enabled=True), config.seed)
+    human = algorithm != "compression_only"
+    labor = _labor_estimate(config, base, data) if human else None
+    space = _space(config, base, human_enabled=human, labor=labor)
     return HGenSearcher(space, config.reward, config.search, config.seed)
 
 
@@ -276,10 +285,13 @@ def _leave_job_working_dir(out: Path) -> None:
         os.chdir(out)
 
 
-def _evaluate_references(config: ExperimentConfig, data: Splits | DetectionData,
-                         pool: HumanPool) -> dict[str, dict[str, Any]]:
+def evaluate_references(config: ExperimentConfig, data: Splits | DetectionData, pool: HumanPool,
+                        names: tuple[str, ...] = REFERENCE_NAMES) -> dict[str, dict[str, Any]]:
+    """Measures, reward and feasibility of each named reference (``original``, ``human_only``)."""
     references = {}
-    for name, candidate in reference_candidates(config.model.name).items():
+    candidates = reference_candidates(config.model.name)
+    for name in names:
+        candidate = candidates[name]
         log.info("evaluating the %s reference", name)
         metrics = dict(evaluate_candidate(config, candidate, data=data, pool=pool).metrics)
         result = score(metrics, config.constraints, config.reward)
@@ -323,7 +335,7 @@ def run_search(config: ExperimentConfig | None, out: Path, *, resume: bool = Fal
         else:
             tuner = _new_tuner(config, base, data, trainable, out, _Progress(config.search.trials))
         results = tuner.fit()
-        references = _evaluate_references(config, data, pool) if config.search.references else {}
+        references = evaluate_references(config, data, pool) if config.search.references else {}
     finally:
         pool.shutdown()
     return SearchRun(out=out, results=results, references=references, elapsed_s=time.perf_counter() - started)

@@ -19,10 +19,9 @@ from hgen_ray.config import (
     ProfileConfig,
 )
 from hgen_ray.data.splits import Splits, load_splits
-from hgen_ray.detection_map import map50
 from hgen_ray.evaluate_detection import DetectionData, load_detection_data
 from hgen_ray.models import TrainedBase, load_or_train_base
-from hgen_ray.models.detectors import TrainedDetector, detect, load_or_train_detector
+from hgen_ray.models.detectors import TrainedDetector, load_or_train_detector
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -87,8 +86,7 @@ def detection_data(yolo_config: ExperimentConfig) -> DetectionData:
 
 
 def _trained(config: ExperimentConfig, data: DetectionData) -> TrainedDetector:
-    return load_or_train_detector(config, data.splits.train, data.splits.val,
-                                  lambda model, val: map50(detect(model, val.images), val.targets()))
+    return load_or_train_detector(config, data.splits.train, data.splits.val)
 
 
 @pytest.fixture(scope="session")

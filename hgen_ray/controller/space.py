@@ -137,6 +137,18 @@ def kept_fraction(spec: LayerSpec, technique: str, ratio: float) -> float:
     return 1.0 - ratio
 
 
+def _tau_caps(labor: LaborEstimate | None, limit: float, max_tau: float,
+              options: tuple[tuple[str, int], ...]) -> dict[int, float]:
+    """Per chain length k, the largest tau whose estimated labour fits the limit (none without a limit)."""
+    if labor is None or math.isinf(limit):
+        return {}
+    caps = {}
+    for k in {k for mechanism, k in options if mechanism != "off"}:
+        affordable = [t for t in labor.taus if labor.labor_s_per_1k(t, k) <= LABOR_MARGIN * limit]
+        caps[k] = min(max(affordable, default=0.0), max_tau)
+    return caps
+
+
 def _normalised_limit(limit: float, scale: float) -> float:
     return 1.0 if math.isinf(limit) else min(limit / scale, 1.0)
 
@@ -159,11 +171,10 @@ class SearchSpace:
                  human_enabled: bool = True, pool_size: int = 3, max_tau: float = MAX_TAU,
                  labor: LaborEstimate | None = None) -> None:
         self.layers = layers
-        self.labor = labor
-        self.labor_limit = constraints.labor_s_per_1k_max
         self.max_tau = max_tau
         self.human_enabled = human_enabled
         self.human_options = tuple(o for o in HUMAN_OPTIONS if o[1] <= pool_size) if human_enabled else (HUMAN_OFF,)
+        self.tau_caps = _tau_caps(labor, constraints.labor_s_per_1k_max, max_tau, self.human_options)
         self.total_params = sum(s.params for s in layers)
         self.total_flops = sum(s.flops for s in layers)
         self.max_channels = max(max(s.in_channels, s.out_channels) for s in layers)
@@ -271,11 +282,9 @@ class SearchSpace:
 
     def _within_labor(self, action: int, value: float) -> float:
         mechanism, k = self.option(len(self.layers), action)  # type: ignore[misc]
-        if self.labor is None or mechanism == "off" or math.isinf(self.labor_limit):
+        if mechanism == "off" or k not in self.tau_caps:
             return value
-        affordable = [t for t in self.labor.taus if self.labor.labor_s_per_1k(t, k) <= LABOR_MARGIN * self.labor_limit]
-        cap = min(max(affordable, default=0.0), self.max_tau)
-        return min(value, 2.0 * cap / self.max_tau - 1.0)
+        return min(value, 2.0 * self.tau_caps[k] / self.max_tau - 1.0)
 
     def random_actions(self, rng: np.random.Generator) -> tuple[list[int], list[float]]:
         """Uniform actions over the whole space (the ``random`` baseline and warm-up)."""

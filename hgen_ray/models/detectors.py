@@ -19,6 +19,7 @@ import hgen_ray
 from hgen_ray.atomic_write import replaced_atomically
 from hgen_ray.config import ExperimentConfig, config_hash
 from hgen_ray.data.detection_splits import DetectionSet
+from hgen_ray.detection_map import map50
 from hgen_ray.models.h_faster_rcnn import (
     FRCNN_COMPRESSIBLE_LAYERS,
     HFasterRCNN,
@@ -28,7 +29,7 @@ from hgen_ray.models.h_faster_rcnn import (
 )
 from hgen_ray.models.h_yolo import YOLO_COMPRESSIBLE_LAYERS, HYolo, decode_cells, rebuild_h_yolo, yolo_loss
 
-__all__ = ["DETECTOR_LAYERS", "TrainedDetector", "build_detector", "detect", "detection_loss",
+__all__ = ["DETECTOR_LAYERS", "TrainedDetector", "build_detector", "detect", "detection_loss", "detection_map50",
            "load_or_train_detector", "rebuild_detector", "train_detector"]
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ def detect(model: nn.Module, images: torch.Tensor) -> list[dict[str, torch.Tenso
     for start in range(0, len(images), INFERENCE_BATCH):
         batch = images[start : start + INFERENCE_BATCH]
         if isinstance(model, HFasterRCNN):
-            out += [{**d, "labels": d["labels"] - 1} for d in model.detect(batch)]
+            out += model.detect(batch)
         else:
             out += decode_cells(model(batch), batch.shape[-1])
     return out
@@ -123,8 +124,12 @@ def _cache_path(config: ExperimentConfig) -> Path:
     return Path(config.cache_dir) / f"base-{config.model.name}-{key}.pt"
 
 
-def load_or_train_detector(config: ExperimentConfig, train: DetectionSet, val: DetectionSet,
-                           score_map50: Callable[[nn.Module, DetectionSet], float]) -> TrainedDetector:
+def detection_map50(model: nn.Module, data: DetectionSet) -> float:
+    """mAP@0.5 of the network alone on a set of canvases."""
+    return map50(detect(model, data.images), data.targets())
+
+
+def load_or_train_detector(config: ExperimentConfig, train: DetectionSet, val: DetectionSet) -> TrainedDetector:
     """The cached base detector for this config, or a freshly trained (and cached) one."""
     path = _cache_path(config)
     side = config.detection.canvas_size
@@ -141,7 +146,7 @@ def load_or_train_detector(config: ExperimentConfig, train: DetectionSet, val: D
     log.info("training the base %s on %d canvases", config.model.name, len(subset))
     train_detector(model, subset, epochs=config.model.epochs, batch_size=config.model.batch_size,
                    learning_rate=config.model.learning_rate, seed=config.seed, label="base")
-    trained = TrainedDetector(model, score_map50(model, val))
+    trained = TrainedDetector(model, detection_map50(model, val))
     with replaced_atomically(path) as temporary:
         torch.save({"state_dict": model.state_dict(), "val_map50": trained.val_map50}, temporary)
     log.info("trained base %s: clean val mAP@0.5 %.4f, cached at %s", config.model.name, trained.val_map50, path)

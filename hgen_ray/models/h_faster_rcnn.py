@@ -27,7 +27,8 @@ from torchvision.ops import MultiScaleRoIAlign, batched_nms
 from hgen_ray.models.h_cnn import FASHION_MNIST_MEAN, FASHION_MNIST_STD, NUM_CLASSES
 
 __all__ = ["FRCNN_COMPRESSIBLE_LAYERS", "HFasterRCNN", "SmallBackbone", "build_h_faster_rcnn", "faster_rcnn_loss",
-           "rebuild_h_faster_rcnn", "sobel_edges"]
+           "rebuild_h_faster_rcnn", "sobel_edges",
+           "unsure_images"]
 
 BACKBONE_CHANNELS = (16, 32, 64)
 BOX_HEAD_UNITS = 128  # fc6 and fc7 width (torchvision's default, 1024, is for ImageNet backbones)
@@ -71,7 +72,7 @@ class HFasterRCNN(FasterRCNN):
     @torch.no_grad()
     def detect(self, images: torch.Tensor, extra_proposals: list[torch.Tensor] | None = None
                ) -> list[dict[str, torch.Tensor]]:
-        """Detections per image for a float batch ``[N, 1, S, S]``.
+        """Detections per image for a float batch ``[N, 1, S, S]``, labels 0-9 as in the data.
 
         Args:
             images: Canvases in ``[0, 1]``.
@@ -88,7 +89,8 @@ class HFasterRCNN(FasterRCNN):
         if extra_proposals is not None:
             vouched = self._name_vouched_boxes(feature_maps, extra_proposals, transformed.image_sizes)
             detections = [_merged(found, named) for found, named in zip(detections, vouched)]
-        return self.transform.postprocess(detections, transformed.image_sizes, sizes)  # type: ignore[arg-type]
+        found = self.transform.postprocess(detections, transformed.image_sizes, sizes)  # type: ignore[arg-type]
+        return [{**d, "labels": d["labels"] - 1} for d in found]  # torchvision's class 0 is background
 
     def _name_vouched_boxes(self, feature_maps: dict[str, torch.Tensor], boxes: list[torch.Tensor],
                             image_sizes: list[tuple[int, int]]) -> list[dict[str, torch.Tensor]]:
@@ -106,6 +108,12 @@ class HFasterRCNN(FasterRCNN):
                                                             (label + 1).split([len(b) for b in boxes])):
             named.append({"boxes": image_boxes, "scores": image_scores, "labels": image_labels})
         return named
+
+
+def unsure_images(detections: list[dict[str, torch.Tensor]], tau: float) -> torch.Tensor:
+    """The gate: images whose best detection score is below ``tau`` (no detection counts as 0) go to people."""
+    best = torch.tensor([float(d["scores"].max()) if len(d["scores"]) else 0.0 for d in detections])
+    return best < tau
 
 
 def _merged(found: dict[str, torch.Tensor], named: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -23,7 +23,7 @@ from torchvision.ops import batched_nms
 
 from hgen_ray.models.h_cnn import FASHION_MNIST_MEAN, FASHION_MNIST_STD, NUM_CLASSES
 
-__all__ = ["CellVerdicts", "GRID_STRIDE", "HYolo", "YOLO_COMPRESSIBLE_LAYERS", "apply_cell_answers", "cell_boxes", "cell_targets",
+__all__ = ["CellVerdicts", "GRID_STRIDE", "HYolo", "YOLO_COMPRESSIBLE_LAYERS", "apply_cell_answers", "cell_boxes", "cell_targets", "gated_cells",
            "decode_cells", "rebuild_h_yolo", "yolo_loss"]
 
 GRID_STRIDE = 8  # three 2x2 pools: one cell per 8 x 8 px
@@ -131,6 +131,14 @@ def apply_cell_answers(output: torch.Tensor, verdicts: CellVerdicts) -> torch.Te
         edited[image, 5:, row, col] = -certain
         edited[image, 5 + label, row, col] = certain
     return edited
+
+
+def gated_cells(output: torch.Tensor, tau: float, tau_high: float) -> torch.Tensor:
+    """The gate: cells whose objectness is in ``[tau, tau_high]`` go to people; ``tau = 0`` sends none."""
+    objectness = torch.sigmoid(output[:, 0])
+    if tau <= 0:
+        return torch.zeros_like(objectness, dtype=torch.bool)
+    return (objectness >= tau) & (objectness <= tau_high)
 
 
 @torch.no_grad()
