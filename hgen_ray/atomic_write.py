@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["replaced_atomically"]
+__all__ = ["UNWRITABLE_ERRNOS", "replaced_atomically", "unwritable_cause", "write_text_atomic"]
+
+# Errors that say the output cannot be written at all, as opposed to a bug in the writer.
+UNWRITABLE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG})
 
 
 @contextmanager
@@ -19,7 +23,8 @@ def replaced_atomically(path: Path) -> Iterator[Path]:
     leaves the previous file intact; the temporary file is removed on failure.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    # The suffix stays last, for writers that pick the format from it (matplotlib's savefig).
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
     os.close(handle)
     try:
         yield Path(temporary)
@@ -27,3 +32,25 @@ def replaced_atomically(path: Path) -> Iterator[Path]:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """``path.write_text(text)``, but readers see the old text or the new, never part of it."""
+    with replaced_atomically(path) as temporary:
+        temporary.write_text(text, encoding="utf-8")
+
+
+def unwritable_cause(error: BaseException) -> OSError | None:
+    """The "cannot write" OSError behind ``error`` (itself, or what it was raised from or during), if any.
+
+    Ray Tune re-raises a failure in its loop as a ``TuneError`` carrying only the traceback's text;
+    the original error survives as the ``TuneError``'s context.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OSError) and current.errno in UNWRITABLE_ERRNOS:
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hgen_ray.atomic_write import write_text_atomic
 from hgen_ray.config import CHALLENGE_CATEGORIES
 from hgen_ray.plots import plot_reward_curve
 from hgen_ray.report import best_row
@@ -200,5 +201,5 @@ def write_bench_report(out: Path, results: Sequence[ArchitectureResult], header:
         if curves:
             plot_reward_curve(curves, out / f"{result.label}-reward.png")
     path = out / "bench.md"
-    path.write_text(format_bench_report(results, header, system))
+    write_text_atomic(path, format_bench_report(results, header, system))
     return path

@@ -23,18 +23,14 @@ from pathlib import Path
 
 import yaml
 
-from hgen_ray.atomic_write import replaced_atomically
+from hgen_ray.atomic_write import UNWRITABLE_ERRNOS, write_text_atomic
 from hgen_ray.config import ConfigError, as_dict, load_candidate, load_config
 
 __all__ = ["main", "run"]
 
 EXIT_BAD_INPUT = 2
+EXIT_CANNOT_WRITE = 1  # the machine's fault, not the input's
 log = logging.getLogger("hgen_ray")
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    with replaced_atomically(path) as temporary:
-        temporary.write_text(text, encoding="utf-8")
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -48,8 +44,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     validate_candidate(candidate, compressible_layers(config))
     evaluation = evaluate_candidate(config, candidate)
     out = Path(args.out)
-    _write_atomic(out / "metrics.json", json.dumps(evaluation.metrics, indent=2, sort_keys=True) + "\n")
-    _write_atomic(out / "candidate.yaml", yaml.safe_dump(as_dict(candidate), sort_keys=False))
+    write_text_atomic(out / "metrics.json", json.dumps(evaluation.metrics, indent=2, sort_keys=True) + "\n")
+    write_text_atomic(out / "candidate.yaml", yaml.safe_dump(as_dict(candidate), sort_keys=False))
     print(format_measures_table(evaluation.metrics))
     print(f"\nwrote {out / 'metrics.json'}")
     return 0
@@ -149,6 +145,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, DatasetError, HDNNError) as error:
         print(f"hgen-ray: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except OSError as error:
+        if error.errno not in UNWRITABLE_ERRNOS:
+            raise
+        # Every result file is replaced atomically, so what was written before stays whole.
+        where = error.filename or getattr(args, "out", None) or getattr(args, "resume", None) or "the output"
+        print(f"hgen-ray: error: cannot write {where}: {error.strerror}; files written "
+              "before are intact (a search continues with --resume once there is room)", file=sys.stderr)
+        return EXIT_CANNOT_WRITE
 
 
 def run() -> None:

@@ -148,8 +148,8 @@ class Constraints:
 @dataclass(frozen=True)
 class RewardConfig:
     accuracy_weight: float = field(default=1.0, metadata=_range(0.0, 100.0))  # w_A on accuracy in [0, 1]
-    latency_weight: float = field(default=0.2, metadata=_range(0.0, 100.0))  # w_T on the saturated latency term
-    latency_scale_ms: float = field(default=1000.0, metadata=_range(1e-3, 1e9))  # T at which the latency term is half spent
+    latency_weight: float = field(default=0.1, metadata=_range(0.0, 100.0))  # w_T on the saturated latency term
+    latency_scale_ms: float = field(default=1000.0, metadata=_range(1e-3, 1e9))  # T_s: half the latency term spent; T_d is a fit
     violation_weight: float = field(default=1.0, metadata=_range(0.0, 100.0))  # w_V on the summed normalised violations
 
 
@@ -163,6 +163,7 @@ class SearchConfig:
     warmup_trials: int = field(default=8, metadata=_range(0, 100000))  # random candidates before the agents act
     updates_per_trial: int = field(default=8, metadata=_range(0, 1000))  # gradient steps per agent per finished trial
     hidden_units: int = field(default=64, metadata=_range(4, 1024))  # width of the agents' two hidden layers
+    trial_retries: int = field(default=1, metadata=_range(0, 10))  # reruns of a failed trial (a lost node) before it is scored failed
     references: bool = True  # also evaluate `original` and `human_only` for the report
     reuse_actors: bool = True  # run trials in warm processes (saves seconds of imports per trial)
 

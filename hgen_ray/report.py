@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from hgen_ray.atomic_write import replaced_atomically
+from hgen_ray.atomic_write import replaced_atomically, write_text_atomic
 from hgen_ray.data.splits import EVALUATED_CATEGORIES
 from hgen_ray.metric import pareto_front
 from hgen_ray.plots import plot_reward_curve, plot_tradeoffs
@@ -19,6 +19,7 @@ from hgen_ray.plots import plot_reward_curve, plot_tradeoffs
 __all__ = [
     "best_row",
     "format_measures_table",
+    "last_error_line",
     "summary_table",
     "trial_rows",
     "write_csv_atomic",
@@ -63,7 +64,7 @@ def trial_rows(results: Iterable[Any], failed_reward: float) -> list[dict[str, A
         trial_id, index = _trial_id_and_index(result.path)
         row: dict[str, Any] = {"trial": index, "trial_id": metrics.get("trial_id", trial_id),
                                "status": "ERROR" if result.error else "TERMINATED",
-                               "error": _one_line(result.error) if result.error else ""}
+                               "error": last_error_line(result.error) if result.error else ""}
         row.update(_flatten({k: v for k, v in (result.config or {}).items() if k in ("layers", "human")}))
         if result.error:
             row.update({"reward": failed_reward, "feasible": False})
@@ -98,7 +99,8 @@ def _trial_id_and_index(path: str) -> tuple[str, int]:
     return Path(path).name, 0
 
 
-def _one_line(error: BaseException) -> str:
+def last_error_line(error: BaseException) -> str:
+    """The last non-empty line of an error (Ray wraps the cause in pages of traceback), at most 300 characters."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     return (lines[-1] if lines else type(error).__name__)[:300]
 
@@ -155,17 +157,16 @@ def write_search_report(out: Path, rows: list[dict[str, Any]], references: Mappi
     write_csv_atomic(out / "trials.csv", rows)
     finished = [r for r in rows if r["status"] == "TERMINATED"]
     front = pareto_front(finished)
-    (out / "pareto.json").write_text(json.dumps([{k: v for k, v in r.items() if k != "checkpoint"} for r in front],
-                                                indent=2, default=str) + "\n")
+    plain_front = [{k: v for k, v in r.items() if k != "checkpoint"} for r in front]
+    write_text_atomic(out / "pareto.json", json.dumps(plain_front, indent=2, default=str) + "\n")
     best = best_row(rows)
     best_dir = out / "best"
     if best is not None:
-        staging = Path(tempfile.mkdtemp(dir=out, prefix=".best."))
-        shutil.copytree(best["checkpoint"], staging, dirs_exist_ok=True)
-        shutil.rmtree(best_dir, ignore_errors=True)
-        os.replace(staging, best_dir)
-    plot_tradeoffs(rows, references, out / "tradeoffs.png")
-    plot_reward_curve({str(header["algorithm"]): [float(r["reward"]) for r in rows]}, out / "reward.png")
+        _replace_folder(best_dir, Path(best["checkpoint"]))
+    with replaced_atomically(out / "tradeoffs.png") as temporary:
+        plot_tradeoffs(rows, references, temporary)
+    with replaced_atomically(out / "reward.png") as temporary:
+        plot_reward_curve({str(header["algorithm"]): [float(r["reward"]) for r in rows]}, temporary)
     failed = [r for r in rows if r["status"] == "ERROR"]
     lines = [
         f"# hgen-ray search: {header['algorithm']}",
@@ -189,5 +190,23 @@ def write_search_report(out: Path, rows: list[dict[str, Any]], references: Mappi
               "## Reward per trial", "", "![reward per trial](reward.png)", ""]
     if failed:
         lines += ["## Failed trials", ""] + [f"- `{r['trial_id']}`: {r['error']}" for r in failed] + [""]
-    (out / "report.md").write_text("\n".join(lines))
+    write_text_atomic(out / "report.md", "\n".join(lines))
     return best_dir
+
+
+def _replace_folder(target: Path, source: Path) -> None:
+    """Copy ``source`` over ``target`` so that a full disk mid-copy leaves the old ``target`` whole.
+
+    The copy goes to a staging folder first; only renames, which need no space, touch ``target``.
+    """
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    try:
+        shutil.copytree(source, staging, dirs_exist_ok=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    retired = target.with_name(f"{staging.name}.old")
+    if target.exists():
+        os.replace(target, retired)
+    os.replace(staging, target)
+    shutil.rmtree(retired, ignore_errors=True)

@@ -11,7 +11,9 @@ state is saved there by Tune, which is what ``--resume`` restores.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import json
 import logging
 import math
 import os
@@ -24,7 +26,8 @@ from typing import Any
 import ray
 import yaml
 from ray import tune
-from ray.tune import Callback
+from ray.tune import Callback, TuneError
+from ray.tune.experiment import Trial
 from torch import nn
 
 from hgen_ray.architecture import (
@@ -35,6 +38,7 @@ from hgen_ray.architecture import (
     input_sample,
     load_data_and_base,
 )
+from hgen_ray.atomic_write import unwritable_cause, write_text_atomic
 from hgen_ray.config import (
     CONV_TECHNIQUES,
     FC_TECHNIQUES,
@@ -56,8 +60,9 @@ from hgen_ray.evaluate import evaluate_candidate
 from hgen_ray.evaluate_detection import DetectionData
 from hgen_ray.human import HumanPool
 from hgen_ray.human.calibration import mean_answer_s
-from hgen_ray.metric import PARETO_OBJECTIVES, score
+from hgen_ray.metric import PARETO_OBJECTIVES, failed_reward, score
 from hgen_ray.profile import estimate_energy_mj, storage_mb
+from hgen_ray.report import last_error_line, trial_rows, write_csv_atomic
 from hgen_ray.trial import TrialContext, run_trial
 
 __all__ = ["REFERENCE_NAMES", "SearchRun", "create_output_dir", "evaluate_references", "prepare_output_dir",
@@ -66,6 +71,7 @@ __all__ = ["REFERENCE_NAMES", "SearchRun", "create_output_dir", "evaluate_refere
 log = logging.getLogger(__name__)
 SEARCH_CONFIG_FILE = "search.yaml"
 TUNE_DIR = "tune"
+UNRECORDED_TRIALS_FILE = "trials-unrecorded.csv"  # see _keep_unrecorded_trials
 RAY_JOB_WORKING_DIRS = "runtime_resources/working_dir_files"
 CONNECT_TIMEOUT_S = 10.0  # an unreachable cluster must fail fast, never hang
 REFERENCE_NAMES = ("original", "human_only")
@@ -110,6 +116,117 @@ class _Progress(Callback):
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._line(trial, "FAILED (scored as infeasible)")
 
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        error = trial.get_error()  # Tune hands recover callbacks no exception; it keeps it in the trial's error file
+        reason = last_error_line(error) if error else "no reason given"
+        log.info("trial %s failed (%s); running it again (retry %d of %d)", trial.trial_id, reason,
+                 trial.num_failures, trial.max_failures)
+
+
+class _OutputGuard(Callback):
+    """Ends the search as soon as its output dir cannot be written (a full disk, read-only, permissions).
+
+    Tune takes a trial that could not save its checkpoint for a failed trial and would fail every
+    later one the same way. So after each trial the guard writes and removes a probe file; if that
+    fails, its OSError ends the run. Everything written so far stays whole, and
+    ``hgen-ray search --resume`` continues once there is room, as after a killed driver.
+    """
+
+    PROBE_BYTES = 1 << 20  # a write of a real size: a full disk may still take a few bytes
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+
+    def _probe(self) -> None:
+        probe = self.out / ".write-probe"
+        try:
+            with open(probe, "wb") as handle:
+                handle.write(bytes(self.PROBE_BYTES))
+                handle.flush()
+                os.fsync(handle.fileno())  # tmpfs and some network filesystems report ENOSPC only here
+        finally:
+            probe.unlink(missing_ok=True)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._probe()
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._probe()
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._probe()
+
+
+class _TrialsTable(Callback):
+    """Rewrites trials.csv, atomically, each time a trial finishes.
+
+    A search that dies (a full disk, a killed driver) then still leaves a whole, readable table of
+    every trial it finished. The final report writes the same table once more, from Tune's results.
+    """
+
+    def __init__(self, out: Path, failed_reward: float) -> None:
+        self.out = out
+        self.failed_reward = failed_reward
+
+    def _write(self, trials: list, trial: Any, failed: bool) -> None:
+        done = {t.trial_id: t.status == Trial.ERROR for t in trials if t.status in (Trial.TERMINATED, Trial.ERROR)}
+        done[trial.trial_id] = failed  # Tune calls back before it sets the trial's final status
+        results = [tune.Result(metrics={**(t.last_result or {}), "config": t.config},
+                               checkpoint=None if done[t.trial_id] else t.checkpoint,
+                               error=(t.get_error() or TuneError("failed")) if done[t.trial_id] else None,
+                               path=t.path)
+                   for t in trials if t.trial_id in done]
+        write_csv_atomic(self.out / "trials.csv", trial_rows(results, self.failed_reward))
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._write(trials, trial, failed=False)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._write(trials, trial, failed=True)
+
+
+def _recorded_trial_ids(tune_dir: Path) -> set[str]:
+    """The trials Tune's newest saved state knows, the ones a resume will keep.
+
+    Raises:
+        ConfigError: The state is missing or not whole JSON (cut short, as by a full disk). Tune itself
+            would log the damage and silently start a new search.
+    """
+    states = sorted(tune_dir.glob("experiment_state-*.json"))  # Tune resumes from the newest, by name
+    if not states:
+        raise ConfigError(f"--resume {tune_dir.parent}: no Tune experiment state in {tune_dir}")
+    try:
+        state = json.loads(states[-1].read_text(encoding="utf-8"))
+        return {json.loads(entry[0])["trial_id"] for entry in state["trial_data"]}
+    except (ValueError, UnicodeDecodeError, KeyError, IndexError, TypeError):
+        raise ConfigError(f"--resume {tune_dir.parent}: Tune's state {states[-1].name} is damaged (cut short, as when "
+                          "the disk filled while it was written); the trials finished before are in "
+                          f"{tune_dir.parent / 'trials.csv'}") from None
+
+
+def _keep_unrecorded_trials(out: Path, recorded: set[str]) -> None:
+    """Move aside the rows of finished trials that Tune's state missed, before the resume rewrites trials.csv.
+
+    A trial that finished just before the disk filled is in trials.csv (see _TrialsTable) but can be
+    missing from Tune's state, whose save needed the disk; the resume then runs a new trial in its
+    place. Its row is the only record of its results in ``out``, so it is kept in UNRECORDED_TRIALS_FILE.
+    """
+    table = out / "trials.csv"
+    if not table.is_file():
+        return
+    with open(table, newline="", encoding="utf-8") as handle:
+        unrecorded = [row for row in csv.DictReader(handle) if row["trial_id"] not in recorded]
+    if not unrecorded:
+        return
+    kept = out / UNRECORDED_TRIALS_FILE
+    if kept.is_file():  # an earlier resume kept some already
+        with open(kept, newline="", encoding="utf-8") as handle:
+            earlier = list(csv.DictReader(handle))
+        unrecorded = earlier + [r for r in unrecorded if r["trial_id"] not in {e["trial_id"] for e in earlier}]
+    write_csv_atomic(kept, unrecorded)
+    log.warning("%d finished trial(s) are missing from Tune's saved state (it could not be written); their rows are "
+                "kept in %s and new trials take their place", len(unrecorded), kept)
+
 
 def prepare_output_dir(out: Path, resume: bool) -> Path:
     """Check the output dir before anything is written.
@@ -121,6 +238,7 @@ def prepare_output_dir(out: Path, resume: bool) -> Path:
     if resume:
         if not (out / SEARCH_CONFIG_FILE).is_file() or not (out / TUNE_DIR).is_dir():
             raise ConfigError(f"--resume {out}: no search to resume there (no {SEARCH_CONFIG_FILE} and {TUNE_DIR}/)")
+        _keep_unrecorded_trials(out, _recorded_trial_ids(out / TUNE_DIR))
         return out
     if (out / SEARCH_CONFIG_FILE).exists():
         raise ConfigError(f"--out {out}: already holds a search; use --resume {out} or choose another --out")
@@ -324,7 +442,7 @@ def run_search(config: ExperimentConfig | None, out: Path, *, resume: bool = Fal
     config, data, base = _prepare(config)
     if not resume:
         _check_budget_is_possible(config, base, data)
-        (out / SEARCH_CONFIG_FILE).write_text(yaml.safe_dump(as_dict(config), sort_keys=False))
+        write_text_atomic(out / SEARCH_CONFIG_FILE, yaml.safe_dump(as_dict(config), sort_keys=False))
     pool = HumanPool(config.human_pool, config.seed)
     try:
         trainable = _trainable(TrialContext(experiment=config, data=data, pool=pool))
@@ -334,7 +452,13 @@ def run_search(config: ExperimentConfig | None, out: Path, *, resume: bool = Fal
                                        resume_errored=False, restart_errored=False)
         else:
             tuner = _new_tuner(config, base, data, trainable, out, _Progress(config.search.trials))
-        results = tuner.fit()
+        try:
+            results = tuner.fit()
+        except Exception as error:
+            cause = unwritable_cause(error)  # Tune wraps what stopped it; a full disk should read as one
+            if cause is None:
+                raise
+            raise cause from None
         references = evaluate_references(config, data, pool) if config.search.references else {}
     finally:
         pool.shutdown()
@@ -355,8 +479,10 @@ def _new_tuner(config: ExperimentConfig, base: nn.Module, data: Splits | Detecti
     run_config = tune.RunConfig(
         name=TUNE_DIR,
         storage_path=str(out),
-        failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
-        callbacks=[progress],
+        # Tune cannot tell a trial whose node died from one whose candidate crashed, so every
+        # failed trial is rerun trial_retries times; a crash that repeats then scores infeasible.
+        failure_config=tune.FailureConfig(max_failures=config.search.trial_retries, fail_fast=False),
+        callbacks=[progress, _TrialsTable(out, failed_reward(config.reward)), _OutputGuard(out)],
         verbose=0,
     )
     return tune.Tuner(trainable, tune_config=tune_config, run_config=run_config)

@@ -62,6 +62,30 @@ def test_bad_config_gives_one_line_exit_2_and_writes_nothing(tmp_path: Path, con
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("layers:\n  conv1: {technique: l1, ratio: 0.95}\n",
+         "candidate.layers.conv1.ratio: 0.95 is out of range [0.0, 0.9]"),
+        ("human: {mechanism: majority, tau: 1.5, k: 2}\n",
+         "candidate.human.tau: 1.5 is out of range [0.0, 1.0]"),
+        ("layers:\n  conv7: {technique: l1, ratio: 0.5}\n",
+         "candidate.layers.conv7: no such compressible layer"),
+    ],
+)
+def test_a_bad_candidate_file_gives_one_line_exit_2_and_writes_nothing(
+        tmp_path: Path, tiny_config: ExperimentConfig, content: str, message: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    candidate = tmp_path / "candidate.yaml"
+    candidate.write_text(content)
+    out = tmp_path / "out"
+    assert main(["evaluate", "--config", str(_write_config(tmp_path, tiny_config)), "--candidate", str(candidate),
+                 "--out", str(out)]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and message in error[0], error
+    assert not out.exists()
+
+
 def test_missing_dataset_says_how_to_get_it(tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
     config.write_text(f"data: {{root: {tmp_path / 'nowhere'}}}\ncache_dir: {tmp_path / 'cache'}\n")

@@ -1,10 +1,12 @@
-"""A real 2-node Ray cluster on this machine, a search submitted with the real `ray job submit`."""
+"""A real multi-node Ray cluster on this machine, searches submitted with the real `ray job submit`."""
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -45,39 +47,68 @@ def _ray(env: dict[str, str], *args: str, auth: str = "token", timeout: float = 
                           timeout=timeout, cwd=REPO)
 
 
-def test_search_submitted_as_a_ray_job_succeeds_and_uses_both_nodes(
-    cluster: dict[str, str], tmp_path: Path, tiny_config: ExperimentConfig, trained_base
-) -> None:  # type: ignore[no-untyped-def]
-    config = dataclasses.replace(
+def _job_config(tiny_config: ExperimentConfig, trials: int, concurrent: int) -> ExperimentConfig:
+    return dataclasses.replace(
         tiny_config,
         # Trials long enough (~6 s) that the worker's trial process is up before the head's finishes them all.
         data=dataclasses.replace(tiny_config.data, test_per_category=400),
         finetune=dataclasses.replace(tiny_config.finetune, subset=2000),
-        # A fresh trial process per trial: two concurrent 1-CPU trials on two 1-CPU nodes
-        # must then land on different nodes. (With warm-process reuse, a run here once kept
-        # every trial on one node; see README.)
-        search=SearchConfig(trials=6, max_concurrent_trials=2, warmup_trials=2, updates_per_trial=2,
+        # A fresh trial process per trial: concurrent 1-CPU trials on 1-CPU nodes must then land on
+        # different nodes. (With warm-process reuse, a run here once kept every trial on one node; see README.)
+        search=SearchConfig(trials=trials, max_concurrent_trials=concurrent, warmup_trials=2, updates_per_trial=2,
                             references=False, reuse_actors=False),
     )
-    config_file = tmp_path / "job.yaml"
+
+
+def _submit(env: dict[str, str], config: ExperimentConfig, folder: Path, name: str) -> tuple[str, Path]:
+    """Submit `hgen-ray search` as a Ray job without waiting; returns its id and output dir."""
+    config_file = folder / f"{name}.yaml"
     config_file.write_text(yaml.safe_dump(as_dict(config)))
-    out = tmp_path / "results"
-    job_id = f"hgen-test-{os.getpid()}-{int(time.time())}"
-    submitted = _ray(cluster, "job", "submit", "--address", DASHBOARD, "--submission-id", job_id, "--no-wait",
+    out = folder / name
+    job_id = f"hgen-test-{name}-{os.getpid()}-{int(time.time())}"
+    submitted = _ray(env, "job", "submit", "--address", DASHBOARD, "--submission-id", job_id, "--no-wait",
                      "--working-dir", str(REPO), "--", "hgen-ray", "search", "--config", str(config_file),
                      "--out", str(out))
     assert submitted.returncode == 0, submitted.stderr[-2000:]
+    return job_id, out
+
+
+def _wait_for_job(env: dict[str, str], job_id: str) -> tuple[str, str]:
+    """The job's final status line and its logs."""
     deadline, status = time.time() + JOB_TIMEOUT_S, ""
     while time.time() < deadline:
-        status = _ray(cluster, "job", "status", "--address", DASHBOARD, job_id).stdout.lower()
+        status = _ray(env, "job", "status", "--address", DASHBOARD, job_id).stdout.lower()
         if any(f"job '{job_id}' {state}" in status for state in ("succeeded", "failed", "stopped")):
             break
         time.sleep(3)
-    logs = _ray(cluster, "job", "logs", "--address", DASHBOARD, job_id).stdout
+    return status, _ray(env, "job", "logs", "--address", DASHBOARD, job_id).stdout
+
+
+def _trial_rows(out: Path) -> list[dict[str, str]]:
+    with open(out / "trials.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _state(env: dict[str, str], kind: str, *filters: str) -> list[dict]:
+    """Ray's state API through its CLI (`ray list nodes|actors`), as JSON."""
+    args = ["list", kind, "--address", DASHBOARD, "--format", "json", "--limit", "10000"]
+    for condition in filters:
+        args += ["--filter", condition]
+    listed = _ray(env, *args)
+    assert listed.returncode == 0, listed.stderr[-1000:]
+    if listed.stdout.startswith("No resource in the cluster"):  # what the CLI prints instead of []
+        return []
+    return json.loads(listed.stdout)
+
+
+def test_search_submitted_as_a_ray_job_succeeds_and_uses_both_nodes(
+    cluster: dict[str, str], tmp_path: Path, tiny_config: ExperimentConfig, trained_base
+) -> None:  # type: ignore[no-untyped-def]
+    job_id, out = _submit(cluster, _job_config(tiny_config, trials=6, concurrent=2), tmp_path, "results")
+    status, logs = _wait_for_job(cluster, job_id)
     assert f"job '{job_id}' succeeded" in status, logs[-3000:]
     assert "trial 6/6" in logs
-    with open(out / "trials.csv", newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = _trial_rows(out)
     assert len(rows) == 6 and all(r["status"] == "TERMINATED" for r in rows)
     assert len({r["node_id"] for r in rows}) == 2, "trials should run on the head and on the worker"
     assert (out / "best" / "model.pt").is_file() and (out / "report.md").is_file()
@@ -131,3 +162,80 @@ def test_trials_the_cluster_cannot_hold_are_refused(cluster: dict[str, str], tmp
                             env={**cluster, "RAY_AUTH_MODE": "token"}, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2, result.stderr[-2000:]
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def _start_extra_worker(env: dict[str, str], index: int, log: Path) -> int:
+    """One more 1-CPU worker node, in its own process group, marked by a custom resource; returns the group."""
+    base = PORT_BASE + 100 * index  # start.sh gives node i the ports from PORT_BASE + 100 * i
+    ports = [f"--node-manager-port={base}", f"--object-manager-port={base + 1}",
+             f"--dashboard-agent-listen-port={base + 2}", f"--dashboard-agent-grpc-port={base + 3}",
+             f"--runtime-env-agent-port={base + 4}", f"--metrics-export-port={base + 5}",
+             f"--min-worker-port={base + 10}", f"--max-worker-port={base + 99}"]
+    with open(log, "w") as handle:
+        node = subprocess.Popen([str(RAY), "start", "--block", f"--address=127.0.0.1:{GCS_PORT}",
+                                 "--node-ip-address=127.0.0.1", "--num-cpus=1", "--num-gpus=0",
+                                 '--resources={"doomed_node": 1}', *ports],
+                                env={**env, "RAY_AUTH_MODE": "token", "HGEN_DATA": str(REPO / "data/fashion-mnist")},
+                                stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+    return node.pid  # start_new_session: the process leads its own group
+
+
+def _wait_for(condition, timeout_s: float, what: str):  # type: ignore[no-untyped-def]
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(1)
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+def test_a_worker_node_killed_mid_search_has_its_trial_rerun_elsewhere_and_the_job_succeeds(
+    cluster: dict[str, str], tmp_path: Path, tiny_config: ExperimentConfig, trained_base
+) -> None:  # type: ignore[no-untyped-def]
+    group = _start_extra_worker(cluster, index=5, log=tmp_path / "doomed-node.log")
+    try:
+        doomed = _wait_for(lambda: [n["node_id"] for n in _state(cluster, "nodes", "state=ALIVE")
+                                    if "doomed_node" in n.get("resources_total", {})], 120, "the extra node")[0]
+        job_id, out = _submit(cluster, _job_config(tiny_config, trials=6, concurrent=3), tmp_path, "survivor")
+        # Kill the node while one of the search's trials runs on it (not a person: they hold no CPU).
+        _wait_for(lambda: [a for a in _state(cluster, "actors", "state=ALIVE", f"node_id={doomed}")
+                           if a["class_name"] != "SimulatedHuman"], JOB_TIMEOUT_S / 2, "a trial on the extra node")
+        os.killpg(group, signal.SIGKILL)
+    finally:
+        try:
+            os.killpg(group, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    status, logs = _wait_for_job(cluster, job_id)
+    assert f"job '{job_id}' succeeded" in status, logs[-3000:]
+    assert "running it again (retry 1 of 1)" in logs and "trial 6/6" in logs
+    rows = _trial_rows(out)
+    assert len(rows) == 6 and all(r["status"] == "TERMINATED" for r in rows)
+    assert doomed not in {r["node_id"] for r in rows}, "the lost trial must have finished on a surviving node"
+    assert doomed in {n["node_id"] for n in _state(cluster, "nodes", "state=DEAD")}
+
+
+def test_two_searches_at_once_keep_their_own_results_and_people(
+    cluster: dict[str, str], tmp_path: Path, tiny_config: ExperimentConfig, trained_base
+) -> None:  # type: ignore[no-untyped-def]
+    plans = {"first": (3, 3), "second": (4, 5)}  # name: (trials, people), different so that a mix would show
+    jobs = {}
+    for name, (trials, people) in plans.items():
+        config = _job_config(tiny_config, trials=trials, concurrent=1)
+        config = dataclasses.replace(config, human_pool=dataclasses.replace(config.human_pool, size=people))
+        jobs[name] = _submit(cluster, config, tmp_path, name)
+    ray_job_ids = {}
+    for name, (job_id, out) in jobs.items():
+        status, logs = _wait_for_job(cluster, job_id)
+        assert f"job '{job_id}' succeeded" in status, logs[-3000:]
+        trials, people = plans[name]
+        rows = _trial_rows(out)
+        assert len(rows) == trials and all(r["status"] == "TERMINATED" for r in rows)
+        assert yaml.safe_load((out / "search.yaml").read_text())["human_pool"]["size"] == people
+        ray_job_ids[name] = next(j["job_id"] for j in _state(cluster, "jobs") if j["submission_id"] == job_id)
+    first, second = (_trial_rows(jobs[n][1]) for n in plans)
+    assert not {r["trial_id"] for r in first} & {r["trial_id"] for r in second}
+    people = _state(cluster, "actors", "class_name=SimulatedHuman")
+    for name, (_, size) in plans.items():  # each search created its own pool of its own size, and no more
+        assert sum(1 for a in people if a["job_id"] == ray_job_ids[name]) == size

@@ -45,6 +45,28 @@ def test_a_checkpoint_carrying_code_is_refused_without_running_it(tmp_path: Path
     assert not (tmp_path / "pwned").exists()
 
 
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _foreign_weights(path: Path) -> None:
+    torch.save({"state_dict": {"encoder.weight": torch.zeros(3, 3)}, "temperature": 1.0}, path)
+
+
+@pytest.mark.parametrize("spoil", [_truncate, _foreign_weights], ids=["truncated", "foreign"])
+def test_a_corrupt_or_foreign_best_gives_one_line_and_exit_2(tmp_path: Path, spoil,  # type: ignore[no-untyped-def]
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from hgen_ray.cli import main
+
+    best = tmp_path / "best"
+    save_hdnn(best, BaseCNN(), 1.0, Candidate(), ExperimentConfig())
+    spoil(best / "model.pt")
+    assert main(["export", str(best), "--out", str(tmp_path / "onnx")]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "model.pt: not a loadable H-DNN checkpoint" in error[0]
+    assert not (tmp_path / "onnx").exists()
+
+
 def test_missing_files_are_named(tmp_path: Path) -> None:
     with pytest.raises(HDNNError, match="missing model.pt, candidate.yaml"):
         load_hdnn(tmp_path)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import errno
 import json
 import os
 import pickle
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,8 +59,6 @@ def finished(tmp_path_factory: pytest.TempPathFactory, tiny_config: ExperimentCo
 
 
 def _rows(out: Path) -> list[dict[str, str]]:
-    import csv
-
     with open(out / "trials.csv", newline="") as handle:
         return list(csv.DictReader(handle))
 
@@ -183,6 +185,7 @@ def test_resume_after_sigkill_finishes_the_plan_without_rerunning(tmp_path: Path
     before = {f.parent.name: f.read_text() for f in (out / "tune").glob("run_trial_*/result.json")
               if f.read_text().strip()}
     assert 3 <= len(before) < planned, "the kill must land mid-search"
+    assert len(_rows(out)) >= 3  # trials.csv is kept as trials finish, so the dead driver's table is there
     with open(max((out / "tune").glob("searcher-state-*.pkl")), "rb") as handle:  # what Tune restores from
         checkpointed = _controller_digest(pickle.load(handle))
 
@@ -270,6 +273,90 @@ def test_unwritable_output_dir_is_refused(tmp_path: Path, tiny_config: Experimen
     config = write_config(tmp_path / "config.yaml", tiny_config)
     assert main(["search", "--config", str(config), "--out", str(blocker / "out")]) == 2
     assert blocker.read_text() == "not a folder"
+
+
+def test_a_damaged_tune_state_is_refused_on_resume_instead_of_starting_afresh(
+        tmp_path: Path, finished: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    copy = tmp_path / "out"
+    shutil.copytree(finished, copy)
+    state = max((copy / "tune").glob("experiment_state-*.json"))
+    state.write_bytes(state.read_bytes()[:4000])  # cut short, as by a disk that filled mid-write
+    before = (copy / "trials.csv").read_bytes()
+    assert main(["search", "--resume", str(copy)]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and f"Tune's state {state.name} is damaged" in error[0]
+    assert (copy / "trials.csv").read_bytes() == before
+
+
+def _fill(disk: Path) -> None:
+    """Write zeros until the filesystem is full."""
+    with open(disk / "filler", "wb") as handle:
+        try:
+            while True:
+                handle.write(bytes(1 << 20))
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as error:
+            assert error.errno == errno.ENOSPC
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 128 MB tmpfs: a real filesystem that a test can fill (the search state alone takes ~45 MB)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=128m", "tmpfs", str(disk)], capture_output=True,
+                             text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"this machine does not allow mounting a tmpfs: {mounted.stderr.strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+def test_a_disk_that_fills_mid_search_stops_it_in_one_line_and_resume_finishes_it(
+        tmp_path: Path, small_disk: Path, tiny_config: ExperimentConfig) -> None:
+    planned = 8
+    config = write_config(tmp_path / "config.yaml",
+                          search_config(tiny_config, trials=planned, max_concurrent_trials=1, references=False))
+    out = small_disk / "out"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    command = [sys.executable, "-m", "hgen_ray.cli", "search"]
+    log = tmp_path / "driver.log"  # on the roomy disk: the driver's messages must survive the full one
+    with open(log, "w") as stderr_file:
+        driver = subprocess.Popen([*command, "--config", str(config), "--out", str(out)], cwd=REPO, env=env,
+                                  stdout=subprocess.DEVNULL, stderr=stderr_file)
+    deadline = time.time() + 400
+    while not ((out / "trials.csv").exists() and len(_rows(out)) >= 2) and time.time() < deadline:
+        assert driver.poll() is None, log.read_text()[-3000:]
+        time.sleep(0.2)
+    written = {r["trial_id"]: r for r in _rows(out)}
+    _fill(small_disk)
+    driver.wait(timeout=300)
+    stderr = log.read_text()
+    assert driver.returncode == 1, stderr[-3000:]
+    errors = [line for line in stderr.splitlines() if line.startswith("hgen-ray: error")]
+    assert len(errors) == 1 and f"cannot write {out}" in errors[0] and "No space left on device" in errors[0]
+    kept = {r["trial_id"]: r for r in _rows(out)}  # still whole and readable
+    assert len(kept) < planned and all(kept[trial] == row for trial, row in written.items())
+    assert yaml.safe_load((out / "search.yaml").read_text())["search"]["trials"] == planned
+
+    (small_disk / "filler").unlink()
+    resumed = subprocess.run([*command, "--resume", str(out)], cwd=REPO, env=env, capture_output=True, text=True,
+                             timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    rows = _rows(out)
+    assert len(rows) == planned and len({r["trial_id"] for r in rows}) == planned
+    # A trial that finished in the moment before the disk filled can be missing from Tune's own state
+    # (its save needed the disk); resume then runs a new trial in its place and keeps the old row aside.
+    final = {r["trial_id"] for r in rows}
+    unrecorded = out / "trials-unrecorded.csv"
+    aside = {r["trial_id"]: r for r in csv.DictReader(unrecorded.open())} if unrecorded.exists() else {}
+    assert not final & set(aside)
+    assert all(trial in final or aside[trial] == row for trial, row in written.items())
 
 
 def test_a_detector_search_runs_its_trials_and_keeps_a_loadable_best(
