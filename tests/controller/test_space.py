@@ -101,6 +101,6 @@ def test_tau_is_lowered_until_the_estimated_labour_fits_the_limit(specs) -> None
     human = len(specs)
     pair = space.human_options.index(("majority", 2))
     action, value = space.within_budget(human, [0, 0, 0], [0.0, 0.0, 0.0], pair, 1.0)
-    assert action == pair and space.tau(value) == pytest.approx(0.06)  # 0.06 x 2 people x 4 s x 1000 <= 0.7 x 700
+    assert action == pair and space.tau(value) == pytest.approx(0.07)  # 2 people x 4 s: 0.07 gives 560 <= 0.9 x 700, 0.08 gives 640
     assert space.within_budget(human, [0, 0, 0], [0.0] * 3, pair, -0.99) == (pair, -0.99)  # already affordable
     assert space.within_budget(human, [0, 0, 0], [0.0] * 3, 0, 1.0) == (0, 1.0)  # people off: nothing to limit
