@@ -28,7 +28,7 @@ from typing import Any
 
 import ray
 
-from hgen_ray.atomic_write import replaced_atomically
+from hgen_ray.atomic_write import write_text_atomic
 from hgen_ray.bench_report import ArchitectureResult, write_bench_report
 from hgen_ray.bench_system import git_commit, machine_description, measure_overhead, measure_throughput
 from hgen_ray.config import BenchConfig, ConfigError, ExperimentConfig, build_dataclass, load_config, read_yaml_mapping
@@ -107,8 +107,7 @@ def _search_rows(experiment: ExperimentConfig, bench: BenchConfig, strategy: str
 
 def _save_results(out: Path, results: list[ArchitectureResult]) -> None:
     payload = [dataclasses.asdict(r) for r in results]
-    with replaced_atomically(out / RESULTS_FILE) as temporary:
-        temporary.write_text(json.dumps(payload, indent=1, default=str) + "\n")
+    write_text_atomic(out / RESULTS_FILE, json.dumps(payload, indent=1, default=str) + "\n")
 
 
 def _system_lines(bench: BenchConfig, experiments: dict[str, ExperimentConfig], out: Path,

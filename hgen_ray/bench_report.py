@@ -15,7 +15,7 @@ from typing import Any
 from hgen_ray.atomic_write import write_text_atomic
 from hgen_ray.config import CHALLENGE_CATEGORIES
 from hgen_ray.plots import plot_reward_curve
-from hgen_ray.report import best_row
+from hgen_ray.report import best_row, format_cell
 
 __all__ = ["ArchitectureResult", "Goal", "SEARCH_STRATEGIES", "best_by_strategy", "check_goals", "format_bench_report",
            "ratios_against_original", "search_efficiency", "trials_to_reach", "write_bench_report"]
@@ -77,9 +77,14 @@ def near_best_threshold(best: float) -> float:
     return best - (1.0 - NEAR_BEST_SHARE) * abs(best)
 
 
+def _reward_curves(result: ArchitectureResult) -> dict[str, list[float]]:
+    """Each search strategy's rewards in trial order (references left out)."""
+    return {s: [float(r["reward"]) for r in rows] for s, rows in result.rows.items() if s in SEARCH_STRATEGIES}
+
+
 def search_efficiency(result: ArchitectureResult) -> tuple[float, dict[str, int | None]]:
     """The best reward any search strategy found, and the trials each needs to reach 95% of it."""
-    curves = {s: [float(r["reward"]) for r in rows] for s, rows in result.rows.items() if s in SEARCH_STRATEGIES}
+    curves = _reward_curves(result)
     if not curves:
         return math.nan, {}
     best = max(max(rewards) for rewards in curves.values())
@@ -88,8 +93,8 @@ def search_efficiency(result: ArchitectureResult) -> tuple[float, dict[str, int 
 
 
 def _best_feasible(rows: Sequence[Row]) -> Row | None:
-    feasible = [r for r in rows if r["status"] == "TERMINATED" and bool(r["feasible"])]
-    return max(feasible, key=lambda r: float(r["reward"])) if feasible else None
+    best = best_row(rows)  # the best feasible row when there is one
+    return best if best is not None and bool(best["feasible"]) else None
 
 
 def check_goals(result: ArchitectureResult) -> list[Goal]:
@@ -122,13 +127,7 @@ def check_goals(result: ArchitectureResult) -> list[Goal]:
 
 
 def _fmt(value: Any) -> str:
-    if value is None or value == "":
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+    return "-" if value is None or value == "" else format_cell(value)
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
@@ -197,7 +196,7 @@ def write_bench_report(out: Path, results: Sequence[ArchitectureResult], header:
                        system: Sequence[str]) -> Path:
     """Write bench.md and one reward-curve plot per architecture into ``out``."""
     for result in results:
-        curves = {s: [float(r["reward"]) for r in rows] for s, rows in result.rows.items() if s in SEARCH_STRATEGIES}
+        curves = _reward_curves(result)
         if curves:
             plot_reward_curve(curves, out / f"{result.label}-reward.png")
     path = out / "bench.md"

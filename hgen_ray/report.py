@@ -18,6 +18,7 @@ from hgen_ray.plots import plot_reward_curve, plot_tradeoffs
 
 __all__ = [
     "best_row",
+    "format_cell",
     "format_measures_table",
     "last_error_line",
     "summary_table",
@@ -124,7 +125,8 @@ def best_row(rows: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
     return max(finished, key=lambda r: (bool(r["feasible"]), float(r["reward"])))
 
 
-def _fmt(value: Any) -> str:
+def format_cell(value: Any) -> str:
+    """A table cell: yes/no for booleans, 4 significant digits for floats."""
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
@@ -135,7 +137,7 @@ def _fmt(value: Any) -> str:
 def _markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], names: Sequence[str]) -> str:
     lines = ["| " + " | ".join(["", *columns]) + " |", "|" + "---|" * (len(columns) + 1)]
     for name, row in zip(names, rows):
-        lines.append("| " + " | ".join([name, *(_fmt(row.get(c, "")) for c in columns)]) + " |")
+        lines.append("| " + " | ".join([name, *(format_cell(row.get(c, "")) for c in columns)]) + " |")
     return "\n".join(lines)
 
 

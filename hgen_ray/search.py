@@ -222,7 +222,8 @@ def _keep_unrecorded_trials(out: Path, recorded: set[str]) -> None:
     if kept.is_file():  # an earlier resume kept some already
         with open(kept, newline="", encoding="utf-8") as handle:
             earlier = list(csv.DictReader(handle))
-        unrecorded = earlier + [r for r in unrecorded if r["trial_id"] not in {e["trial_id"] for e in earlier}]
+        kept_ids = {row["trial_id"] for row in earlier}
+        unrecorded = earlier + [row for row in unrecorded if row["trial_id"] not in kept_ids]
     write_csv_atomic(kept, unrecorded)
     log.warning("%d finished trial(s) are missing from Tune's saved state (it could not be written); their rows are "
                 "kept in %s and new trials take their place", len(unrecorded), kept)

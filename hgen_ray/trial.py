@@ -4,8 +4,9 @@ Each trial evaluates one candidate with the core evaluation. It reports DESIGN.m
 measures plus ``reward``, ``feasible``, ``violation`` and the trial process's peak memory
 (``peak_rss_mb``; a reused trial process carries its peak over), and a checkpoint holding the
 compressed H-DNN, so that the search can keep the best one without evaluating it
-again. An exception (an NNI speedup error, OOM) makes Tune mark the trial ERROR; the
-searcher then scores it as infeasible and the search goes on.
+again. An exception (an NNI speedup error, OOM) or a lost process or node makes Tune run
+the trial again ``search.trial_retries`` times; if it fails each time, Tune marks it ERROR,
+the searcher scores it as infeasible and the search goes on.
 """
 
 from __future__ import annotations

@@ -261,8 +261,8 @@ class SearchSpace:
         A layer is compressed at least as much as it takes for the storage limit
         to stay reachable when every later layer is compressed to the maximum; a
         "none" technique then becomes the first real one. At the human step, tau
-        is lowered until the base gate's estimated labour, with a margin for the
-        extra doubt compression brings, fits the labour limit. Without limits,
+        is lowered until the base gate's estimated labour fits LABOR_MARGIN of the
+        labour limit. Without limits,
         choices are left as made.
         """
         if step == len(self.layers):

@@ -27,8 +27,7 @@ from torchvision.ops import MultiScaleRoIAlign, batched_nms
 from hgen_ray.models.h_cnn import FASHION_MNIST_MEAN, FASHION_MNIST_STD, NUM_CLASSES
 
 __all__ = ["FRCNN_COMPRESSIBLE_LAYERS", "HFasterRCNN", "SmallBackbone", "build_h_faster_rcnn", "faster_rcnn_loss",
-           "rebuild_h_faster_rcnn", "sobel_edges",
-           "unsure_images"]
+           "rebuild_h_faster_rcnn", "sobel_edges", "unsure_images"]
 
 BACKBONE_CHANNELS = (16, 32, 64)
 BOX_HEAD_UNITS = 128  # fc6 and fc7 width (torchvision's default, 1024, is for ImageNet backbones)

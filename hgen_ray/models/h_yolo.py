@@ -23,8 +23,8 @@ from torchvision.ops import batched_nms
 
 from hgen_ray.models.h_cnn import FASHION_MNIST_MEAN, FASHION_MNIST_STD, NUM_CLASSES
 
-__all__ = ["CellVerdicts", "GRID_STRIDE", "HYolo", "YOLO_COMPRESSIBLE_LAYERS", "apply_cell_answers", "cell_boxes", "cell_targets", "gated_cells",
-           "decode_cells", "rebuild_h_yolo", "yolo_loss"]
+__all__ = ["CellVerdicts", "GRID_STRIDE", "HYolo", "YOLO_COMPRESSIBLE_LAYERS", "apply_cell_answers", "cell_boxes",
+           "cell_targets", "decode_cells", "gated_cells", "rebuild_h_yolo", "yolo_loss"]
 
 GRID_STRIDE = 8  # three 2x2 pools: one cell per 8 x 8 px
 YOLO_CHANNELS = (16, 32, 64, 64)  # conv1..conv4 widths
