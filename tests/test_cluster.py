@@ -197,10 +197,13 @@ def test_a_worker_node_killed_mid_search_has_its_trial_rerun_elsewhere_and_the_j
     try:
         doomed = _wait_for(lambda: [n["node_id"] for n in _state(cluster, "nodes", "state=ALIVE")
                                     if "doomed_node" in n.get("resources_total", {})], 120, "the extra node")[0]
-        job_id, out = _submit(cluster, _job_config(tiny_config, trials=6, concurrent=3), tmp_path, "survivor")
-        # Kill the node while one of the search's trials runs on it (not a person: they hold no CPU).
-        _wait_for(lambda: [a for a in _state(cluster, "actors", "state=ALIVE", f"node_id={doomed}")
-                           if a["class_name"] != "SimulatedHuman"], JOB_TIMEOUT_S / 2, "a trial on the extra node")
+        config = _job_config(tiny_config, trials=6, concurrent=3)
+        # Trials of ~15 s, so that the kill, a few seconds after a trial's process appears, lands mid-trial.
+        config = dataclasses.replace(config, data=dataclasses.replace(config.data, test_per_category=1000))
+        job_id, out = _submit(cluster, config, tmp_path, "survivor")
+        # Kill the node as soon as a trial's process (Tune's ImplicitFunc actor) is up on it.
+        _wait_for(lambda: _state(cluster, "actors", "state=ALIVE", f"node_id={doomed}", "class_name=ImplicitFunc"),
+                  JOB_TIMEOUT_S / 2, "a trial on the extra node")
         os.killpg(group, signal.SIGKILL)
     finally:
         try:
@@ -209,7 +212,7 @@ def test_a_worker_node_killed_mid_search_has_its_trial_rerun_elsewhere_and_the_j
             pass
     status, logs = _wait_for_job(cluster, job_id)
     assert f"job '{job_id}' succeeded" in status, logs[-3000:]
-    assert "running it again (retry 1 of 1)" in logs and "trial 6/6" in logs
+    assert "running it again (retry 1 of 1)" in logs and "trial 6/6" in logs, logs[-3000:]
     rows = _trial_rows(out)
     assert len(rows) == 6 and all(r["status"] == "TERMINATED" for r in rows)
     assert doomed not in {r["node_id"] for r in rows}, "the lost trial must have finished on a surviving node"
