@@ -18,8 +18,7 @@ from torch import nn
 from hgen_ray.compress import compress_candidate
 from hgen_ray.compress.pipeline import compress_detector
 from hgen_ray.config import CHALLENGE_CATEGORIES, DETECTOR_NAMES, Candidate, ExperimentConfig, FinetuneConfig
-from hgen_ray.data.challenges import apply_challenge
-from hgen_ray.data.splits import Splits, load_splits
+from hgen_ray.data.splits import Splits, build_challenge_set, load_splits
 from hgen_ray.evaluate_detection import DetectionData, load_detection_data
 from hgen_ray.models import COMPRESSIBLE_LAYERS, confidence, fit_temperature, load_or_train_base, predict_logits
 from hgen_ray.models.detectors import DETECTOR_LAYERS, load_or_train_detector
@@ -29,7 +28,6 @@ __all__ = ["TAU_GRID", "compress_for", "compressible_layers", "estimated_deferra
            "load_data_and_base"]
 
 TAU_GRID = np.linspace(0.0, 1.0, 101)
-DEFERRAL_SAMPLE = 1000  # validation images per category for the deferral estimate
 
 
 def is_detector(config: ExperimentConfig) -> bool:
@@ -47,16 +45,20 @@ def input_sample(config: ExperimentConfig) -> torch.Tensor:
 
 
 def load_data_and_base(config: ExperimentConfig) -> tuple[Splits | DetectionData, nn.Module]:
-    """The data with its train part cut to the fine-tuning subset, and the trained (cached) base model."""
+    """A search's data and the trained (cached) base model.
+
+    The data holds the train part cut to the fine-tuning subset and the validation split the
+    search scores on; never the test split, which only the final evaluation of the chosen H-DNNs reads.
+    """
     subset = config.finetune.subset
     if is_detector(config):
-        data = load_detection_data(config)
+        data = load_detection_data(config, "validation")
         base = load_or_train_detector(config, data.splits.train, data.splits.val).model
         if subset:
             data = dataclasses.replace(data, splits=dataclasses.replace(data.splits,
                                                                         train=data.splits.train.subset(subset)))
         return data, base
-    splits = load_splits(config.data, config.seed)
+    splits = load_splits(config.data, config.seed, with_test=False)
     classifier = load_or_train_base(config, splits).model
     subset = subset or len(splits.train_images)
     return dataclasses.replace(splits, train_images=splits.train_images[:subset],
@@ -66,16 +68,16 @@ def load_data_and_base(config: ExperimentConfig) -> tuple[Splits | DetectionData
 def estimated_deferral(config: ExperimentConfig, base: nn.Module, data: Splits | DetectionData) -> np.ndarray | None:
     """Share of challenge samples the base H-CNN's gate defers at each tau of :data:`TAU_GRID`.
 
-    Measured on the clean validation images with the 12 challenges applied (never
-    on test images), for the search's labour limit. None for the detectors, whose
-    gates are per cell or per image.
+    Measured on the validation challenge set the search scores on (never on test
+    images), for the search's labour limit. None for the detectors, whose gates
+    are per cell or per image.
     """
     if not isinstance(data, Splits):
         return None
-    images, labels = data.val_images[:DEFERRAL_SAMPLE], data.val_labels[:DEFERRAL_SAMPLE]
-    temperature = fit_temperature(predict_logits(base, images), labels)
-    scores = torch.cat([confidence(predict_logits(base, apply_challenge(images, c, config.data.severity, config.seed)),
-                                   temperature) for c in CHALLENGE_CATEGORIES])
+    temperature = fit_temperature(predict_logits(base, data.val_images), data.val_labels)
+    challenge = build_challenge_set(data, config.data, config.seed, "validation")
+    scores = torch.cat([confidence(predict_logits(base, challenge.images[c]), temperature)
+                        for c in CHALLENGE_CATEGORIES])
     return np.array([float((scores < tau).float().mean()) for tau in TAU_GRID])
 
 

@@ -33,9 +33,9 @@ from hgen_ray.bench_report import ArchitectureResult, write_bench_report
 from hgen_ray.bench_system import git_commit, machine_description, measure_overhead, measure_throughput
 from hgen_ray.config import BenchConfig, ConfigError, ExperimentConfig, build_dataclass, load_config, read_yaml_mapping
 from hgen_ray.human import HumanPool
-from hgen_ray.metric import failed_reward
-from hgen_ray.report import trial_rows, write_csv_atomic
-from hgen_ray.search import REFERENCE_NAMES, _prepare, create_output_dir, evaluate_references, run_search
+from hgen_ray.report import write_csv_atomic
+from hgen_ray.final_evaluation import REFERENCE_NAMES, evaluate_references
+from hgen_ray.search import _prepare, create_output_dir, run_search
 
 __all__ = ["load_bench", "run_bench", "trial_budget"]
 
@@ -83,15 +83,15 @@ def trial_budget(bench: BenchConfig, label: str) -> int:
 def _strategy_config(experiment: ExperimentConfig, bench: BenchConfig, strategy: str, trials: int) -> ExperimentConfig:
     search = dataclasses.replace(experiment.search, algorithm=strategy, trials=trials,
                                  max_concurrent_trials=bench.max_concurrent_trials,
-                                 warmup_trials=bench.warmup_trials, references=False)
+                                 warmup_trials=bench.warmup_trials, references=False, test_evaluation="best")
     return dataclasses.replace(experiment, search=search)
 
 
 def _reference_rows(experiment: ExperimentConfig, names: tuple[str, ...]) -> dict[str, list[dict[str, Any]]]:
-    """The references asked for, evaluated with one data load and one pool, as one-row tables."""
+    """The references asked for, on the test split, with one data load and one pool, as one-row tables."""
     config, data, _ = _prepare(experiment)
     with HumanPool(config.human_pool, config.seed) as pool:
-        measured = evaluate_references(config, data, pool, names)
+        measured = evaluate_references(config, data, pool, ("test",), names)["test"]
     return {name: [{"trial": 1, "trial_id": name, "status": "TERMINATED", "error": "", **row}]
             for name, row in measured.items()}
 
@@ -100,9 +100,8 @@ def _search_rows(experiment: ExperimentConfig, bench: BenchConfig, strategy: str
                  out: Path) -> list[dict[str, Any]]:
     config = _strategy_config(experiment, bench, strategy, trials)
     run = run_search(config, out)
-    rows = trial_rows(run.results, failed_reward(config.reward))
-    write_csv_atomic(out / "trials.csv", rows)
-    return rows
+    write_csv_atomic(out / "trials.csv", run.rows)
+    return run.rows
 
 
 def _save_results(out: Path, results: list[ArchitectureResult]) -> None:

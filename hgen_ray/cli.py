@@ -1,6 +1,6 @@
 """The ``hgen-ray`` command.
 
-    hgen-ray evaluate --config configs/quickstart.yaml [--candidate cand.yaml] [--out DIR]
+    hgen-ray evaluate --config configs/quickstart.yaml [--candidate cand.yaml] [--out DIR] [--split test]
     hgen-ray evaluate --config configs/h_yolo.yaml      (or configs/h_faster_rcnn.yaml)
     hgen-ray search --config configs/quickstart.yaml --out runs/q1 [--address ADDR]
     hgen-ray search --resume runs/q1
@@ -42,7 +42,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from hgen_ray.report import format_measures_table
 
     validate_candidate(candidate, compressible_layers(config))
-    evaluation = evaluate_candidate(config, candidate)
+    evaluation = evaluate_candidate(config, candidate, split=args.split)
     out = Path(args.out)
     write_text_atomic(out / "metrics.json", json.dumps(evaluation.metrics, indent=2, sort_keys=True) + "\n")
     write_text_atomic(out / "candidate.yaml", yaml.safe_dump(as_dict(candidate), sort_keys=False))
@@ -54,18 +54,19 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _search(args: argparse.Namespace) -> int:
     if not args.resume and not (args.config and args.out):
         raise ConfigError("search: give --config and --out for a new search, or --resume DIR")
-    from hgen_ray.metric import failed_reward
-    from hgen_ray.report import summary_table, trial_rows, write_search_report
+    from hgen_ray.bench_system import git_commit
+    from hgen_ray.report import summary_table, write_search_report
     from hgen_ray.search import SEARCH_CONFIG_FILE, run_search
 
     config = None if args.resume else load_config(args.config)
+    commit = git_commit()
     run = run_search(config, Path(args.resume or args.out), resume=bool(args.resume), address=args.address)
     config = load_config(run.out / SEARCH_CONFIG_FILE)  # on resume, the search's own config
-    rows = trial_rows(run.results, failed_reward(config.reward))
     header = {"algorithm": config.search.algorithm, "command": " ".join(["hgen-ray", *sys.argv[1:]]),
-              "elapsed_s": run.elapsed_s, "constraints": as_dict(config.constraints)}
-    best = write_search_report(run.out, rows, run.references, header)
-    print(summary_table(rows, run.references))
+              "elapsed_s": run.elapsed_s, "constraints": as_dict(config.constraints), "commit": commit}
+    best = write_search_report(run.out, run.rows, run.references, header)
+    print("test split: the validation-best H-DNN and the references")
+    print(summary_table(run.rows, run.references.get("test", {})))
     print(f"\nbest H-DNN: {best}\nreport: {run.out / 'report.md'}")
     return 0
 
@@ -96,9 +97,9 @@ def _show_data(args: argparse.Namespace) -> int:
 
     if config.model.name == "h_cnn":
         splits = load_splits(config.data, config.seed)
-        print(f"wrote {draw_challenge_grid(splits.test_images, Path(args.out), config.seed)}")
+        print(f"wrote {draw_challenge_grid(splits.val_images, Path(args.out), config.seed)}")
     else:
-        _, challenges = load_detection_splits(config)
+        _, challenges = load_detection_splits(config, "validation")
         print(f"wrote {draw_canvas_grid(challenges.sets, Path(args.out))}")
     return 0
 
@@ -110,6 +111,8 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--config", required=True, help="experiment YAML, e.g. configs/quickstart.yaml")
     evaluate.add_argument("--candidate", help="candidate YAML (layers, human); default: the config's candidate")
     evaluate.add_argument("--out", default="runs/evaluate", help="output directory (default: runs/evaluate)")
+    evaluate.add_argument("--split", choices=["validation", "test"], default="validation",
+                          help="challenge images measured on (default: validation; test is for a final figure)")
     evaluate.set_defaults(run=_evaluate)
     search = commands.add_parser("search", help="search compression x human participation with Ray Tune")
     search.add_argument("--config", help="experiment YAML, e.g. configs/quickstart.yaml")

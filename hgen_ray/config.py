@@ -41,9 +41,11 @@ __all__ = [
     "ModelConfig",
     "ProfileConfig",
     "RewardConfig",
+    "SEARCH_ALGORITHMS",
     "SearchConfig",
     "as_dict",
     "build_dataclass",
+    "check_consistent",
     "check_inside_working_dir",
     "config_hash",
     "load_candidate",
@@ -67,6 +69,7 @@ CHALLENGE_CATEGORIES: tuple[str, ...] = (
 )
 CONV_TECHNIQUES: tuple[str, ...] = ("none", "l1", "l2", "fpgm", "taylor")
 FC_TECHNIQUES: tuple[str, ...] = ("none", "svd")
+SEARCH_ALGORITHMS: tuple[str, ...] = ("hgen", "random", "compression_only", "optuna")
 MODEL_NAMES: tuple[str, ...] = ("h_cnn", "h_yolo", "h_faster_rcnn")
 DETECTOR_NAMES: tuple[str, ...] = ("h_yolo", "h_faster_rcnn")
 MAX_COMPRESSION_RATIO = 0.9  # beyond this a layer keeps too few channels to train
@@ -89,8 +92,9 @@ class DataConfig:
     root: str = "data/fashion-mnist"  # idx .gz files; the env var HGEN_DATA overrides
     download: bool = False  # let torchvision download Fashion-MNIST if root lacks it
     severity: int = field(default=3, metadata=_range(1, 5))  # challenge severity evaluated
-    test_per_category: int = field(default=1000, metadata=_range(10, 10000))  # test images per category
-    validation_size: int = field(default=5000, metadata=_range(100, 20000))  # clean train images held out for gate calibration
+    test_per_category: int = field(default=1000, metadata=_range(10, 10000))  # test images per category, read only for the report
+    validation_size: int = field(default=5000, metadata=_range(100, 20000))  # clean train images held out (never trained on)
+    validation_per_category: int = field(default=1000, metadata=_range(10, 20000))  # of those, challenged per category for the search
 
 
 @dataclass(frozen=True)
@@ -139,23 +143,27 @@ class ProfileConfig:
 @dataclass(frozen=True)
 class Constraints:
     accuracy_min: float = field(default=0.0, metadata=_range(0.0, 1.0))  # demand A_d
-    latency_ms_max: float = field(default=math.inf, metadata=_range(0.0, math.inf))  # demand T_d
+    latency_ms_max: float = field(default=math.inf, metadata=_range(0.0, math.inf))  # demand T_d on the network alone (dnn_latency_ms)
     energy_mj_max: float = field(default=math.inf, metadata=_range(0.0, math.inf))  # limit E_c
     storage_mb_max: float = field(default=math.inf, metadata=_range(0.0, math.inf))  # limit S_c
     labor_s_per_1k_max: float = field(default=math.inf, metadata=_range(0.0, math.inf))  # limit L_c
+    human_turnaround_s_max: float = field(default=math.inf, metadata=_range(0.0, math.inf))  # demand H_d on people's p95 turnaround
 
 
 @dataclass(frozen=True)
 class RewardConfig:
     accuracy_weight: float = field(default=1.0, metadata=_range(0.0, 100.0))  # w_A on accuracy in [0, 1]
-    latency_weight: float = field(default=0.1, metadata=_range(0.0, 100.0))  # w_T on the saturated latency term
-    latency_scale_ms: float = field(default=1000.0, metadata=_range(1e-3, 1e9))  # T_s: half the latency term spent; T_d is a fit
+    latency_weight: float = field(default=0.1, metadata=_range(0.0, 100.0))  # w_T on the network's saturated latency term
+    latency_scale_ms: float = field(default=1.0, metadata=_range(1e-3, 1e9))  # T_s: network latency at which half the term is spent
+    labor_weight: float = field(default=0.02, metadata=_range(0.0, 100.0))  # w_L per person-second per sample
+    turnaround_weight: float = field(default=0.02, metadata=_range(0.0, 100.0))  # w_H on the saturated turnaround term
+    turnaround_scale_s: float = field(default=30.0, metadata=_range(1e-3, 1e9))  # H_s: p95 turnaround at which half of w_H is spent
     violation_weight: float = field(default=1.0, metadata=_range(0.0, 100.0))  # w_V on the summed normalised violations
 
 
 @dataclass(frozen=True)
 class SearchConfig:
-    algorithm: str = field(default="hgen", metadata=_choices("hgen", "random", "compression_only", "optuna"))  # strategy
+    algorithm: str = field(default="hgen", metadata=_choices(*SEARCH_ALGORITHMS))  # strategy
     trials: int = field(default=16, metadata=_range(1, 100000))  # candidates evaluated
     max_concurrent_trials: int = field(default=2, metadata=_range(1, 1024))  # trials running at once
     cpus_per_trial: float = field(default=1.0, metadata=_range(0.0, 1024.0))  # Ray CPUs each trial holds
@@ -164,7 +172,8 @@ class SearchConfig:
     updates_per_trial: int = field(default=8, metadata=_range(0, 1000))  # gradient steps per agent per finished trial
     hidden_units: int = field(default=64, metadata=_range(4, 1024))  # width of the agents' two hidden layers
     trial_retries: int = field(default=1, metadata=_range(0, 10))  # reruns of a failed trial (a lost node) before it is scored failed
-    references: bool = True  # also evaluate `original` and `human_only` for the report
+    references: bool = True  # also evaluate `original` and `human_only` (on test) for the report
+    test_evaluation: str = field(default="pareto", metadata=_choices("pareto", "best"))  # chosen H-DNNs measured on test
     reuse_actors: bool = True  # run trials in warm processes (saves seconds of imports per trial)
 
 
@@ -205,7 +214,7 @@ class ExperimentConfig:
     search: SearchConfig = field(default_factory=SearchConfig)
 
 
-BENCH_STRATEGIES: tuple[str, ...] = ("hgen", "random", "compression_only", "optuna", "original", "human_only")
+BENCH_STRATEGIES: tuple[str, ...] = (*SEARCH_ALGORITHMS, "original", "human_only")
 
 
 @dataclass(frozen=True)
@@ -362,10 +371,19 @@ def check_inside_working_dir(key: str, value: str) -> None:
                           "path inside it, or an absolute path")
 
 
+def check_consistent(config: ExperimentConfig) -> None:
+    """Checks that span more than one key."""
+    data = config.data
+    if data.validation_per_category > data.validation_size:
+        raise ConfigError(f"data.validation_per_category: {data.validation_per_category} exceeds the validation "
+                          f"split (data.validation_size {data.validation_size}); allowed: 10 to {data.validation_size}")
+
+
 def load_config(path: str | Path) -> ExperimentConfig:
     """Load and validate an experiment config file."""
     config = build_dataclass(ExperimentConfig, read_yaml_mapping(path))
     check_inside_working_dir("cache_dir", config.cache_dir)
+    check_consistent(config)
     return config
 
 

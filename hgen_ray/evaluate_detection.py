@@ -3,7 +3,7 @@
     hgen-ray evaluate --config configs/h_yolo.yaml --out runs/eval-yolo
 
 The same steps as :mod:`hgen_ray.evaluate`, on canvases: load them, get the
-base detector, compress and fine-tune, run the network on the 13 test sets,
+base detector, compress and fine-tune (in :mod:`hgen_ray.evaluate`), run the network on one split's 13 sets,
 send what the gate picks to the human pool, then profile. ``accuracy`` is
 mAP@0.5 (mean over the 12 categories); labour and latency are per image.
 
@@ -25,7 +25,6 @@ import torch
 from torch import nn
 from torchvision.ops import box_iou
 
-from hgen_ray.compress.pipeline import compress_detector
 from hgen_ray.config import CHALLENGE_CATEGORIES, Candidate, ExperimentConfig
 from hgen_ray.data.detection_splits import DetectionChallengeSet, DetectionSet, DetectionSplits, load_detection_splits
 from hgen_ray.data.splits import EVALUATED_CATEGORIES
@@ -33,7 +32,7 @@ from hgen_ray.detection_map import map50
 from hgen_ray.human import HumanPool
 from hgen_ray.human.detection_tasks import BoxTask, CellTask
 from hgen_ray.human.pool import ImagePoolResult, ImageRequest
-from hgen_ray.models.detectors import DETECTOR_LAYERS, detect, load_or_train_detector
+from hgen_ray.models.detectors import detect
 from hgen_ray.models.h_faster_rcnn import HFasterRCNN, sobel_edges, unsure_images
 from hgen_ray.models.h_yolo import CellVerdicts, apply_cell_answers, cell_boxes, decode_cells, gated_cells
 
@@ -50,8 +49,9 @@ class DetectionData:
     challenges: DetectionChallengeSet
 
 
-def load_detection_data(config: ExperimentConfig) -> DetectionData:
-    return DetectionData(*load_detection_splits(config))
+def load_detection_data(config: ExperimentConfig, split: str = "validation") -> DetectionData:
+    """Canvases with one split's challenge sets: ``validation`` for a search, ``test`` for the report."""
+    return DetectionData(*load_detection_splits(config, split))
 
 
 @dataclass
@@ -160,19 +160,15 @@ def _category_measures(outcomes: dict[str, HumanOutcome], challenges: DetectionC
     return metrics
 
 
-def evaluate_detector(config: ExperimentConfig, candidate: Candidate, pool: HumanPool,
-                      data: DetectionData) -> tuple[dict[str, float], nn.Module, dict[str, HumanOutcome]]:
-    """Compress a base detector for ``candidate``, run it with people, and measure accuracy and human cost.
+def evaluate_detector(config: ExperimentConfig, model: nn.Module, candidate: Candidate, pool: HumanPool,
+                      data: DetectionData) -> tuple[dict[str, float], dict[str, HumanOutcome]]:
+    """Run a compressed detector with people on ``data``'s challenge sets; measure accuracy and human cost.
 
-    Returns the accuracy-side measures, the compressed detector and each category's outcome
-    (profiling is left to the caller, which does it the same way for every architecture).
+    Returns the accuracy-side measures and each category's outcome (profiling is left to the
+    caller, which does it the same way for every architecture).
     """
-    name = config.model.name
-    base = load_or_train_detector(config, data.splits.train, data.splits.val)
-    model = compress_detector(base.model, candidate, DETECTOR_LAYERS[name], data.splits.train, config.finetune,
-                              config.seed)
-    human_pass = human_cells_pass if name == "h_yolo" else human_boxes_pass
+    human_pass = human_cells_pass if config.model.name == "h_yolo" else human_boxes_pass
     severity = data.challenges.severity
-    outcomes = {category: human_pass(model, test, category, severity, candidate, pool)  # type: ignore[arg-type]
-                for category, test in data.challenges.sets.items()}
-    return _category_measures(outcomes, data.challenges), model, outcomes
+    outcomes = {category: human_pass(model, canvases, category, severity, candidate, pool)  # type: ignore[arg-type]
+                for category, canvases in data.challenges.sets.items()}
+    return _category_measures(outcomes, data.challenges), outcomes

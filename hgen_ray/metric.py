@@ -1,19 +1,26 @@
-"""From the five measures to a reward, feasibility and the Pareto front.
+"""From the measures to a reward, feasibility and the Pareto front.
 
-The search maximises accuracy A and minimises latency T subject to the user's
-demands and limits: A >= A_d, T <= T_d, E <= E_c, S <= S_c, L <= L_c.
+The search maximises accuracy A and minimises the network's latency T (``dnn_latency_ms``)
+subject to the user's demands and limits: A >= A_d, T <= T_d, E <= E_c, S <= S_c,
+L <= L_c and people's p95 turnaround H <= H_d. People are charged once, on their
+own scale: labour L and turnaround H, never through the network's latency.
 
-    feasible:    R = w_A * A + w_T * (1 - t),   t = T / (T + T_s)   in [0, 1)
+    feasible:    R = w_A * A + w_T * (1 - t) - w_L * l - w_H * h
+                 t = T / (T + T_s),  l = L / 1000 (person-seconds per sample),  h = H / (H + H_s)
     infeasible:  R = -w_V * sum_i min(v_i, V_max)
-    failed:      R = -w_V * (1 + 4 * V_max)          (the worst infeasible score)
+    failed:      R = -w_V * (1 + 5 * V_max)          (the worst infeasible score)
 
-where T_s is ``reward.latency_scale_ms`` (the latency at which the latency term
-is half spent) and v_i are the normalised violations:
-(A_d - A) / A_d, (T - T_d) / T_d, (E - E_c) / E_c, (S - S_c) / S_c and
-(L - L_c) / L_c, each counted only when positive. A feasible candidate always
-scores above 0 and an infeasible one below 0, so any feasible candidate beats
-every infeasible one, and an infeasible one is penalised in proportion to how
-far it is from the feasible region.
+where T_s is ``reward.latency_scale_ms`` and H_s ``reward.turnaround_scale_s`` (where
+each saturated term is half spent) and v_i are the normalised violations
+(A_d - A) / A_d, (T - T_d) / T_d, (E - E_c) / E_c, (S - S_c) / S_c, (L - L_c) / L_c
+and (H - H_d) / H_d, each counted only when positive. People pay for themselves
+when the accuracy they add, times w_A, beats what they cost, w_L * l + w_H * h.
+
+A feasible candidate scores above 0 whenever w_A * A > w_L * l + w_H. Labour is at
+most about 9 person-seconds per sample (every sample to 3 people), so with the
+shipped weights (w_L = w_H = 0.02) that holds for any A above 0.2: a feasible
+candidate then beats every infeasible one, and an infeasible one is penalised in
+proportion to how far it is from the feasible region.
 """
 
 from __future__ import annotations
@@ -30,17 +37,20 @@ __all__ = ["MAX_VIOLATION", "PARETO_OBJECTIVES", "Score", "failed_reward", "pare
 MAX_VIOLATION = 5.0  # cap per measure, so one absurd value does not swamp the agent's value estimates
 PARETO_OBJECTIVES: dict[str, str] = {
     "accuracy": "max",
-    "latency_ms": "min",
+    "dnn_latency_ms": "min",
     "energy_mj": "min",
     "storage_mb": "min",
     "labor_s_per_1k": "min",
+    "human_turnaround_s_p95": "min",
 }
 _LIMITS = (
-    ("latency_ms", "latency_ms_max"),
+    ("dnn_latency_ms", "latency_ms_max"),
     ("energy_mj", "energy_mj_max"),
     ("storage_mb", "storage_mb_max"),
     ("labor_s_per_1k", "labor_s_per_1k_max"),
+    ("human_turnaround_s_p95", "human_turnaround_s_max"),
 )
+SAMPLES_PER_LABOR_UNIT = 1000.0  # labor_s_per_1k is per 1000 samples; the reward charges per sample
 
 
 @dataclass(frozen=True)
@@ -74,9 +84,15 @@ def score(metrics: Mapping[str, Any], constraints: Constraints, weights: RewardC
     violation = sum(violations(metrics, constraints).values())
     if violation > 0:
         return Score(reward=-weights.violation_weight * violation, feasible=False, violation=violation)
-    latency = float(metrics["latency_ms"])
-    saturated = latency / (latency + weights.latency_scale_ms)
-    reward = weights.accuracy_weight * float(metrics["accuracy"]) + weights.latency_weight * (1.0 - saturated)
+    latency = float(metrics["dnn_latency_ms"])
+    saturated_latency = latency / (latency + weights.latency_scale_ms)
+    labor_per_sample = float(metrics["labor_s_per_1k"]) / SAMPLES_PER_LABOR_UNIT
+    turnaround = float(metrics["human_turnaround_s_p95"])
+    saturated_turnaround = turnaround / (turnaround + weights.turnaround_scale_s)
+    reward = (weights.accuracy_weight * float(metrics["accuracy"])
+              + weights.latency_weight * (1.0 - saturated_latency)
+              - weights.labor_weight * labor_per_sample
+              - weights.turnaround_weight * saturated_turnaround)
     return Score(reward=reward, feasible=True, violation=0.0)
 
 

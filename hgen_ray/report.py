@@ -22,6 +22,7 @@ __all__ = [
     "format_measures_table",
     "last_error_line",
     "summary_table",
+    "chosen_test_measures",
     "trial_rows",
     "write_csv_atomic",
     "write_search_report",
@@ -49,12 +50,14 @@ def format_measures_table(metrics: Mapping[str, float | str | bool]) -> str:
     lines += [
         "",
         f"A  accuracy        {metrics['accuracy']:.4f}   (clean {metrics['accuracy_clean']:.4f})",
-        f"T  latency_ms      {metrics['latency_ms']:.3f}   (DNN alone {metrics['dnn_latency_ms']:.3f})",
+        f"T  dnn_latency_ms  {metrics['dnn_latency_ms']:.3f}   (end to end, people included: "
+        f"{metrics['latency_ms']:.1f} ms mean)",
+        f"H  human_turnaround_s_p95  {metrics['human_turnaround_s_p95']:.2f}   (arrival to answer, deferred samples)",
         f"E  energy_mj       {metrics['energy_mj']:.4f}   (source: {metrics['energy_source']})",
         f"S  storage_mb      {metrics['storage_mb']:.4f}   ({int(metrics['parameters']):,} parameters)",
         f"L  labor_s_per_1k  {metrics['labor_s_per_1k']:.1f}   (deferral_rate {metrics['deferral_rate']:.3f})",
     ]
-    return "\n".join(lines)
+    return f"measured on the {metrics['split']} split\n" + "\n".join(lines)
 
 
 def trial_rows(results: Iterable[Any], failed_reward: float) -> list[dict[str, Any]]:
@@ -65,7 +68,8 @@ def trial_rows(results: Iterable[Any], failed_reward: float) -> list[dict[str, A
         trial_id, index = _trial_id_and_index(result.path)
         row: dict[str, Any] = {"trial": index, "trial_id": metrics.get("trial_id", trial_id),
                                "status": "ERROR" if result.error else "TERMINATED",
-                               "error": last_error_line(result.error) if result.error else ""}
+                               "error": last_error_line(result.error) if result.error else "",
+                               "split": "validation"}  # every trial is scored on validation images only
         row.update(_flatten({k: v for k, v in (result.config or {}).items() if k in ("layers", "human")}))
         if result.error:
             row.update({"reward": failed_reward, "feasible": False})
@@ -77,7 +81,7 @@ def trial_rows(results: Iterable[Any], failed_reward: float) -> list[dict[str, A
 
 
 _RESULT_COLUMNS = ("reward", "feasible", "violation", "accuracy", "accuracy_clean", "dnn_accuracy", "latency_ms",
-                   "dnn_latency_ms", "energy_mj", "energy_source", "energy_shared_gpu", "storage_mb",
+                   "dnn_latency_ms", "human_turnaround_s_p95", "energy_mj", "energy_source", "energy_shared_gpu", "storage_mb",
                    "labor_s_per_1k", "deferral_rate", "parameters", "node_id", "peak_rss_mb",
                    *(f"accuracy/{c}" for c in EVALUATED_CATEGORIES))
 
@@ -141,21 +145,33 @@ def _markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], n
     return "\n".join(lines)
 
 
-SUMMARY_COLUMNS = ("accuracy", "accuracy_clean", "latency_ms", "energy_mj", "storage_mb", "labor_s_per_1k",
-                   "deferral_rate", "reward", "feasible")
+SUMMARY_COLUMNS = ("accuracy", "accuracy_clean", "dnn_latency_ms", "human_turnaround_s_p95", "latency_ms",
+                   "energy_mj", "storage_mb", "labor_s_per_1k", "deferral_rate", "reward", "feasible")
+TEST_PREFIX = "test/"
+
+
+def chosen_test_measures(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A chosen trial's test columns, without their prefix (empty for a trial the search did not choose)."""
+    return {k[len(TEST_PREFIX):]: v for k, v in row.items() if k.startswith(TEST_PREFIX)}
 
 
 def summary_table(rows: Sequence[Mapping[str, Any]], references: Mapping[str, Mapping[str, Any]]) -> str:
-    """The best H-DNN next to the references, for the terminal and the report."""
+    """Test measures of the validation-best H-DNN next to the references' (their test measures)."""
     best = best_row(rows)
-    named = [("best H-DNN", best)] if best else []
+    named = []
+    if best is not None and chosen_test_measures(best):
+        named.append((f"best H-DNN (validation reward {float(best['reward']):.4f})", chosen_test_measures(best)))
     named += list(references.items())
     return _markdown_table([r for _, r in named], SUMMARY_COLUMNS, [n for n, _ in named])
 
 
-def write_search_report(out: Path, rows: list[dict[str, Any]], references: Mapping[str, Mapping[str, Any]],
-                        header: Mapping[str, Any]) -> Path:
-    """trials.csv, pareto.json, best/, plots and report.md in ``out``; returns the best H-DNN's folder."""
+def write_search_report(out: Path, rows: list[dict[str, Any]],
+                        references: Mapping[str, Mapping[str, Mapping[str, Any]]], header: Mapping[str, Any]) -> Path:
+    """trials.csv, pareto.json, best/, plots and report.md in ``out``; returns the best H-DNN's folder.
+
+    ``references`` is split -> name -> measures. The trade-off plot shows validation figures (the
+    trials' and the references'); the table shows test figures only.
+    """
     write_csv_atomic(out / "trials.csv", rows)
     finished = [r for r in rows if r["status"] == "TERMINATED"]
     front = pareto_front(finished)
@@ -166,7 +182,7 @@ def write_search_report(out: Path, rows: list[dict[str, Any]], references: Mappi
     if best is not None:
         _replace_folder(best_dir, Path(best["checkpoint"]))
     with replaced_atomically(out / "tradeoffs.png") as temporary:
-        plot_tradeoffs(rows, references, temporary)
+        plot_tradeoffs(rows, references.get("validation", {}), temporary)
     with replaced_atomically(out / "reward.png") as temporary:
         plot_reward_curve({str(header["algorithm"]): [float(r["reward"]) for r in rows]}, temporary)
     failed = [r for r in rows if r["status"] == "ERROR"]
@@ -178,18 +194,21 @@ def write_search_report(out: Path, rows: list[dict[str, Any]], references: Mappi
         f"{sum(bool(r['feasible']) for r in finished)} feasible, {len(front)} on the Pareto front",
         f"- wall time: {header['elapsed_s']:.0f} s",
         f"- constraints: {header['constraints']}",
+        f"- commit: `{header['commit']}`",
+        "- splits: every trial was scored on the **validation** challenge images; the table below is the "
+        "**test** split, measured once, after the search, for the H-DNN it chose and the references",
         "",
-        "## Best H-DNN and references",
+        "## Best H-DNN (chosen on validation) and references, on test",
         "",
-        summary_table(rows, references),
+        summary_table(rows, references.get("test", {})),
         "",
     ]
     if best is not None:
         candidate = {k: v for k, v in best.items() if k.startswith(("layers/", "human/"))}
         lines += [f"Best trial `{best['trial_id']}`" + ("" if best["feasible"] else " (no feasible trial: the least "
                   "infeasible one)") + f", saved in `best/`: `{json.dumps(candidate)}`", ""]
-    lines += ["## Trade-offs", "", "![accuracy vs storage and labour](tradeoffs.png)", "",
-              "## Reward per trial", "", "![reward per trial](reward.png)", ""]
+    lines += ["## Trade-offs (validation split)", "", "![accuracy vs storage and labour](tradeoffs.png)", "",
+              "## Reward per trial (validation split)", "", "![reward per trial](reward.png)", ""]
     if failed:
         lines += ["## Failed trials", ""] + [f"- `{r['trial_id']}`: {r['error']}" for r in failed] + [""]
     write_text_atomic(out / "report.md", "\n".join(lines))

@@ -3,8 +3,10 @@
     hgen-ray search --config configs/quickstart.yaml --out runs/q1
     hgen-ray search --resume runs/q1
 
-Runs on the local node by default, or attaches to a cluster given ``RAY_ADDRESS``
-or ``--address``. Tune's experiment directory is ``DIR/tune``, so Tune's own tools
+Trials are scored on validation challenge images only; once the search is over,
+the H-DNNs it chose and the references are measured on the test split
+(:mod:`hgen_ray.final_evaluation`). Runs on the local node by default, or attaches
+to a cluster given ``RAY_ADDRESS`` or ``--address``. Tune's experiment directory is ``DIR/tune``, so Tune's own tools
 (``ExperimentAnalysis``, ``Tuner.restore``, TensorBoard) read it; the searcher's
 state is saved there by Tune, which is what ``--resume`` restores.
 """
@@ -40,56 +42,48 @@ from hgen_ray.architecture import (
 )
 from hgen_ray.atomic_write import unwritable_cause, write_text_atomic
 from hgen_ray.config import (
-    CONV_TECHNIQUES,
-    FC_TECHNIQUES,
     MAX_COMPRESSION_RATIO,
     Candidate,
     ConfigError,
     ExperimentConfig,
-    HumanChoice,
     LayerChoice,
     as_dict,
     build_dataclass,
     read_yaml_mapping,
 )
 from hgen_ray.controller import HGenSearcher, RandomSearcher, SearchSpace, describe_layers
+from hgen_ray.controller.projection import ProjectedSearcher, action_space
 from hgen_ray.controller.space import LaborEstimate
 from hgen_ray.data.fashion_mnist import resolve_data_root
 from hgen_ray.data.splits import Splits
-from hgen_ray.evaluate import evaluate_candidate
 from hgen_ray.evaluate_detection import DetectionData
+from hgen_ray.final_evaluation import evaluate_references, with_test_columns
 from hgen_ray.human import HumanPool
 from hgen_ray.human.calibration import mean_answer_s
-from hgen_ray.metric import PARETO_OBJECTIVES, failed_reward, score
+from hgen_ray.metric import failed_reward
 from hgen_ray.profile import estimate_energy_mj, storage_mb
 from hgen_ray.report import last_error_line, trial_rows, write_csv_atomic
 from hgen_ray.trial import TrialContext, run_trial
 
-__all__ = ["REFERENCE_NAMES", "SearchRun", "create_output_dir", "evaluate_references", "prepare_output_dir",
-           "reference_candidates", "run_search"]
+__all__ = ["SearchRun", "create_output_dir", "prepare_output_dir", "run_search"]
 
 log = logging.getLogger(__name__)
 SEARCH_CONFIG_FILE = "search.yaml"
+# Marks a search that scores on validation and reports on test; one made before has none and is not resumed.
+SEARCH_FORMAT_FILE = "search-format.json"
+SEARCH_FORMAT = {"format": 2, "scored_on": "validation", "reported_on": "test"}
 TUNE_DIR = "tune"
 UNRECORDED_TRIALS_FILE = "trials-unrecorded.csv"  # see _keep_unrecorded_trials
 RAY_JOB_WORKING_DIRS = "runtime_resources/working_dir_files"
 CONNECT_TIMEOUT_S = 10.0  # an unreachable cluster must fail fast, never hang
-REFERENCE_NAMES = ("original", "human_only")
-# H-YOLO's people check cells: "human only" sends every cell with any objectness at all.
-_YOLO_EVERY_CELL = HumanChoice(mechanism="sequential", tau=1e-6, k=1, tau_high=1.0)
-
-
-def reference_candidates(model_name: str) -> dict[str, Candidate]:
-    """``original`` (uncompressed, no people) and ``human_only`` (every sample to a person)."""
-    everything = _YOLO_EVERY_CELL if model_name == "h_yolo" else HumanChoice(mechanism="sequential", tau=1.0, k=1)
-    return {"original": Candidate(), "human_only": Candidate(human=everything)}
 
 
 @dataclass
 class SearchRun:
     out: Path
     results: tune.ResultGrid
-    references: dict[str, dict[str, Any]]
+    rows: list[dict[str, Any]]  # trials.csv: validation measures, plus test/ columns on the chosen rows
+    references: dict[str, dict[str, dict[str, Any]]]  # split -> reference name -> measures
     elapsed_s: float
 
 
@@ -239,6 +233,9 @@ def prepare_output_dir(out: Path, resume: bool) -> Path:
     if resume:
         if not (out / SEARCH_CONFIG_FILE).is_file() or not (out / TUNE_DIR).is_dir():
             raise ConfigError(f"--resume {out}: no search to resume there (no {SEARCH_CONFIG_FILE} and {TUNE_DIR}/)")
+        if not (out / SEARCH_FORMAT_FILE).is_file():
+            raise ConfigError(f"--resume {out}: this search was made before hgen-ray scored on validation and "
+                              "reported on test; its trials cannot be mixed with new ones: start a new search")
         _keep_unrecorded_trials(out, _recorded_trial_ids(out / TUNE_DIR))
         return out
     if (out / SEARCH_CONFIG_FILE).exists():
@@ -285,13 +282,18 @@ def _check_budget_is_possible(config: ExperimentConfig, base: nn.Module, data: S
                           f"can produce ({smallest:.4f} MB); allowed: at least {smallest:.4f}")
 
 
-def _space(config: ExperimentConfig, base: nn.Module, human_enabled: bool,
-           labor: LaborEstimate | None = None) -> SearchSpace:
+def search_space(config: ExperimentConfig, base: nn.Module, data: Splits | DetectionData) -> SearchSpace:
+    """The space every strategy searches, with the same storage projection and labour cap for all.
+
+    ``compression_only`` is the same space with the human step always off.
+    """
+    human = config.search.algorithm != "compression_only"
     sample = input_sample(config)
     reference = {"storage_mb": storage_mb(base), "energy_mj": estimate_energy_mj(base, sample)}
     specs = describe_layers(base, compressible_layers(config), sample)
-    return SearchSpace(specs, config.constraints, reference, human_enabled=human_enabled,
-                       pool_size=config.human_pool.size, max_tau=_max_tau(config), labor=labor)
+    return SearchSpace(specs, config.constraints, reference, human_enabled=human,
+                       pool_size=config.human_pool.size, max_tau=_max_tau(config),
+                       labor=_labor_estimate(config, base, data) if human else None)
 
 
 def _labor_estimate(config: ExperimentConfig, base: nn.Module, data: Splits | DetectionData) -> LaborEstimate | None:
@@ -307,32 +309,17 @@ def _max_tau(config: ExperimentConfig) -> float:
     return config.candidate.human.tau_high if config.model.name == "h_yolo" else 1.0
 
 
-def _optuna_searcher(config: ExperimentConfig) -> Any:
-    from ray.tune.search.optuna import OptunaSearch
-
-    techniques = {"conv": list(CONV_TECHNIQUES), "fc": list(FC_TECHNIQUES)}
-    space = {
-        "layers": {name: {"technique": tune.choice(techniques[kind]),
-                          "ratio": tune.uniform(0.0, MAX_COMPRESSION_RATIO)}
-                   for name, kind in compressible_layers(config).items()},
-        "human": {"mechanism": tune.choice(["sequential", "majority"]),
-                  "k": tune.choice(list(range(1, min(3, config.human_pool.size) + 1))),
-                  "tau": tune.uniform(0.0, _max_tau(config)),
-                  "tau_high": config.candidate.human.tau_high},
-    }
-    return OptunaSearch(space=space, metric=list(PARETO_OBJECTIVES), mode=list(PARETO_OBJECTIVES.values()),
-                        seed=config.seed)
-
-
 def _searcher(config: ExperimentConfig, base: nn.Module, data: Splits | DetectionData) -> Any:
+    space = search_space(config, base, data)
     algorithm = config.search.algorithm
     if algorithm == "optuna":
-        return _optuna_searcher(config)
+        from ray.tune.search.optuna import OptunaSearch
+
+        # Single-objective TPE on the same reward hgen maximises, over the same actions.
+        tpe = OptunaSearch(space=action_space(space), metric="reward", mode="max", seed=config.seed)
+        return ProjectedSearcher(tpe, space)
     if algorithm == "random":
-        return RandomSearcher(_space(config, base, human_enabled=True), config.seed)
-    human = algorithm != "compression_only"
-    labor = _labor_estimate(config, base, data) if human else None
-    space = _space(config, base, human_enabled=human, labor=labor)
+        return RandomSearcher(space, config.seed)
     return HGenSearcher(space, config.reward, config.search, config.seed)
 
 
@@ -404,20 +391,6 @@ def _leave_job_working_dir(out: Path) -> None:
         os.chdir(out)
 
 
-def evaluate_references(config: ExperimentConfig, data: Splits | DetectionData, pool: HumanPool,
-                        names: tuple[str, ...] = REFERENCE_NAMES) -> dict[str, dict[str, Any]]:
-    """Measures, reward and feasibility of each named reference (``original``, ``human_only``)."""
-    references = {}
-    candidates = reference_candidates(config.model.name)
-    for name in names:
-        candidate = candidates[name]
-        log.info("evaluating the %s reference", name)
-        metrics = dict(evaluate_candidate(config, candidate, data=data, pool=pool).metrics)
-        result = score(metrics, config.constraints, config.reward)
-        references[name] = {**metrics, "reward": result.reward, "feasible": result.feasible}
-    return references
-
-
 def run_search(config: ExperimentConfig | None, out: Path, *, resume: bool = False,
                address: str | None = None) -> SearchRun:
     """Run (or resume) a search into ``out`` and return Tune's results.
@@ -444,6 +417,7 @@ def run_search(config: ExperimentConfig | None, out: Path, *, resume: bool = Fal
     if not resume:
         _check_budget_is_possible(config, base, data)
         write_text_atomic(out / SEARCH_CONFIG_FILE, yaml.safe_dump(as_dict(config), sort_keys=False))
+        write_text_atomic(out / SEARCH_FORMAT_FILE, json.dumps(SEARCH_FORMAT) + "\n")
     pool = HumanPool(config.human_pool, config.seed)
     try:
         trainable = _trainable(TrialContext(experiment=config, data=data, pool=pool))
@@ -460,22 +434,25 @@ def run_search(config: ExperimentConfig | None, out: Path, *, resume: bool = Fal
             if cause is None:
                 raise
             raise cause from None
-        references = evaluate_references(config, data, pool) if config.search.references else {}
+        # The search is over: only now are the test images read, for what it chose and the references.
+        rows = with_test_columns(config, trial_rows(results, failed_reward(config.reward)), pool)
+        references = (evaluate_references(config, data, pool, ("validation", "test")) if config.search.references
+                      else {})
     finally:
         pool.shutdown()
-    return SearchRun(out=out, results=results, references=references, elapsed_s=time.perf_counter() - started)
+    return SearchRun(out=out, results=results, rows=rows, references=references,
+                     elapsed_s=time.perf_counter() - started)
 
 
 def _new_tuner(config: ExperimentConfig, base: nn.Module, data: Splits | DetectionData, trainable: Any, out: Path,
                progress: _Progress) -> Any:
-    multi_objective = config.search.algorithm == "optuna"
     tune_config = tune.TuneConfig(
         search_alg=_searcher(config, base, data),
         num_samples=config.search.trials,
         max_concurrent_trials=config.search.max_concurrent_trials,
         reuse_actors=config.search.reuse_actors,  # a fresh trial process re-imports torch, NNI, Tune
-        metric=None if multi_objective else "reward",
-        mode=None if multi_objective else "max",
+        metric="reward",
+        mode="max",
     )
     run_config = tune.RunConfig(
         name=TUNE_DIR,

@@ -24,7 +24,7 @@ from hgen_ray.config import CHALLENGE_CATEGORIES
 def _row(reward: float, accuracy: float, storage: float, latency: float = 2.0, labor: float = 0.0,
          feasible: bool = True, status: str = "TERMINATED") -> dict[str, Any]:
     row: dict[str, Any] = {"status": status, "reward": reward, "feasible": feasible, "accuracy": accuracy,
-                           "accuracy_clean": accuracy + 0.3, "latency_ms": latency, "energy_mj": 0.1,
+                           "accuracy_clean": accuracy + 0.3, "dnn_latency_ms": latency, "human_turnaround_s_p95": 0.0, "energy_mj": 0.1,
                            "energy_source": "estimate", "storage_mb": storage, "labor_s_per_1k": labor,
                            "deferral_rate": labor / 3000}
     row.update({f"accuracy/{c}": accuracy for c in ("clean", *CHALLENGE_CATEGORIES)})

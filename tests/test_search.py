@@ -373,3 +373,31 @@ def test_a_detector_search_runs_its_trials_and_keeps_a_loadable_best(
     assert all(float(r["human/tau"]) <= float(r["human/tau_high"]) for r in rows)  # the band is never inverted
     best = load_hdnn(out / "best")
     assert best.architecture == "h_yolo"
+
+
+def test_the_test_split_is_read_only_after_the_search_has_chosen(tmp_path: Path, tiny_config: ExperimentConfig,
+                                                                  trained_base, ray_session,  # type: ignore[no-untyped-def]
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """With the test files absent, every trial still runs; only the final test measurement fails."""
+    train_only = tmp_path / "train-only"
+    train_only.mkdir()
+    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"):
+        (train_only / name).symlink_to(Path(tiny_config.data.root).resolve() / name)
+    config = search_config(tiny_config, trials=3, warmup_trials=3, references=False)
+    config = dataclasses.replace(config, data=dataclasses.replace(config.data, root=str(train_only)))
+    assert main(["search", "--config", str(write_config(tmp_path / "c.yaml", config)),
+                 "--out", str(tmp_path / "out")]) == 2
+    assert "t10k" in capsys.readouterr().err  # the final evaluation is the first to want the test images
+    rows = _rows(tmp_path / "out")
+    assert len(rows) == 3 and all(r["status"] == "TERMINATED" and r["split"] == "validation" for r in rows)
+    assert not any(k.startswith("test/") for k in rows[0])
+
+
+def test_only_the_chosen_rows_carry_test_columns(finished: Path) -> None:
+    rows = [r for r in _rows(finished) if r["status"] == "TERMINATED"]
+    front_ids = {r["trial_id"] for r in json.loads((finished / "pareto.json").read_text())}
+    best = max([r for r in rows if r["feasible"] == "True"] or rows, key=lambda r: float(r["reward"]))
+    with_test = {r["trial_id"] for r in rows if r.get("test/accuracy")}
+    assert with_test == front_ids | {best["trial_id"]}
+    assert len(with_test) < len(rows)  # a trial the search did not choose has no test figure
+    assert "**test** split" in (finished / "report.md").read_text()

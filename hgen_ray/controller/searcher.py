@@ -55,7 +55,7 @@ def _one_hot(action: int) -> np.ndarray:
 
 
 class RandomSearcher(Searcher):
-    """Uniform candidates over the same space (the ``random`` baseline)."""
+    """Uniform candidates over the same space, with the same budget projection (the ``random`` baseline)."""
 
     def __init__(self, space: SearchSpace, seed: int, metric: str = REWARD_METRIC, mode: str = "max") -> None:
         super().__init__(metric=metric, mode=mode)
@@ -63,7 +63,7 @@ class RandomSearcher(Searcher):
         self.rng = np.random.default_rng(seed)
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
-        discrete, continuous = self.space.random_actions(self.rng)
+        discrete, continuous = self.space.legal_actions(*self.space.random_actions(self.rng))
         return candidate_to_config(self.space.decode(discrete, continuous))
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:

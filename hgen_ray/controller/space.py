@@ -289,6 +289,19 @@ class SearchSpace:
             return value
         return min(value, 2.0 * self.tau_caps[k] / self.max_tau - 1.0)
 
+    def legal_actions(self, discrete: list[int], continuous: list[float]) -> tuple[list[int], list[float]]:
+        """Whole episodes through :meth:`within_budget`, step by step, as hgen's rollouts are.
+
+        This is the help every strategy gets: ``random`` and ``optuna`` proposals pass through it too.
+        """
+        legal_discrete: list[int] = []
+        legal_continuous: list[float] = []
+        for step, (action, value) in enumerate(zip(discrete, continuous)):
+            action, value = self.within_budget(step, legal_discrete, legal_continuous, action, value)
+            legal_discrete.append(action)
+            legal_continuous.append(value)
+        return legal_discrete, legal_continuous
+
     def random_actions(self, rng: np.random.Generator) -> tuple[list[int], list[float]]:
         """Uniform actions over the whole space (the ``random`` baseline and warm-up)."""
         discrete = [int(rng.integers(len(self.options(s)))) for s in range(self.num_steps)]

@@ -1,7 +1,8 @@
 """Detection data: canvases for train / validation / test, and their 12 challenges.
 
 Train canvases are composed from the train split's items, validation canvases
-from the held-out validation items, test canvases from the test split only
+(which a search scores on, challenged with their own corruption seed) from the
+held-out validation items, test canvases (read for the report) from the test split only
 (DESIGN.md, "Fair comparisons"). Composition costs seconds, so the canvases
 are cached in ``cache_dir`` by a hash of everything that shapes them, as
 tensors only, and read back with ``weights_only=True``.
@@ -33,7 +34,7 @@ from hgen_ray.config import CHALLENGE_CATEGORIES, ExperimentConfig, config_hash
 from hgen_ray.data.canvases import SMALL_ITEM_SIDE_PX, Canvases, compose_canvases
 from hgen_ray.data.challenges import apply_challenge
 from hgen_ray.data.fashion_mnist import load_fashion_mnist, resolve_data_root
-from hgen_ray.data.splits import EVALUATED_CATEGORIES
+from hgen_ray.data.splits import EVALUATED_CATEGORIES, corruption_seed
 
 __all__ = ["DetectionChallengeSet", "DetectionSet", "DetectionSplits", "build_detection_challenges",
            "load_detection_splits"]
@@ -70,15 +71,16 @@ class DetectionSet:
 class DetectionSplits:
     train: DetectionSet
     val: DetectionSet
-    test: DetectionSet  # clean test canvases; challenges are built from the same test items
+    test: DetectionSet | None  # clean test canvases (None in a search's data); test challenges come from them
 
 
 @dataclass(frozen=True)
 class DetectionChallengeSet:
-    """Per category (``clean`` first), test canvases and their boxes."""
+    """Per category (``clean`` first), one split's canvases and their boxes."""
 
     sets: dict[str, DetectionSet]
     severity: int
+    split: str  # validation | test
 
 
 def _as_set(canvases: Canvases) -> DetectionSet:
@@ -108,15 +110,18 @@ def _compose(config: ExperimentConfig, items: dict[str, tuple[torch.Tensor, torc
     composed = {name: compose_canvases(*items[name], count=counts[name], seed=seed + i, size=detection.canvas_size,
                                        max_items=detection.max_items)
                 for i, name in enumerate(counts)}
-    test_images, test_labels = items["test"]
-    composed["small_size"] = compose_canvases(test_images, test_labels, detection.test_canvases, seed + 3,
-                                              detection.canvas_size, SMALL_ITEM_SIDE_PX, detection.max_items)
-    # Pad before rotating so that no corner of an item is cut off by its 28 px frame.
-    padded = torch.nn.functional.pad(test_images.float().div(255).unsqueeze(1), [_ROTATION_PAD_PX] * 4)
-    rotated = apply_challenge(padded, "rotation", config.data.severity, config.seed)
-    composed["rotation"] = compose_canvases((rotated[:, 0] * 255).round().to(torch.uint8), test_labels,
-                                            detection.test_canvases, seed + 4, detection.canvas_size,
-                                            max_items=detection.max_items)
+    for split, offset in (("test", 3), ("val", 5)):  # the composed categories, for each challenged split
+        images, labels = items[split]
+        count, prefix = counts[split], _COMPOSED_PREFIX[split]
+        composed[f"{prefix}small_size"] = compose_canvases(images, labels, count, seed + offset, detection.canvas_size,
+                                                           SMALL_ITEM_SIDE_PX, detection.max_items)
+        # Pad before rotating so that no corner of an item is cut off by its 28 px frame.
+        padded = torch.nn.functional.pad(images.float().div(255).unsqueeze(1), [_ROTATION_PAD_PX] * 4)
+        rotated = apply_challenge(padded, "rotation", config.data.severity,
+                                  corruption_seed(config.seed, _SPLIT_OF[split]))
+        composed[f"{prefix}rotation"] = compose_canvases((rotated[:, 0] * 255).round().to(torch.uint8), labels, count,
+                                                         seed + offset + 1, detection.canvas_size,
+                                                         max_items=detection.max_items)
     return composed
 
 
@@ -124,7 +129,9 @@ def _to_payload(composed: dict[str, Canvases]) -> dict[str, dict[str, object]]:
     return {name: {"images": c.images, "boxes": c.boxes, "labels": c.labels} for name, c in composed.items()}
 
 
-_CACHED_SETS = ("train", "val", "test", "small_size", "rotation")
+_COMPOSED_PREFIX = {"test": "", "val": "val_"}  # cache keys of the composed categories, per canvas split
+_SPLIT_OF = {"val": "validation", "test": "test"}
+_CACHED_SETS = ("train", "val", "test", "small_size", "rotation", "val_small_size", "val_rotation")
 
 
 def _load_cached(path: Path) -> dict[str, DetectionSet] | None:
@@ -153,11 +160,14 @@ def _canvas_sets(config: ExperimentConfig) -> dict[str, DetectionSet]:
     return {name: _as_set(c) for name, c in composed.items()}
 
 
-def load_detection_splits(config: ExperimentConfig) -> tuple[DetectionSplits, DetectionChallengeSet]:
-    """Train, validation and clean test canvases, plus the 13 evaluated test sets."""
+def load_detection_splits(config: ExperimentConfig, split: str) -> tuple[DetectionSplits, DetectionChallengeSet]:
+    """Train and validation canvases, plus the 13 evaluated sets of ``split`` (validation or test).
+
+    The clean test canvases come along only for ``test``.
+    """
     sets = _canvas_sets(config)
-    splits = DetectionSplits(train=sets["train"], val=sets["val"], test=sets["test"])
-    return splits, build_detection_challenges(sets, config.data.severity, config.seed)
+    splits = DetectionSplits(train=sets["train"], val=sets["val"], test=sets["test"] if split == "test" else None)
+    return splits, build_detection_challenges(sets, config.data.severity, config.seed, split)
 
 
 def _low_resolution(images: torch.Tensor, severity: int) -> torch.Tensor:
@@ -180,19 +190,21 @@ def _occlude_one_item(test: DetectionSet, severity: int, seed: int) -> torch.Ten
     return images
 
 
-def build_detection_challenges(sets: dict[str, DetectionSet], severity: int, seed: int) -> DetectionChallengeSet:
-    """The clean test canvases and the 12 challenge categories on canvases."""
-    test = sets["test"]
+def build_detection_challenges(sets: dict[str, DetectionSet], severity: int, seed: int,
+                               split: str) -> DetectionChallengeSet:
+    """One split's clean canvases and the 12 challenge categories on them (corruption seed per split)."""
+    canvases = "val" if split == "validation" else "test"
+    clean, prefix, noise_seed = sets[canvases], _COMPOSED_PREFIX[canvases], corruption_seed(seed, split)
     out: dict[str, DetectionSet] = {}
     for category in EVALUATED_CATEGORIES:
         if category in ("small_size", "rotation"):
-            out[category] = sets[category]
+            out[category] = sets[prefix + category]
         elif category == "low_resolution":
-            out[category] = DetectionSet(_low_resolution(test.images, severity), test.boxes, test.labels)
+            out[category] = DetectionSet(_low_resolution(clean.images, severity), clean.boxes, clean.labels)
         elif category == "occlusion":
-            out[category] = DetectionSet(_occlude_one_item(test, severity, seed), test.boxes, test.labels)
+            out[category] = DetectionSet(_occlude_one_item(clean, severity, noise_seed), clean.boxes, clean.labels)
         else:
-            out[category] = DetectionSet(apply_challenge(test.images, category, severity, seed), test.boxes,
-                                         test.labels)
+            out[category] = DetectionSet(apply_challenge(clean.images, category, severity, noise_seed), clean.boxes,
+                                         clean.labels)
     assert tuple(out) == ("clean", *CHALLENGE_CATEGORIES)
-    return DetectionChallengeSet(out, severity)
+    return DetectionChallengeSet(out, severity, split)

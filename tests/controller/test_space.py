@@ -104,3 +104,33 @@ def test_tau_is_lowered_until_the_estimated_labour_fits_the_limit(specs) -> None
     assert action == pair and space.tau(value) == pytest.approx(0.07)  # 2 people x 4 s: 0.07 gives 560 <= 0.9 x 700, 0.08 gives 640
     assert space.within_budget(human, [0, 0, 0], [0.0] * 3, pair, -0.99) == (pair, -0.99)  # already affordable
     assert space.within_budget(human, [0, 0, 0], [0.0] * 3, 0, 1.0) == (0, 1.0)  # people off: nothing to limit
+
+
+def _kept_share(space: SearchSpace, candidate: Candidate) -> float:
+    return sum(s.params * kept_fraction(s, candidate.layers[s.name].technique, candidate.layers[s.name].ratio)
+               for s in space.layers) / space.total_params
+
+
+def _labour(labor: LaborEstimate, candidate: Candidate) -> float:
+    return 0.0 if candidate.human.tau == 0 else labor.labor_s_per_1k(candidate.human.tau, candidate.human.k)
+
+
+@pytest.mark.parametrize("strategy", ["random", "optuna"])
+def test_random_and_optuna_proposals_get_the_same_projection_as_hgens(specs, strategy: str) -> None:  # type: ignore[no-untyped-def]
+    from ray.tune.search.optuna import OptunaSearch
+
+    from hgen_ray.controller import RandomSearcher
+    from hgen_ray.controller.projection import ProjectedSearcher, action_space
+
+    taus = np.linspace(0.0, 1.0, 101)
+    labor = LaborEstimate(taus, deferral=taus.copy(), answer_s=4.0)
+    space = SearchSpace(specs, Constraints(storage_mb_max=0.42, labor_s_per_1k_max=700.0),
+                        {"storage_mb": 1.69, "energy_mj": 0.2}, labor=labor)
+    searcher = (RandomSearcher(space, seed=3) if strategy == "random" else
+                ProjectedSearcher(OptunaSearch(space=action_space(space), metric="reward", mode="max", seed=3), space))
+    proposals = [config_to_candidate(searcher.suggest(f"t{i}")) for i in range(40)]
+    assert all(_kept_share(space, c) <= 0.42 / 1.69 for c in proposals)  # storage limit reachable, as hgen's
+    assert all(_labour(labor, c) <= 0.9 * 700.0 + 1e-9 for c in proposals)  # the same labour cap
+    raw = [space.random_actions(np.random.default_rng(i)) for i in range(40)]
+    unprojected = [space.decode(*actions) for actions in raw]
+    assert any(_kept_share(space, c) > 0.42 / 1.69 for c in unprojected)  # without it, proposals break the limit
