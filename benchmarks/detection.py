@@ -41,7 +41,7 @@ RSS_TARGET_GB = 4.0
 def _train_from_scratch(config: ExperimentConfig) -> None:
     with tempfile.TemporaryDirectory() as fresh_cache:
         fresh = dataclasses.replace(config, cache_dir=fresh_cache)
-        data = load_detection_data(fresh)
+        data = load_detection_data(fresh, "test")  # the clean test canvases, for the base detector's figure
         started = time.perf_counter()
         base = load_or_train_detector(fresh, data.splits.train, data.splits.val)
         train_s = time.perf_counter() - started

@@ -55,7 +55,7 @@ def main() -> int:
         base = load_or_train_base(fresh, splits)
         train_s = time.perf_counter() - started
     full_test = dataclasses.replace(fresh.data, test_per_category=10000)
-    test = load_splits(full_test, fresh.seed)
+    test = load_splits(full_test, fresh.seed, with_test=True)
     accuracy = float((predict_logits(base.model, test.test_images).argmax(1) == test.test_labels).float().mean())
     print(f"base training: {train_s:.1f} s ({verdict(train_s <= TRAIN_TARGET_S)} <= {TRAIN_TARGET_S:.0f} s), "
           f"clean test accuracy {accuracy:.4f} on 10,000 images "
@@ -69,7 +69,7 @@ def main() -> int:
         metrics = evaluate_candidate(config, config.candidate, data=splits).metrics
         timings.append(time.perf_counter() - started)
     ray.shutdown()
-    samples = 13 * config.data.test_per_category
+    samples = 13 * config.data.validation_per_category  # evaluate_candidate scores on validation
     print(timing_summary(f"evaluate one candidate ({samples} samples)", timings, EVALUATE_TARGET_S))
     print(f"  accuracy {metrics['accuracy']:.4f}, storage {metrics['storage_mb']:.3f} MB, "
           f"deferral {metrics['deferral_rate']:.3f}")

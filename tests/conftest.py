@@ -51,7 +51,7 @@ def tiny_config(tmp_path_factory: pytest.TempPathFactory) -> ExperimentConfig:
 
 @pytest.fixture(scope="session")
 def splits(tiny_config: ExperimentConfig) -> Splits:
-    return load_splits(tiny_config.data, tiny_config.seed)
+    return load_splits(tiny_config.data, tiny_config.seed, with_test=True)  # unit tests read both splits
 
 
 @pytest.fixture(scope="session")

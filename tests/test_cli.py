@@ -50,6 +50,9 @@ def test_evaluate_writes_metrics_json_and_prints_the_table(tmp_path: Path, tiny_
         ("human_pool: {size: -1}\n", "human_pool.size: -1 is out of range"),
         ("- not\n- a mapping\n", "expected a YAML mapping"),
         ("candidate:\n  layers:\n    conv7: {technique: l1, ratio: 0.5}\n", "candidate.layers.conv7: no such"),
+        ("constraints: {human_turnaround_s_max: -1}\n", "constraints.human_turnaround_s_max: -1.0 is out of range"),
+        ("data: {validation_size: 500, validation_per_category: 600}\n",
+         "data.validation_per_category: 600 exceeds the validation split"),
     ],
 )
 def test_bad_config_gives_one_line_exit_2_and_writes_nothing(tmp_path: Path, content: str, message: str) -> None:

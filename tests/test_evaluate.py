@@ -14,7 +14,7 @@ from hgen_ray.models import TrainedBase
 pytestmark = pytest.mark.usefixtures("ray_session")
 
 MEASURES = {"accuracy", "accuracy_clean", "latency_ms", "dnn_latency_ms", "energy_mj", "energy_source",
-            "energy_shared_gpu", "storage_mb", "labor_s_per_1k", "deferral_rate"}
+            "energy_shared_gpu", "storage_mb", "labor_s_per_1k", "deferral_rate", "human_turnaround_s_p95", "split"}
 LAYERS = {"conv1": LayerChoice("l1", 0.25), "conv2": LayerChoice("fpgm", 0.5), "fc1": LayerChoice("svd", 0.75)}
 
 

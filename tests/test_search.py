@@ -267,6 +267,17 @@ def test_resume_of_a_dir_without_a_search_and_an_existing_search_are_refused(tmp
     assert (finished / "trials.csv").read_bytes() == before  # nothing overwritten
 
 
+def test_a_search_made_before_validation_scoring_is_not_resumed(tmp_path: Path, finished: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    old = tmp_path / "old"
+    shutil.copytree(finished, old, ignore=shutil.ignore_patterns("search-format.json"))
+    before = (old / "trials.csv").read_bytes()
+    assert main(["search", "--resume", str(old)]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "made before hgen-ray scored on validation" in error[0]
+    assert (old / "trials.csv").read_bytes() == before
+
+
 def test_unwritable_output_dir_is_refused(tmp_path: Path, tiny_config: ExperimentConfig) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")

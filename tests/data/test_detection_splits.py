@@ -34,7 +34,7 @@ def _config(cache_dir: Path, seed: int = 0, detection: DetectionConfig = DETECTI
 
 @pytest.fixture(scope="module")
 def loaded(tmp_path_factory: pytest.TempPathFactory) -> tuple[DetectionSplits, DetectionChallengeSet]:
-    return load_detection_splits(_config(tmp_path_factory.mktemp("canvases")))
+    return load_detection_splits(_config(tmp_path_factory.mktemp("canvases")), "test")
 
 
 def _same_set(a: DetectionSet, b: DetectionSet) -> bool:
@@ -65,7 +65,7 @@ def _assert_boxes_exact(images: torch.Tensor, boxes_per_canvas: list[torch.Tenso
 
 def test_second_load_reads_the_cache_and_gives_identical_canvases(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     config = _config(tmp_path)
-    first = load_detection_splits(config)
+    first = load_detection_splits(config, "test")
     path = _cache_path(config)
     assert path.is_file() and path.parent == tmp_path and path.name.startswith("canvases-")
 
@@ -73,7 +73,7 @@ def test_second_load_reads_the_cache_and_gives_identical_canvases(tmp_path: Path
         raise AssertionError("canvases composed again despite a valid cache")
 
     monkeypatch.setattr(detection_splits, "_compose", no_compose)
-    second = load_detection_splits(config)
+    second = load_detection_splits(config, "test")
     a, b = _all_sets(first), _all_sets(second)
     assert list(a) == list(b)
     for name in a:
@@ -84,8 +84,8 @@ def test_second_load_reads_the_cache_and_gives_identical_canvases(tmp_path: Path
 def test_a_different_seed_gives_different_canvases(tmp_path: Path) -> None:
     one, other = _config(tmp_path, seed=0), _config(tmp_path, seed=1)
     assert _cache_path(one) != _cache_path(other)
-    a, _ = load_detection_splits(one)
-    b, _ = load_detection_splits(other)
+    a, _ = load_detection_splits(one, "test")
+    b, _ = load_detection_splits(other, "test")
     for name in ("train", "val", "test"):
         x, y = getattr(a, name), getattr(b, name)
         assert len(x) == len(y)
@@ -95,11 +95,11 @@ def test_a_different_seed_gives_different_canvases(tmp_path: Path) -> None:
 
 def test_a_corrupt_cache_is_composed_over(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     config = _config(tmp_path)
-    fresh = load_detection_splits(config)
+    fresh = load_detection_splits(config, "test")
     path = _cache_path(config)
     path.write_bytes(b"\x00not a torch file\xff" * 64)
     with caplog.at_level(logging.WARNING, logger=detection_splits.__name__):
-        recomposed = load_detection_splits(config)
+        recomposed = load_detection_splits(config, "test")
     assert any("unusable canvas cache" in r.getMessage() for r in caplog.records)
     a, b = _all_sets(fresh), _all_sets(recomposed)
     for name in a:
@@ -108,7 +108,7 @@ def test_a_corrupt_cache_is_composed_over(tmp_path: Path, caplog: pytest.LogCapt
     payload = torch.load(path, map_location="cpu", weights_only=True)
     assert set(payload) == {"train", "val", "test", "small_size", "rotation"}
     assert torch.equal(payload["test"]["images"].float().div(255).unsqueeze(1), fresh[0].test.images)
-    reread = load_detection_splits(config)
+    reread = load_detection_splits(config, "test")
     assert _same_set(reread[0].train, fresh[0].train)
 
 
@@ -225,7 +225,7 @@ def test_occlusion_puts_one_grey_square_over_a_box_on_every_canvas(loaded) -> No
 
 def test_images_are_float_in_unit_range_at_a_custom_canvas_size(tmp_path: Path) -> None:
     detection = replace(DETECTION, canvas_size=64, train_canvases=12, validation_canvases=10, test_canvases=10)
-    result = load_detection_splits(_config(tmp_path, detection=detection))
+    result = load_detection_splits(_config(tmp_path, detection=detection), "test")
     counts = {"train": 12, "val": 10}
     for name, data in _all_sets(result).items():
         assert data.images.dtype == torch.float32, name
