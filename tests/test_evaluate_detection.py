@@ -44,7 +44,7 @@ def test_compression_shrinks_each_detector_and_it_still_detects(
     for conv in (n for n, kind in DETECTOR_LAYERS[name].items() if kind == "conv" and n in SHRINK[name]):
         # every technique really removes channels, Taylor (scored from the detector's loss) included
         assert small.get_submodule(conv).out_channels == base.model.get_submodule(conv).out_channels // 2, conv
-    detections = detect(small, detection_data.splits.test.images[:4])
+    detections = detect(small, detection_data.splits.val.images[:4])
     assert len(detections) == 4 and all(d["boxes"].shape[1] == 4 for d in detections)
 
 
@@ -108,4 +108,4 @@ def test_an_inverted_yolo_band_is_refused(yolo_config: ExperimentConfig, detecti
 def test_detector_canvases_follow_the_config(yolo_config: ExperimentConfig, detection_data: DetectionData) -> None:
     assert len(detection_data.splits.train) == yolo_config.detection.train_canvases
     assert all(len(s) == yolo_config.detection.test_canvases for s in detection_data.challenges.sets.values())
-    assert detection_data.splits.test.images.shape[-2:] == (yolo_config.detection.canvas_size,) * 2
+    assert detection_data.splits.val.images.shape[-2:] == (yolo_config.detection.canvas_size,) * 2

@@ -81,7 +81,7 @@ def test_a_saved_detector_reloads_predicts_and_exports_to_onnx(
     save_hdnn(tmp_path, base.model, 1.0, candidate, config)
     loaded = load_hdnn(tmp_path)
     assert loaded.architecture == name
-    canvases = detection_data.splits.test.images[:4]
+    canvases = detection_data.splits.val.images[:4]
     detections, deferred = loaded.predict(canvases)
     expected = detect(base.model, canvases)
     assert all(torch.equal(a["boxes"], b["boxes"]) for a, b in zip(detections, expected))

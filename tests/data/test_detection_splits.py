@@ -106,7 +106,7 @@ def test_a_corrupt_cache_is_composed_over(tmp_path: Path, caplog: pytest.LogCapt
         assert _same_set(a[name], b[name]), name
     # the garbage was replaced by a readable cache holding the same canvases
     payload = torch.load(path, map_location="cpu", weights_only=True)
-    assert set(payload) == {"train", "val", "test", "small_size", "rotation"}
+    assert set(payload) == {"train", "val", "test", "small_size", "rotation", "val_small_size", "val_rotation"}
     assert torch.equal(payload["test"]["images"].float().div(255).unsqueeze(1), fresh[0].test.images)
     reread = load_detection_splits(config, "test")
     assert _same_set(reread[0].train, fresh[0].train)

@@ -34,6 +34,6 @@ def test_a_compressed_detector_rebuilds_from_its_state_dict(detection_data: Dete
     head = model.roi_heads.box_head
     head.fc6 = factorize_linear(head.fc6, 10)  # type: ignore[assignment]
     rebuilt = rebuild_h_faster_rcnn(model.state_dict(), 96)
-    canvases = detection_data.splits.test.images[:3]
+    canvases = detection_data.splits.val.images[:3]
     for a, b in zip(rebuilt.detect(canvases), model.detect(canvases)):
         assert torch.equal(a["boxes"], b["boxes"]) and torch.equal(a["labels"], b["labels"])
