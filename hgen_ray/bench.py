@@ -2,11 +2,13 @@
 
     hgen-ray bench --config configs/bench-small.yaml --out runs/bench-small
 
-For each experiment named in the bench file, the search strategies (hgen,
-random, compression_only, optuna) each run a full search with the bench's trial
-budget into ``OUT/<label>/<strategy>/`` (Tune's dir and a ``trials.csv``), and the references (``original``,
-``human_only``) are evaluated once. Every strategy fine-tunes on the same clean
-train split. After each strategy the rows so far are written to
+For each experiment named in the bench file and each of ``seeds`` seeds (the
+experiment's own seed and the next ones: each its own base model, splits,
+corruptions and people), the search strategies (hgen, random,
+compression_only, optuna) each run a full search with the bench's trial budget
+into ``OUT/<label>/seed-<seed>/<strategy>/`` (Tune's dir and a ``trials.csv``),
+and the references (``original``, ``human_only``) are evaluated once. Every
+strategy fine-tunes on the same clean train split. After each strategy the rows so far are written to
 ``OUT/results.json`` (atomically), so a stopped bench loses at most the strategy
 in progress. Then the system figures (overhead, throughput on 1 and 2 worker
 nodes, peak memory per trial) and ``OUT/bench.md`` with its plots.
@@ -23,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +40,7 @@ from hgen_ray.report import write_csv_atomic
 from hgen_ray.final_evaluation import REFERENCE_NAMES, evaluate_references
 from hgen_ray.search import _prepare, create_output_dir, run_search
 
-__all__ = ["load_bench", "run_bench", "trial_budget"]
+__all__ = ["load_bench", "run_bench", "seeds_of", "trial_budget"]
 
 log = logging.getLogger(__name__)
 RESULTS_FILE = "results.json"
@@ -142,6 +145,31 @@ def _scaling_line(experiment: ExperimentConfig, trials: int, out: Path) -> str:
             f"{rates[1]:.2f} trials/min on 1 worker node, {rates[2]:.2f} on 2; scaling efficiency {efficiency:.2f}")
 
 
+def seeds_of(bench: BenchConfig, experiment: ExperimentConfig) -> range:
+    """The experiment's own seed and the next ``bench.seeds - 1``: each its base model, splits and people."""
+    return range(experiment.seed, experiment.seed + bench.seeds)
+
+
+def _run_strategies(bench: BenchConfig, experiment: ExperimentConfig, result: ArchitectureResult, out: Path,
+                    save: Callable[[], None]) -> None:
+    """Every strategy of the bench on one seeded experiment, saving the results after each."""
+    references = tuple(s for s in bench.strategies if s in REFERENCE_NAMES)
+    for strategy in bench.strategies:
+        if strategy in result.rows:
+            continue  # a reference already measured with the others
+        log.info("bench %s, seed %d: %s", result.label, result.seed, strategy)
+        try:
+            if strategy in REFERENCE_NAMES:
+                result.rows.update(_reference_rows(experiment, references))
+            else:
+                result.rows[strategy] = _search_rows(experiment, bench, strategy, result.trials, out / strategy)
+        except Exception as error:  # one broken strategy must not cost the rest of a long bench
+            log.exception("bench %s, seed %d: %s failed", result.label, result.seed, strategy)
+            result.rows[strategy] = []
+            result.errors[strategy] = f"{type(error).__name__}: {error}".splitlines()[0][:300]
+        save()
+
+
 def run_bench(bench: BenchConfig, experiments: dict[str, ExperimentConfig], out: Path) -> Path:
     """Run every strategy on every experiment into ``out``; returns the path of bench.md.
 
@@ -158,25 +186,12 @@ def run_bench(bench: BenchConfig, experiments: dict[str, ExperimentConfig], out:
                  log_to_driver=False)
     results = []
     for label, experiment in experiments.items():
-        result = ArchitectureResult(label, experiment.model.name, experiment.constraints.labor_s_per_1k_max,
-                                    trial_budget(bench, label))
-        results.append(result)
-        references = tuple(s for s in bench.strategies if s in REFERENCE_NAMES)
-        for strategy in bench.strategies:
-            if strategy in result.rows:
-                continue  # a reference already measured with the others
-            log.info("bench %s: %s", label, strategy)
-            try:
-                if strategy in REFERENCE_NAMES:
-                    result.rows.update(_reference_rows(experiment, references))
-                else:
-                    result.rows[strategy] = _search_rows(experiment, bench, strategy, trial_budget(bench, label),
-                                                         out / label / strategy)
-            except Exception as error:  # one broken strategy must not cost the rest of a long bench
-                log.exception("bench %s: %s failed", label, strategy)
-                result.rows[strategy] = []
-                result.errors[strategy] = f"{type(error).__name__}: {error}".splitlines()[0][:300]
-            _save_results(out, results)
+        for seed in seeds_of(bench, experiment):
+            result = ArchitectureResult(label, experiment.model.name, experiment.constraints.labor_s_per_1k_max,
+                                        trial_budget(bench, label), seed)
+            results.append(result)
+            _run_strategies(bench, dataclasses.replace(experiment, seed=seed), result, out / label / f"seed-{seed}",
+                            lambda: _save_results(out, results))
     system = _system_lines(bench, experiments, out, results)
     header = {"command": " ".join(["hgen-ray", *sys.argv[1:]]), "commit": commit,
               "machine": machine_description(),

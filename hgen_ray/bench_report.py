@@ -7,36 +7,43 @@ checked on a small fixed set of rows without running anything.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+import statistics
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hgen_ray.atomic_write import write_text_atomic
 from hgen_ray.config import CHALLENGE_CATEGORIES
-from hgen_ray.plots import plot_reward_curve
+from hgen_ray.plots import plot_reward_bands
 from hgen_ray.report import best_row, chosen_test_measures, format_cell
+from hgen_ray.seed_intervals import MIN_SEEDS_FOR_A_CLAIM, Interval, bootstrap_mean_interval
 
 __all__ = ["ArchitectureResult", "Goal", "SEARCH_STRATEGIES", "best_by_strategy", "check_goals", "format_bench_report",
-           "ratios_against_original", "search_efficiency", "trials_to_reach", "write_bench_report"]
+           "paired_differences", "ratios_against_original", "search_efficiency", "trials_to_reach",
+           "write_bench_report"]
 
 Row = Mapping[str, Any]
 SEARCH_STRATEGIES = ("hgen", "random", "compression_only", "optuna")
 NEAR_BEST_SHARE = 0.95  # "trials to reach 95% of the best reward found by any strategy"
 ACCURACY_GAIN_GOAL = 0.05  # bench goal: +5 points of mean challenge accuracy over `original`
 STORAGE_SHARE_GOAL = 0.25  # bench goal: at most 1/4 of the original's storage
+RIVALS = ("compression_only", "random", "optuna")  # the baselines hgen must beat, paired seed by seed
+SUMMARY_MEASURES = ("accuracy", "accuracy_clean", "dnn_latency_ms", "storage_mb", "labor_s_per_1k", "deferral_rate",
+                    "human_turnaround_s_p95", "reward")
 TABLE_COLUMNS = ("accuracy", "accuracy_clean", "dnn_latency_ms", "human_turnaround_s_p95", "energy_mj", "energy_source", "storage_mb",
                  "labor_s_per_1k", "deferral_rate", "reward", "feasible")
 
 
 @dataclass
 class ArchitectureResult:
-    """One architecture's runs: trial rows per strategy (a reference has one row)."""
+    """One architecture's runs in one seed: trial rows per strategy (a reference has one row)."""
 
     label: str
     model: str
     labor_limit: float  # L_c of its experiment, for the goals
     trials: int  # the budget every search strategy had here
+    seed: int = 0  # the experiment's seed in this run: base model, splits, corruptions, people
     rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)  # strategy -> why it produced no rows
 
@@ -99,37 +106,66 @@ def search_efficiency(result: ArchitectureResult) -> tuple[float, dict[str, int 
     return best, {strategy: trials_to_reach(rewards, threshold) for strategy, rewards in curves.items()}
 
 
-def _best_feasible(rows: Sequence[Row]) -> Row | None:
-    best = _reported(best_row(rows))  # the validation-best feasible row when there is one, on test
-    return best if best is not None and bool(best["feasible"]) else None
+def _paired(results: Sequence[ArchitectureResult], first: str, second: str,
+            value: Callable[[Row, Row], float]) -> Interval:
+    """``value(first's row, second's row)`` in each seed where both strategies have a chosen row."""
+    values = []
+    for result in results:
+        best = best_by_strategy(result)
+        if best.get(first) is not None and best.get(second) is not None:
+            values.append(value(best[first], best[second]))  # type: ignore[arg-type]
+    return bootstrap_mean_interval(values)
 
 
-def check_goals(result: ArchitectureResult) -> list[Goal]:
-    """The issue's goals for the best feasible ``hgen`` H-DNN, judged on this architecture's rows."""
+def _difference(measure: str) -> Callable[[Row, Row], float]:
+    return lambda a, b: float(a[measure]) - float(b[measure])
+
+
+def _share(measure: str) -> Callable[[Row, Row], float]:
+    return lambda a, b: float(a[measure]) / float(b[measure])
+
+
+def paired_differences(results: Sequence[ArchitectureResult]) -> dict[str, dict[str, Interval]]:
+    """hgen minus each other strategy and reference, seed by seed, in test reward and test accuracy."""
+    present = dict.fromkeys(s for r in results for s in r.rows if s != "hgen")
+    return {rival: {"reward": _paired(results, "hgen", rival, _difference("reward")),
+                    "accuracy": _paired(results, "hgen", rival, _difference("accuracy"))} for rival in present}
+
+
+def _seeds_text(interval: Interval) -> str:
+    return f"{interval.n} seeds" + ("" if interval.n >= MIN_SEEDS_FOR_A_CLAIM else
+                                    f"; a claim needs at least {MIN_SEEDS_FOR_A_CLAIM}")
+
+
+def check_goals(results: Sequence[ArchitectureResult]) -> list[Goal]:
+    """The bench's goals for hgen's chosen H-DNNs over seeds: each MET only when its 95% interval clears the bar."""
+    if not any("hgen" in r.rows for r in results):
+        return []  # a bench of baselines only judges nothing
     goals = []
-    hgen = _best_feasible(result.rows.get("hgen", []))
-    original = (result.rows.get("original") or [None])[0]
-    if original is not None:
-        if hgen is None:
-            goals.append(Goal("hgen finds a feasible H-DNN", False, "no feasible hgen trial"))
-        else:
-            gain = float(hgen["accuracy"]) - float(original["accuracy"])
-            share = float(hgen["storage_mb"]) / float(original["storage_mb"])
-            labor = float(hgen["labor_s_per_1k"])
-            goals += [
-                Goal(f"mean challenge accuracy >= original + {ACCURACY_GAIN_GOAL * 100:.0f} points",
-                     gain >= ACCURACY_GAIN_GOAL, f"{hgen['accuracy']:.4f} vs {original['accuracy']:.4f} "
-                     f"({gain * 100:+.1f} points)"),
-                Goal(f"storage <= {STORAGE_SHARE_GOAL:g} x original", share <= STORAGE_SHARE_GOAL,
-                     f"{hgen['storage_mb']:.4f} MB = {share:.3f} x {original['storage_mb']:.4f} MB"),
-                Goal("labour <= L_c", labor <= result.labor_limit,
-                     f"{labor:.0f} s per 1k vs L_c {result.labor_limit:g}; deferral {hgen['deferral_rate']:.3f}"),
-            ]
-    best = {s: max((float(r["reward"]) for r in rows), default=-math.inf) for s, rows in result.rows.items()}
-    for rival in ("random", "compression_only"):
-        if "hgen" in best and rival in best:
-            goals.append(Goal(f"hgen's best reward > {rival}'s", best["hgen"] > best[rival],
-                              f"{best['hgen']:.4f} vs {best[rival]:.4f}"))
+    labor_limit = results[0].labor_limit
+    hgen = [best_by_strategy(r).get("hgen") for r in results]
+    feasible = sum(1 for row in hgen if row is not None and bool(row["feasible"]))
+    goals.append(Goal("hgen's validation-best H-DNN is feasible on test in every seed", feasible == len(results),
+                      f"{feasible} of {len(results)} seeds"))
+    gain = _paired(results, "hgen", "original", _difference("accuracy"))
+    if gain.n:
+        goals.append(Goal(f"mean challenge accuracy >= original + {ACCURACY_GAIN_GOAL * 100:.0f} points",
+                          gain.clears_above(ACCURACY_GAIN_GOAL),
+                          f"hgen - original: {gain.text(100, 3)} points, {_seeds_text(gain)}"))
+    share = _paired(results, "hgen", "original", _share("storage_mb"))
+    if share.n:
+        goals.append(Goal(f"storage <= {STORAGE_SHARE_GOAL:g} x original", share.clears_below(STORAGE_SHARE_GOAL),
+                          f"hgen / original: {share.text(1, 3)}, {_seeds_text(share)}"))
+    labor = bootstrap_mean_interval([float(row["labor_s_per_1k"]) for row in hgen if row is not None])
+    if labor.n:
+        goals.append(Goal("labour <= L_c", labor.clears_below(labor_limit),
+                          f"{labor.text(1, 4)} s per 1k vs L_c {labor_limit:g}, {_seeds_text(labor)}"))
+    differences = paired_differences(results)
+    for rival in RIVALS:
+        if rival in differences and differences[rival]["reward"].n:
+            reward = differences[rival]["reward"]
+            goals.append(Goal(f"hgen's test reward > {rival}'s", reward.clears_above(0.0),
+                              f"hgen - {rival}: {reward.text(1, 3)}, {_seeds_text(reward)}"))
     return goals
 
 
@@ -157,57 +193,112 @@ def _strategy_table(result: ArchitectureResult) -> list[str]:
     return _table(header, rows)
 
 
-def _category_table(result: ArchitectureResult) -> list[str]:
-    best = best_by_strategy(result)
-    shown = [s for s in ("original", "compression_only", "hgen") if best.get(s) is not None]
-    rows = [[c, *(best[s].get(f"accuracy/{c}") for s in shown)]  # type: ignore[union-attr]
-            for c in ("clean", *CHALLENGE_CATEGORIES)]
+def _category_table(results: Sequence[ArchitectureResult]) -> list[str]:
+    """Test accuracy per category of the chosen H-DNNs, mean over seeds."""
+    per_seed = [best_by_strategy(r) for r in results]
+    shown = [s for s in ("original", "compression_only", "hgen") if any(b.get(s) is not None for b in per_seed)]
+    rows = []
+    for category in ("clean", *CHALLENGE_CATEGORIES):
+        cells = []
+        for strategy in shown:
+            values = [float(b[strategy][f"accuracy/{category}"]) for b in per_seed if b.get(strategy) is not None]
+            cells.append(statistics.fmean(values))
+        rows.append([category, *cells])
     return _table(["category", *shown], rows)
+
+
+def _summary_table(results: Sequence[ArchitectureResult]) -> list[str]:
+    """Per strategy, each test measure's mean over seeds with its 95% bootstrap interval."""
+    per_seed = [best_by_strategy(r) for r in results]
+    strategies = dict.fromkeys(s for b in per_seed for s in b)
+    rows = []
+    for strategy in strategies:
+        chosen = [b[strategy] for b in per_seed if b.get(strategy) is not None]
+        cells = [bootstrap_mean_interval([float(r[m]) for r in chosen]).text() for m in SUMMARY_MEASURES]
+        feasible = sum(bool(r["feasible"]) for r in chosen)
+        rows.append([strategy, *cells, f"{feasible} of {len(chosen)}"])
+    return _table(["strategy", *SUMMARY_MEASURES, "feasible (seeds)"], rows)
+
+
+def _differences_table(results: Sequence[ArchitectureResult]) -> list[str]:
+    rows = [[f"hgen - {rival}", d["reward"].text(1, 3), d["accuracy"].text(100, 3), d["reward"].n]
+            for rival, d in paired_differences(results).items()]
+    return _table(["paired difference", "test reward", "test accuracy (points)", "seeds"], rows)
 
 
 def _efficiency_lines(result: ArchitectureResult) -> list[str]:
     best, needed = search_efficiency(result)
     if not needed:
         return ["No search strategy ran."]
-    threshold = near_best_threshold(best)
-    lines = [f"Best reward found by any search strategy: {best:.4f}; 95% of it: {threshold:.4f}.", ""]
-    return lines + _table(["strategy", "trials to reach 95% of the best", "of"],
-                          [[s, n if n is not None else "not reached", len(result.rows[s])] for s, n in needed.items()])
+    reached = ", ".join(f"{s} {n if n is not None else 'not reached'}/{len(result.rows[s])}" for s, n in needed.items())
+    return [f"Best validation reward of any strategy: {best:.4f}; trials to reach 95% of it: {reached}."]
+
+
+def _seed_lines(result: ArchitectureResult) -> list[str]:
+    lines = [f"#### seed {result.seed}", "", *_strategy_table(result), "", *_efficiency_lines(result), ""]
+    if result.errors:
+        lines += ["Strategies that failed:", ""] + [f"- {s}: {e}" for s, e in result.errors.items()] + [""]
+    return lines
+
+
+def _by_label(results: Sequence[ArchitectureResult]) -> dict[str, list[ArchitectureResult]]:
+    grouped: dict[str, list[ArchitectureResult]] = {}
+    for result in results:
+        grouped.setdefault(result.label, []).append(result)
+    return grouped
+
+
+def _architecture_lines(label: str, results: Sequence[ArchitectureResult]) -> list[str]:
+    first = results[0]
+    seeds = ", ".join(str(r.seed) for r in results)
+    lines = [f"## {label} ({first.model})", "",
+             f"Trial budget per search strategy: {first.trials}. Seeds: {seeds} ({len(results)}). Each strategy's "
+             "H-DNN is its validation-best trial (best feasible, else the least infeasible), measured once on test. "
+             "Cells are the mean over seeds [95% bootstrap interval].", "",
+             "### Test measures of each strategy's chosen H-DNN", "", *_summary_table(results), "",
+             "### Paired differences, seed by seed (test)", "", *_differences_table(results), "",
+             "### Goals (MET only when the 95% interval clears the bar, from at least "
+             f"{MIN_SEEDS_FOR_A_CLAIM} seeds)", ""]
+    lines += [f"- {'MET' if g.met else 'MISSED'}: {g.text} ({g.evidence})" for g in check_goals(results)] or [
+        "- none judged: hgen did not run"]
+    lines += ["", "### Best validation reward against trials", "",
+              f"![best validation reward so far, mean over seeds with 95% band]({label}-reward.png)", "",
+              "### Test accuracy per category (mean over seeds)", "", *_category_table(results), "",
+              "### Each seed (test measures; ratios against that seed's `original`)", ""]
+    for result in results:
+        lines += _seed_lines(result)
+    return lines
 
 
 def format_bench_report(results: Sequence[ArchitectureResult], header: Mapping[str, Any],
                         system: Sequence[str]) -> str:
-    """bench.md: provenance, then per architecture the tables, efficiency and goals, then system figures."""
+    """bench.md: provenance, then per architecture the intervals over seeds, goals and each seed, then system."""
     lines = ["# hgen-ray bench", "", f"- command: `{header['command']}`", f"- git commit: `{header['commit']}`",
              f"- machine: {header['machine']}",
              "- fine-tuning: the same budget on the clean train split for every strategy and reference "
              "(no challenge augmentation)",
-             "- splits: every search scored its trials on validation challenge images; each figure below is "
-             "the **test** split, of each strategy's validation-best H-DNN and of the references (one seed)",
+             "- splits: every search scored its trials on validation challenge images; every figure below is "
+             "the **test** split, of each strategy's validation-best H-DNN and of the references, except the "
+             "reward curves and trial counts, which are validation",
+             "- help: every strategy searched the same space through the same storage projection and labour cap, "
+             "with the same base model, data and simulated people in each seed",
              f"- wall time: {header['elapsed_s']:.0f} s", ""]
-    for result in results:
-        lines += [f"## {result.label} ({result.model})", "", f"Trial budget per search strategy: {result.trials}. Best "
-                  "H-DNN per strategy (best feasible trial, else the least infeasible). Ratios are against "
-                  "`original`.", "", *_strategy_table(result), "",
-                  "### Accuracy per category", "", *_category_table(result), "",
-                  "### Search efficiency", "", f"![best reward against trials]({result.label}-reward.png)", "",
-                  *_efficiency_lines(result), "", "### Goals", ""]
-        goals = check_goals(result)
-        lines += [f"- {'MET' if g.met else 'MISSED'}: {g.text} ({g.evidence})" for g in goals] or ["- none judged"]
-        lines.append("")
-        if result.errors:
-            lines += ["### Strategies that failed", ""] + [f"- {s}: {e}" for s, e in result.errors.items()] + [""]
+    for label, label_results in _by_label(results).items():
+        lines += _architecture_lines(label, label_results)
     lines += ["## System", "", *system, ""]
     return "\n".join(lines)
 
 
 def write_bench_report(out: Path, results: Sequence[ArchitectureResult], header: Mapping[str, Any],
                        system: Sequence[str]) -> Path:
-    """Write bench.md and one reward-curve plot per architecture into ``out``."""
-    for result in results:
-        curves = _reward_curves(result)
+    """Write bench.md and one reward-band plot per architecture into ``out``."""
+    for label, label_results in _by_label(results).items():
+        curves: dict[str, list[list[float]]] = {}
+        for result in label_results:
+            for strategy, rewards in _reward_curves(result).items():
+                curves.setdefault(strategy, []).append(rewards)
         if curves:
-            plot_reward_curve(curves, out / f"{result.label}-reward.png")
+            plot_reward_bands(curves, out / f"{label}-reward.png", "best validation reward so far")
     path = out / "bench.md"
     write_text_atomic(path, format_bench_report(results, header, system))
     return path

@@ -4,7 +4,7 @@
     hgen-ray evaluate --config configs/h_yolo.yaml      (or configs/h_faster_rcnn.yaml)
     hgen-ray search --config configs/quickstart.yaml --out runs/q1 [--address ADDR]
     hgen-ray search --resume runs/q1
-    hgen-ray bench --config configs/bench-small.yaml --out runs/bench-small
+    hgen-ray bench --config configs/bench-small.yaml --out runs/bench-small [--seeds 5]
     hgen-ray export runs/q1/best --format onnx
     hgen-ray show-data --config configs/quickstart.yaml --out grid.png
 
@@ -15,6 +15,7 @@ exits with code 2; nothing is written before the input has been validated.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -24,7 +25,7 @@ from pathlib import Path
 import yaml
 
 from hgen_ray.atomic_write import UNWRITABLE_ERRNOS, write_text_atomic
-from hgen_ray.config import ConfigError, as_dict, load_candidate, load_config
+from hgen_ray.config import MAX_BENCH_SEEDS, ConfigError, as_dict, load_candidate, load_config
 
 __all__ = ["main", "run"]
 
@@ -75,6 +76,10 @@ def _bench(args: argparse.Namespace) -> int:
     from hgen_ray.bench import load_bench, run_bench
 
     bench, experiments = load_bench(args.config)
+    if args.seeds is not None:
+        if not 1 <= args.seeds <= MAX_BENCH_SEEDS:
+            raise ConfigError(f"--seeds: {args.seeds} is out of range; allowed: an integer from 1 to {MAX_BENCH_SEEDS}")
+        bench = dataclasses.replace(bench, seeds=args.seeds)
     report = run_bench(bench, experiments, Path(args.out).resolve())
     print(report.read_text())
     print(f"report: {report}")
@@ -124,6 +129,7 @@ def _parser() -> argparse.ArgumentParser:
                                 "system figures")
     bench.add_argument("--config", required=True, help="bench YAML, e.g. configs/bench-small.yaml")
     bench.add_argument("--out", required=True, help="output directory for bench.md, plots and every search")
+    bench.add_argument("--seeds", type=int, help="seeds per experiment, overriding the bench file's `seeds`")
     bench.set_defaults(run=_bench)
     export = commands.add_parser("export", help="export a saved H-DNN (e.g. DIR/best) to ONNX plus gate.json")
     export.add_argument("path", help="a saved H-DNN folder")

@@ -26,6 +26,7 @@ __all__ = [
     "CHALLENGE_CATEGORIES",
     "CONV_TECHNIQUES",
     "FC_TECHNIQUES",
+    "MAX_BENCH_SEEDS",
     "Candidate",
     "ConfigError",
     "Constraints",
@@ -215,6 +216,7 @@ class ExperimentConfig:
 
 
 BENCH_STRATEGIES: tuple[str, ...] = (*SEARCH_ALGORITHMS, "original", "human_only")
+MAX_BENCH_SEEDS = 1000
 
 
 @dataclass(frozen=True)
@@ -230,6 +232,7 @@ class BenchConfig:
     warmup_trials: int = field(default=6, metadata=_range(0, 100000))  # random candidates before the agents act (hgen)
     scaling_trials: int = field(default=0, metadata=_range(0, 100000))  # H-CNN trials on 1, then 2 nodes; 0 skips
     overhead_trials: int = field(default=0, metadata=_range(0, 100000))  # trials timed for the overhead; 0 skips
+    seeds: int = field(default=1, metadata=_range(1, MAX_BENCH_SEEDS))  # each: base model, splits, people; all strategies
 
 
 T = TypeVar("T")

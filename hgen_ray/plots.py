@@ -6,7 +6,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["plot_reward_curve", "plot_tradeoffs"]
+from hgen_ray.seed_intervals import bootstrap_mean_interval
+
+__all__ = ["plot_reward_bands", "plot_reward_curve", "plot_tradeoffs", "running_best"]
 
 FEASIBLE_COLOUR = "tab:green"
 INFEASIBLE_COLOUR = "tab:red"
@@ -52,14 +54,40 @@ def plot_reward_curve(curves: Mapping[str, Sequence[float]], out: Path) -> Path:
     for index, (name, rewards) in enumerate(curves.items()):
         colour = f"C{index}"
         trials = range(1, len(rewards) + 1)
-        best, running = [], float("-inf")
-        for reward in rewards:
-            running = max(running, reward)
-            best.append(running)
         axis.scatter(trials, rewards, s=14, alpha=0.5, c=colour)
-        axis.plot(trials, best, c=colour, label=f"{name} (best so far)")
+        axis.plot(trials, running_best(rewards), c=colour, label=f"{name} (best so far)")
+    return _save_against_trials(plt, figure, axis, "reward", out)
+
+
+def running_best(rewards: Sequence[float]) -> list[float]:
+    """The best reward so far, trial by trial."""
+    best, running = [], float("-inf")
+    for reward in rewards:
+        running = max(running, reward)
+        best.append(running)
+    return best
+
+
+def plot_reward_bands(curves: Mapping[str, Sequence[Sequence[float]]], out: Path, ylabel: str) -> Path:
+    """Per strategy, the best reward so far averaged over seeds, with its 95% bootstrap band per trial."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(7.5, 4.4))
+    for index, (name, per_seed) in enumerate(curves.items()):
+        bests = [running_best(rewards) for rewards in per_seed if rewards]
+        length = min((len(b) for b in bests), default=0)  # trials every seed finished
+        if not length:
+            continue
+        intervals = [bootstrap_mean_interval([b[t] for b in bests]) for t in range(length)]
+        trials = range(1, length + 1)
+        axis.plot(trials, [i.mean for i in intervals], c=f"C{index}", label=f"{name} ({len(bests)} seeds)")
+        axis.fill_between(trials, [i.low for i in intervals], [i.high for i in intervals], color=f"C{index}",
+                          alpha=0.18)
+    return _save_against_trials(plt, figure, axis, ylabel, out)
+
+
+def _save_against_trials(plt, figure, axis, ylabel: str, out: Path) -> Path:  # type: ignore[no-untyped-def]
     axis.set_xlabel("trial")
-    axis.set_ylabel("reward")
+    axis.set_ylabel(ylabel)
     axis.grid(alpha=0.3)
     axis.legend()
     figure.tight_layout()

@@ -27,15 +27,23 @@ def test_bench_runs_each_strategy_with_the_same_budget_and_reports(
     bench = _write(tmp_path / "bench.yaml", {"experiments": {"h_cnn": "tiny.yaml"}, "strategies": ["random", "original"],
                                              "trials": 2, "warmup_trials": 0})
     out = tmp_path / "out"
-    assert main(["bench", "--config", str(bench), "--out", str(out)]) == 0
+    assert main(["bench", "--config", str(bench), "--out", str(out), "--seeds", "2"]) == 0
     results = json.loads((out / "results.json").read_text())
-    assert [r["label"] for r in results] == ["h_cnn"]
-    assert len(results[0]["rows"]["random"]) == 2  # the bench's budget, not the experiment's 5
-    assert len(results[0]["rows"]["original"]) == 1
-    assert (out / "h_cnn" / "random" / "trials.csv").is_file() and (out / "h_cnn-reward.png").is_file()
+    assert [(r["label"], r["seed"]) for r in results] == [("h_cnn", 0), ("h_cnn", 1)]
+    assert all(len(r["rows"]["random"]) == 2 for r in results)  # the bench's budget, not the experiment's 5
+    assert all(len(r["rows"]["original"]) == 1 for r in results)
+    # Each seed trains its own base and draws its own splits: the originals differ.
+    assert results[0]["rows"]["original"][0]["accuracy"] != results[1]["rows"]["original"][0]["accuracy"]
+    for seed in (0, 1):
+        search = out / "h_cnn" / f"seed-{seed}" / "random"
+        assert yaml.safe_load((search / "search.yaml").read_text())["seed"] == seed
+        trials = (search / "trials.csv").read_text()
+        assert "test/accuracy" in trials.splitlines()[0]  # the chosen row carries its test measures
+    assert (out / "h_cnn-reward.png").is_file()
     report = (out / "bench.md").read_text()
-    assert "| random |" in report and "| original |" in report and "### Accuracy per category" in report
-    assert "Trial budget per search strategy: 2." in report and "git commit:" in report
+    assert "| random |" in report and "| original |" in report and "### Test accuracy per category" in report
+    assert "Trial budget per search strategy: 2. Seeds: 0, 1 (2)." in report and "git commit:" in report
+    assert "- none judged: hgen did not run" in report
     assert main(["bench", "--config", str(bench), "--out", str(out)]) == 2  # never over a finished bench
 
 
@@ -47,6 +55,7 @@ def test_bench_runs_each_strategy_with_the_same_budget_and_reports(
     ({"trials_per_experiment": {"h_yolo": 4}}, "bench.trials_per_experiment.h_yolo: no such experiment"),
     ({"experiments": {"../../escape": "x.yaml"}}, "bench.experiments.../../escape: a label names a folder"),
     ({"experiments": {"..": "x.yaml"}}, "bench.experiments...: a label names a folder"),
+    ({"seeds": 0}, "bench.seeds: 0 is out of range"),
 ])
 def test_bad_bench_files_get_one_line_and_exit_2(tmp_path: Path, document: dict, message: str,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
@@ -54,4 +63,15 @@ def test_bad_bench_files_get_one_line_and_exit_2(tmp_path: Path, document: dict,
     assert main(["bench", "--config", str(bench), "--out", str(tmp_path / "out")]) == 2
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and message in error[0]
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("seeds", ["0", "-3"])
+def test_seeds_below_one_get_one_line_and_exit_2(tmp_path: Path, tiny_config: ExperimentConfig, seeds: str,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    _write(tmp_path / "tiny.yaml", as_dict(tiny_config))
+    bench = _write(tmp_path / "bench.yaml", {"experiments": {"h_cnn": "tiny.yaml"}})
+    assert main(["bench", "--config", str(bench), "--out", str(tmp_path / "out"), "--seeds", seeds]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert error == [f"hgen-ray: error: --seeds: {seeds} is out of range; allowed: an integer from 1 to 1000"]
     assert not (tmp_path / "out").exists()

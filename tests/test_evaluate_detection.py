@@ -107,5 +107,7 @@ def test_an_inverted_yolo_band_is_refused(yolo_config: ExperimentConfig, detecti
 
 def test_detector_canvases_follow_the_config(yolo_config: ExperimentConfig, detection_data: DetectionData) -> None:
     assert len(detection_data.splits.train) == yolo_config.detection.train_canvases
-    assert all(len(s) == yolo_config.detection.test_canvases for s in detection_data.challenges.sets.values())
+    # The search's data: every challenge set is built on the validation canvases, none on the test ones.
+    assert detection_data.challenges.split == "validation"
+    assert all(len(s) == yolo_config.detection.validation_canvases for s in detection_data.challenges.sets.values())
     assert detection_data.splits.val.images.shape[-2:] == (yolo_config.detection.canvas_size,) * 2
