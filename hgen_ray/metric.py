@@ -17,10 +17,11 @@ and (H - H_d) / H_d, each counted only when positive. People pay for themselves
 when the accuracy they add, times w_A, beats what they cost, w_L * l + w_H * h.
 
 A feasible candidate scores above 0 whenever w_A * A > w_L * l + w_H. Labour is at
-most about 9 person-seconds per sample (every sample to 3 people), so with the
-shipped weights (w_L = w_H = 0.02) that holds for any A above 0.2: a feasible
-candidate then beats every infeasible one, and an infeasible one is penalised in
-proportion to how far it is from the feasible region.
+most about 15 person-seconds per sample (every sample to 3 people at severity 5's
+mean of 5.1 s per answer, ``human.calibration.mean_answer_s``), so with the shipped
+weights (w_L = w_H = 0.02) that holds for any A above 0.32: a feasible candidate
+then beats every infeasible one, and an infeasible one is penalised in proportion
+to how far it is from the feasible region.
 """
 
 from __future__ import annotations

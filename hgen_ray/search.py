@@ -64,6 +64,7 @@ from hgen_ray.metric import failed_reward
 from hgen_ray.profile import estimate_energy_mj, storage_mb
 from hgen_ray.report import last_error_line, trial_rows, write_csv_atomic
 from hgen_ray.trial import TrialContext, run_trial
+from hgen_ray.tune_state import KeepWholeState, recorded_trial_ids
 
 __all__ = ["SearchRun", "create_output_dir", "prepare_output_dir", "run_search"]
 
@@ -179,25 +180,6 @@ class _TrialsTable(Callback):
         self._write(trials, trial, failed=True)
 
 
-def _recorded_trial_ids(tune_dir: Path) -> set[str]:
-    """The trials Tune's newest saved state knows, the ones a resume will keep.
-
-    Raises:
-        ConfigError: The state is missing or not whole JSON (cut short, as by a full disk). Tune itself
-            would log the damage and silently start a new search.
-    """
-    states = sorted(tune_dir.glob("experiment_state-*.json"))  # Tune resumes from the newest, by name
-    if not states:
-        raise ConfigError(f"--resume {tune_dir.parent}: no Tune experiment state in {tune_dir}")
-    try:
-        state = json.loads(states[-1].read_text(encoding="utf-8"))
-        return {json.loads(entry[0])["trial_id"] for entry in state["trial_data"]}
-    except (ValueError, UnicodeDecodeError, KeyError, IndexError, TypeError):
-        raise ConfigError(f"--resume {tune_dir.parent}: Tune's state {states[-1].name} is damaged (cut short, as when "
-                          "the disk filled while it was written); the trials finished before are in "
-                          f"{tune_dir.parent / 'trials.csv'}") from None
-
-
 def _keep_unrecorded_trials(out: Path, recorded: set[str]) -> None:
     """Move aside the rows of finished trials that Tune's state missed, before the resume rewrites trials.csv.
 
@@ -236,7 +218,7 @@ def prepare_output_dir(out: Path, resume: bool) -> Path:
         if not (out / SEARCH_FORMAT_FILE).is_file():
             raise ConfigError(f"--resume {out}: this search was made before hgen-ray scored on validation and "
                               "reported on test; its trials cannot be mixed with new ones: start a new search")
-        _keep_unrecorded_trials(out, _recorded_trial_ids(out / TUNE_DIR))
+        _keep_unrecorded_trials(out, recorded_trial_ids(out / TUNE_DIR))
         return out
     if (out / SEARCH_CONFIG_FILE).exists():
         raise ConfigError(f"--out {out}: already holds a search; use --resume {out} or choose another --out")
@@ -460,7 +442,8 @@ def _new_tuner(config: ExperimentConfig, base: nn.Module, data: Splits | Detecti
         # Tune cannot tell a trial whose node died from one whose candidate crashed, so every
         # failed trial is rerun trial_retries times; a crash that repeats then scores infeasible.
         failure_config=tune.FailureConfig(max_failures=config.search.trial_retries, fail_fast=False),
-        callbacks=[progress, _TrialsTable(out, failed_reward(config.reward)), _OutputGuard(out)],
+        callbacks=[progress, _TrialsTable(out, failed_reward(config.reward)), _OutputGuard(out),
+                   KeepWholeState(out / TUNE_DIR)],
         verbose=0,
     )
     return tune.Tuner(trainable, tune_config=tune_config, run_config=run_config)

@@ -13,6 +13,7 @@ the bar, not just its mean.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Sequence
@@ -50,17 +51,22 @@ class Interval:
                 if self.n else "-")
 
 
-def _exact_distribution(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Every distinct resample's mean and its probability under sampling with replacement."""
-    n = len(values)
-    means, weights = [], []
+@functools.lru_cache(maxsize=EXACT_MAX_VALUES)
+def _distinct_resamples(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every distinct resample of n values as counts per value, and its probability under sampling with replacement."""
+    counts, weights = [], []
     log_n_factorial = math.lgamma(n + 1)
     for picks in itertools.combinations_with_replacement(range(n), n):
-        counts = np.bincount(picks, minlength=n)
-        log_ways = log_n_factorial - sum(math.lgamma(c + 1) for c in counts)
-        weights.append(math.exp(log_ways - n * math.log(n)))
-        means.append(float(counts @ values) / n)
-    return np.asarray(means), np.asarray(weights)
+        drawn = np.bincount(picks, minlength=n)
+        counts.append(drawn)
+        weights.append(math.exp(log_n_factorial - sum(math.lgamma(c + 1) for c in drawn) - n * math.log(n)))
+    return np.asarray(counts, dtype=np.float64), np.asarray(weights)
+
+
+def _exact_distribution(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every distinct resample's mean and its probability."""
+    counts, weights = _distinct_resamples(len(values))
+    return counts @ values / len(values), weights
 
 
 def _monte_carlo_distribution(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

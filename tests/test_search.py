@@ -27,6 +27,7 @@ from hgen_ray.cli import main
 from hgen_ray.config import Constraints, ExperimentConfig, SearchConfig, as_dict
 from hgen_ray.hdnn import load_hdnn
 from hgen_ray.metric import PARETO_OBJECTIVES, failed_reward
+from hgen_ray.tune_state import WHOLE_COPY_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 TRIALS = 16
@@ -286,17 +287,31 @@ def test_unwritable_output_dir_is_refused(tmp_path: Path, tiny_config: Experimen
     assert blocker.read_text() == "not a folder"
 
 
-def test_a_damaged_tune_state_is_refused_on_resume_instead_of_starting_afresh(
+def test_a_damaged_tune_state_is_refused_without_a_whole_copy_and_resumed_from_one(
         tmp_path: Path, finished: Path, capsys: pytest.CaptureFixture[str]) -> None:
     copy = tmp_path / "out"
     shutil.copytree(finished, copy)
     state = max((copy / "tune").glob("experiment_state-*.json"))
+    whole = copy / "tune" / WHOLE_COPY_DIR
+    assert (whole / state.name).is_file()  # copied aside as the search ran
+    shutil.move(whole, tmp_path / "whole")
     state.write_bytes(state.read_bytes()[:4000])  # cut short, as by a disk that filled mid-write
     before = (copy / "trials.csv").read_bytes()
-    assert main(["search", "--resume", str(copy)]) == 2
+    assert main(["search", "--resume", str(copy)]) == 2  # Tune itself would silently start a new search
     error = capsys.readouterr().err.strip().splitlines()
-    assert len(error) == 1 and f"Tune's state {state.name} is damaged" in error[0]
+    assert len(error) == 1 and f"Tune's state {state.name} is damaged" in error[0] and "no whole copy" in error[0]
     assert (copy / "trials.csv").read_bytes() == before
+
+    shutil.move(tmp_path / "whole", whole)
+    assert main(["search", "--resume", str(copy)]) == 0
+    assert (copy / "tune" / f"{state.name}.damaged").is_file()
+    rows = _rows(copy)
+    assert len(rows) == TRIALS and len({r["trial_id"] for r in rows}) == TRIALS
+    # The copy is from before the last trial(s) finished: those rows are kept aside and new trials ran instead.
+    unrecorded = copy / "trials-unrecorded.csv"
+    aside = {r["trial_id"] for r in csv.DictReader(unrecorded.open())} if unrecorded.exists() else set()
+    before_ids, after_ids = {r["trial_id"] for r in _rows(finished)}, {r["trial_id"] for r in rows}
+    assert before_ids == (after_ids & before_ids) | aside and len(after_ids - before_ids) == len(aside)
 
 
 def _fill(disk: Path) -> None:

@@ -87,32 +87,44 @@ def _as_set(canvases: Canvases) -> DetectionSet:
     return DetectionSet(canvases.images.float().div(255).unsqueeze(1), canvases.boxes, canvases.labels)
 
 
-def _cache_path(config: ExperimentConfig) -> Path:
+def _cache_path(config: ExperimentConfig, part: str) -> Path:
+    """Where one part's canvases are cached: ``search`` (train and validation) or ``test``."""
     key = config_hash(config.detection, config.data.validation_size, config.data.severity, config.seed,
                       hgen_ray.__version__)
-    return Path(config.cache_dir) / f"canvases-{key}.pt"
+    return Path(config.cache_dir) / f"canvases-{key}-{part}.pt"
 
 
-def _load_items(config: ExperimentConfig) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+# Each part is composed from its own images and cached on its own, so a search never reads a test image.
+_CANVAS_SEED_OFFSET = {"train": 0, "val": 1, "test": 2}
+_COMPOSED_PREFIX = {"test": "", "val": "val_"}  # cache keys of the composed categories, per challenged split
+_COMPOSED_SEED_OFFSET = {"test": 3, "val": 5}
+_SPLIT_OF = {"val": "validation", "test": "test"}
+_CACHED_SETS = {"search": ("train", "val", "val_small_size", "val_rotation"),
+                "test": ("test", "small_size", "rotation")}
+
+
+def _load_items(config: ExperimentConfig, part: str) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """The items one part's canvases are made of: the train file for ``search``, the test file for ``test``."""
     root = resolve_data_root(config.data.root)
+    if part == "test":
+        test = load_fashion_mnist(root, "test", config.data.download)
+        return {"test": (test.images, test.labels)}
     train = load_fashion_mnist(root, "train", config.data.download)
-    test = load_fashion_mnist(root, "test", config.data.download)
     order = torch.randperm(len(train.labels), generator=torch.Generator().manual_seed(config.seed))
     val_index, train_index = order[: config.data.validation_size], order[config.data.validation_size :]
     return {"train": (train.images[train_index], train.labels[train_index]),
-            "val": (train.images[val_index], train.labels[val_index]),
-            "test": (test.images, test.labels)}
+            "val": (train.images[val_index], train.labels[val_index])}
 
 
 def _compose(config: ExperimentConfig, items: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> dict[str, Canvases]:
     detection, seed = config.detection, config.seed * _SEED_STRIDE
     counts = {"train": detection.train_canvases, "val": detection.validation_canvases, "test": detection.test_canvases}
-    composed = {name: compose_canvases(*items[name], count=counts[name], seed=seed + i, size=detection.canvas_size,
-                                       max_items=detection.max_items)
-                for i, name in enumerate(counts)}
-    for split, offset in (("test", 3), ("val", 5)):  # the composed categories, for each challenged split
+    composed = {name: compose_canvases(*items[name], count=counts[name], seed=seed + _CANVAS_SEED_OFFSET[name],
+                                       size=detection.canvas_size, max_items=detection.max_items)
+                for name in items}
+    for split in (s for s in ("test", "val") if s in items):  # the composed categories, for each challenged split
         images, labels = items[split]
-        count, prefix = counts[split], _COMPOSED_PREFIX[split]
+        count, prefix, offset = counts[split], _COMPOSED_PREFIX[split], _COMPOSED_SEED_OFFSET[split]
         composed[f"{prefix}small_size"] = compose_canvases(images, labels, count, seed + offset, detection.canvas_size,
                                                            SMALL_ITEM_SIDE_PX, detection.max_items)
         # Pad before rotating so that no corner of an item is cut off by its 28 px frame.
@@ -129,16 +141,11 @@ def _to_payload(composed: dict[str, Canvases]) -> dict[str, dict[str, object]]:
     return {name: {"images": c.images, "boxes": c.boxes, "labels": c.labels} for name, c in composed.items()}
 
 
-_COMPOSED_PREFIX = {"test": "", "val": "val_"}  # cache keys of the composed categories, per canvas split
-_SPLIT_OF = {"val": "validation", "test": "test"}
-_CACHED_SETS = ("train", "val", "test", "small_size", "rotation", "val_small_size", "val_rotation")
-
-
-def _load_cached(path: Path) -> dict[str, DetectionSet] | None:
+def _load_cached(path: Path, names: tuple[str, ...]) -> dict[str, DetectionSet] | None:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
         sets = {name: DetectionSet(payload[name]["images"].float().div(255).unsqueeze(1), payload[name]["boxes"],
-                                   payload[name]["labels"]) for name in _CACHED_SETS}
+                                   payload[name]["labels"]) for name in names}
         if any(len(s.boxes) != len(s.images) or len(s.labels) != len(s.images) for s in sets.values()):
             raise ValueError("boxes and images disagree in count")
         return sets
@@ -147,14 +154,14 @@ def _load_cached(path: Path) -> dict[str, DetectionSet] | None:
         return None
 
 
-def _canvas_sets(config: ExperimentConfig) -> dict[str, DetectionSet]:
-    path = _cache_path(config)
+def _canvas_sets(config: ExperimentConfig, part: str) -> dict[str, DetectionSet]:
+    path = _cache_path(config, part)
     if path.is_file():
-        cached = _load_cached(path)
+        cached = _load_cached(path, _CACHED_SETS[part])
         if cached is not None:
             return cached
-    log.info("composing detection canvases (cached at %s)", path)
-    composed = _compose(config, _load_items(config))
+    log.info("composing %s detection canvases (cached at %s)", part, path)
+    composed = _compose(config, _load_items(config, part))
     with replaced_atomically(path) as temporary:
         torch.save(_to_payload(composed), temporary)
     return {name: _as_set(c) for name, c in composed.items()}
@@ -163,9 +170,11 @@ def _canvas_sets(config: ExperimentConfig) -> dict[str, DetectionSet]:
 def load_detection_splits(config: ExperimentConfig, split: str) -> tuple[DetectionSplits, DetectionChallengeSet]:
     """Train and validation canvases, plus the 13 evaluated sets of ``split`` (validation or test).
 
-    The clean test canvases come along only for ``test``.
+    The test canvases are read (or composed from the test file) only for ``test``.
     """
-    sets = _canvas_sets(config)
+    sets = _canvas_sets(config, "search")
+    if split == "test":
+        sets = {**sets, **_canvas_sets(config, "test")}
     splits = DetectionSplits(train=sets["train"], val=sets["val"], test=sets["test"] if split == "test" else None)
     return splits, build_detection_challenges(sets, config.data.severity, config.seed, split)
 

@@ -66,8 +66,9 @@ def _assert_boxes_exact(images: torch.Tensor, boxes_per_canvas: list[torch.Tenso
 def test_second_load_reads_the_cache_and_gives_identical_canvases(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     config = _config(tmp_path)
     first = load_detection_splits(config, "test")
-    path = _cache_path(config)
-    assert path.is_file() and path.parent == tmp_path and path.name.startswith("canvases-")
+    for part in ("search", "test"):
+        path = _cache_path(config, part)
+        assert path.is_file() and path.parent == tmp_path and path.name.startswith("canvases-")
 
     def no_compose(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise AssertionError("canvases composed again despite a valid cache")
@@ -83,20 +84,35 @@ def test_second_load_reads_the_cache_and_gives_identical_canvases(tmp_path: Path
 
 def test_a_different_seed_gives_different_canvases(tmp_path: Path) -> None:
     one, other = _config(tmp_path, seed=0), _config(tmp_path, seed=1)
-    assert _cache_path(one) != _cache_path(other)
+    assert _cache_path(one, "search") != _cache_path(other, "search")
     a, _ = load_detection_splits(one, "test")
     b, _ = load_detection_splits(other, "test")
     for name in ("train", "val", "test"):
         x, y = getattr(a, name), getattr(b, name)
         assert len(x) == len(y)
         assert not torch.equal(x.images, y.images), name
-    assert len(list(tmp_path.glob("canvases-*.pt"))) == 2
+    assert len(list(tmp_path.glob("canvases-*.pt"))) == 4  # two seeds, each a search part and a test part
+
+
+def test_a_search_reads_no_test_image_and_composes_no_test_canvas(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    real_loader = detection_splits.load_fashion_mnist
+
+    def train_file_only(root, split, download):  # type: ignore[no-untyped-def]
+        assert split == "train", f"the {split} file was read while loading a search's canvases"
+        return real_loader(root, split, download)
+
+    monkeypatch.setattr(detection_splits, "load_fashion_mnist", train_file_only)
+    config = _config(tmp_path)
+    splits, challenges = load_detection_splits(config, "validation")
+    assert splits.test is None and challenges.split == "validation"
+    assert all(len(s) == DETECTION.validation_canvases for s in challenges.sets.values())
+    assert not _cache_path(config, "test").exists()
 
 
 def test_a_corrupt_cache_is_composed_over(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     config = _config(tmp_path)
     fresh = load_detection_splits(config, "test")
-    path = _cache_path(config)
+    path = _cache_path(config, "test")
     path.write_bytes(b"\x00not a torch file\xff" * 64)
     with caplog.at_level(logging.WARNING, logger=detection_splits.__name__):
         recomposed = load_detection_splits(config, "test")
@@ -106,7 +122,7 @@ def test_a_corrupt_cache_is_composed_over(tmp_path: Path, caplog: pytest.LogCapt
         assert _same_set(a[name], b[name]), name
     # the garbage was replaced by a readable cache holding the same canvases
     payload = torch.load(path, map_location="cpu", weights_only=True)
-    assert set(payload) == {"train", "val", "test", "small_size", "rotation", "val_small_size", "val_rotation"}
+    assert set(payload) == {"test", "small_size", "rotation"}
     assert torch.equal(payload["test"]["images"].float().div(255).unsqueeze(1), fresh[0].test.images)
     reread = load_detection_splits(config, "test")
     assert _same_set(reread[0].train, fresh[0].train)
