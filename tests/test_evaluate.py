@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 
 from hgen_ray.config import CHALLENGE_CATEGORIES, Candidate, ConfigError, ExperimentConfig, HumanChoice, LayerChoice
 from hgen_ray.data.splits import Splits
-from hgen_ray.evaluate import Evaluation, evaluate_candidate
+from hgen_ray.evaluate import Evaluation, evaluate_candidate, human_cost_measures
 from hgen_ray.models import TrainedBase
 
 pytestmark = pytest.mark.usefixtures("ray_session")
@@ -72,3 +73,18 @@ def test_chain_longer_than_pool_is_a_config_error(tiny_config: ExperimentConfig,
     small_pool = dataclasses.replace(tiny_config, human_pool=dataclasses.replace(tiny_config.human_pool, size=2))
     with pytest.raises(ConfigError, match="candidate.human.k: 3 people per chain exceeds human_pool.size 2"):
         evaluate_candidate(small_pool, Candidate(human=HumanChoice("majority", 0.5, 3)), data=splits)
+
+
+def test_people_s_cost_measures_against_a_hand_computed_case() -> None:
+    # 4 samples per challenge; only fog defers, 2 samples, answered after 10 s and 30 s for 20 and 60 person-s.
+    zeros = {c: np.zeros(4) for c in CHALLENGE_CATEGORIES}
+    deferred = {**zeros, "fog": np.array([1, 0, 1, 0])}
+    labor = {**zeros, "fog": np.array([20.0, 0, 60.0, 0])}
+    latency = {**zeros, "fog": np.array([10.0, 0, 30.0, 0])}
+    measured = human_cost_measures(deferred, labor, latency, dnn_latency_ms=2.0)
+    assert measured["human_turnaround_s_p95"] == pytest.approx(29.0)  # over the 2 deferred only: 10 + 0.95 * 20
+    assert measured["labor_s_per_1k"] == pytest.approx(80 / 48 * 1000)
+    assert measured["deferral_rate"] == pytest.approx(0.5 / 12)  # the mean of the per-category rates
+    assert measured["dnn_latency_ms"] == 2.0 and measured["latency_ms"] == pytest.approx(2.0 + 40 / 48 * 1000)
+    nobody = human_cost_measures(zeros, zeros, zeros, dnn_latency_ms=2.0)
+    assert nobody["human_turnaround_s_p95"] == 0.0 and nobody["latency_ms"] == 2.0

@@ -134,3 +134,18 @@ def test_random_and_optuna_proposals_get_the_same_projection_as_hgens(specs, str
     raw = [space.random_actions(np.random.default_rng(i)) for i in range(40)]
     unprojected = [space.decode(*actions) for actions in raw]
     assert any(_kept_share(space, c) > 0.42 / 1.69 for c in unprojected)  # without it, proposals break the limit
+
+
+def test_hgens_warm_up_rollouts_get_exactly_the_projection_the_baselines_get(specs) -> None:  # type: ignore[no-untyped-def]
+    from hgen_ray.config import RewardConfig, SearchConfig
+    from hgen_ray.controller import HGenSearcher
+
+    taus = np.linspace(0.0, 1.0, 101)
+    space = SearchSpace(specs, Constraints(storage_mb_max=0.42, labor_s_per_1k_max=700.0),
+                        {"storage_mb": 1.69, "energy_mj": 0.2},
+                        labor=LaborEstimate(taus, deferral=taus.copy(), answer_s=4.0))
+    hgen = HGenSearcher(space, RewardConfig(), SearchConfig(trials=20, warmup_trials=10), seed=5)
+    same_draws = np.random.default_rng([5, 1])  # the warm-up's own stream (see HGenSearcher._build)
+    for index in range(10):
+        baseline = candidate_to_config(space.decode(*space.legal_actions(*space.random_actions(same_draws))))
+        assert hgen.suggest(f"t{index}") == baseline  # step by step through within_budget, as legal_actions
