@@ -183,8 +183,9 @@ def test_resume_after_sigkill_finishes_the_plan_without_rerunning(tmp_path: Path
     time.sleep(2)  # let Tune checkpoint the experiment after the last result
     os.killpg(driver.pid, signal.SIGKILL)
     driver.wait()
+    terminated = _terminated_in_saved_state(out / "tune")
     before = {f.parent.name: f.read_text() for f in (out / "tune").glob("run_trial_*/result.json")
-              if f.read_text().strip()}
+              if f.read_text().strip() and any(t in f.parent.name for t in terminated)}
     assert 3 <= len(before) < planned, "the kill must land mid-search"
     assert len(_rows(out)) >= 3  # trials.csv is kept as trials finish, so the dead driver's table is there
     with open(max((out / "tune").glob("searcher-state-*.pkl")), "rb") as handle:  # what Tune restores from
@@ -196,7 +197,9 @@ def test_resume_after_sigkill_finishes_the_plan_without_rerunning(tmp_path: Path
     assert f"(state {checkpointed})" in resumed.stderr  # weights, optimizers and replay buffers came back exactly
     rows = _rows(out)
     assert len(rows) == planned and len({r["trial_id"] for r in rows}) == planned
-    for name, text in before.items():  # completed trials were not run again
+    # A trial whose result landed after Tune's last save is not finished in Tune's eyes, and is rerun;
+    # every trial the saved state had finished must not be.
+    for name, text in before.items():
         assert (out / "tune" / name / "result.json").read_text() == text
     results = [f for f in (out / "tune").glob("run_trial_*/result.json")]
     assert all(len(f.read_text().strip().splitlines()) == 1 for f in results)
@@ -205,6 +208,13 @@ def test_resume_after_sigkill_finishes_the_plan_without_rerunning(tmp_path: Path
         saved = pickle.load(handle)
     state = saved if "rewards" in saved else saved.get("_searcher", saved)
     assert len(_rewards_in(state)) == planned  # learning went on from where it stopped, not from zero
+
+
+def _terminated_in_saved_state(tune_dir: Path) -> set[str]:
+    """The ids of the trials Tune's newest saved state records as finished."""
+    state = json.loads(max(tune_dir.glob("experiment_state-*.json")).read_text())
+    trials = [json.loads(entry[0]) for entry in state["trial_data"]]
+    return {t["trial_id"] for t in trials if t["status"] == "TERMINATED"}
 
 
 def _controller_digest(saved: Any) -> str | None:
@@ -288,30 +298,35 @@ def test_unwritable_output_dir_is_refused(tmp_path: Path, tiny_config: Experimen
 
 
 def test_a_damaged_tune_state_is_refused_without_a_whole_copy_and_resumed_from_one(
-        tmp_path: Path, finished: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    copy = tmp_path / "out"
-    shutil.copytree(finished, copy)
-    state = max((copy / "tune").glob("experiment_state-*.json"))
-    whole = copy / "tune" / WHOLE_COPY_DIR
+        tmp_path: Path, tiny_config: ExperimentConfig, trained_base, ray_session,  # type: ignore[no-untyped-def]
+        capsys: pytest.CaptureFixture[str]) -> None:
+    planned = 4
+    config = write_config(tmp_path / "config.yaml", search_config(tiny_config, trials=planned, references=False))
+    out = tmp_path / "out"  # resumed in place: Tune restores the callbacks, which write where the search was made
+    assert main(["search", "--config", str(config), "--out", str(out)]) == 0
+    finished_ids = {r["trial_id"] for r in _rows(out)}
+    state = max((out / "tune").glob("experiment_state-*.json"))
+    whole = out / "tune" / WHOLE_COPY_DIR
     assert (whole / state.name).is_file()  # copied aside as the search ran
     shutil.move(whole, tmp_path / "whole")
     state.write_bytes(state.read_bytes()[:4000])  # cut short, as by a disk that filled mid-write
-    before = (copy / "trials.csv").read_bytes()
-    assert main(["search", "--resume", str(copy)]) == 2  # Tune itself would silently start a new search
+    before = (out / "trials.csv").read_bytes()
+    capsys.readouterr()
+    assert main(["search", "--resume", str(out)]) == 2  # Tune itself would silently start a new search
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and f"Tune's state {state.name} is damaged" in error[0] and "no whole copy" in error[0]
-    assert (copy / "trials.csv").read_bytes() == before
+    assert (out / "trials.csv").read_bytes() == before
 
     shutil.move(tmp_path / "whole", whole)
-    assert main(["search", "--resume", str(copy)]) == 0
-    assert (copy / "tune" / f"{state.name}.damaged").is_file()
-    rows = _rows(copy)
-    assert len(rows) == TRIALS and len({r["trial_id"] for r in rows}) == TRIALS
+    assert main(["search", "--resume", str(out)]) == 0
+    assert (out / "tune" / f"{state.name}.damaged").is_file()
+    rows = _rows(out)
+    assert len(rows) == planned and len({r["trial_id"] for r in rows}) == planned
     # The copy is from before the last trial(s) finished: those rows are kept aside and new trials ran instead.
-    unrecorded = copy / "trials-unrecorded.csv"
+    unrecorded = out / "trials-unrecorded.csv"
     aside = {r["trial_id"] for r in csv.DictReader(unrecorded.open())} if unrecorded.exists() else set()
-    before_ids, after_ids = {r["trial_id"] for r in _rows(finished)}, {r["trial_id"] for r in rows}
-    assert before_ids == (after_ids & before_ids) | aside and len(after_ids - before_ids) == len(aside)
+    after_ids = {r["trial_id"] for r in rows}
+    assert finished_ids == (after_ids & finished_ids) | aside and len(after_ids - finished_ids) == len(aside)
 
 
 def _fill(disk: Path) -> None:
