@@ -113,14 +113,17 @@ def search_efficiency(result: ArchitectureResult) -> tuple[float, dict[str, int 
     return best, {strategy: trials_to_reach(rewards, threshold) for strategy, rewards in curves.items()}
 
 
-def _paired(results: Sequence[ArchitectureResult], first: str, second: str,
-            value: Callable[[Row, Row], float]) -> Interval:
+Chosen = Sequence[Mapping[str, Row | None]]  # per seed, each strategy's chosen row on test
+
+
+def _chosen(results: Sequence[ArchitectureResult]) -> list[dict[str, Row | None]]:
+    return [best_by_strategy(r) for r in results]
+
+
+def _paired(chosen: Chosen, first: str, second: str, value: Callable[[Row, Row], float]) -> Interval:
     """``value(first's row, second's row)`` in each seed where both strategies have a chosen row."""
-    values = []
-    for result in results:
-        best = best_by_strategy(result)
-        if best.get(first) is not None and best.get(second) is not None:
-            values.append(value(best[first], best[second]))  # type: ignore[arg-type]
+    values = [value(best[first], best[second]) for best in chosen  # type: ignore[arg-type]
+              if best.get(first) is not None and best.get(second) is not None]
     return bootstrap_mean_interval(values)
 
 
@@ -132,11 +135,15 @@ def _share(measure: str) -> Callable[[Row, Row], float]:
     return lambda a, b: float(a[measure]) / float(b[measure])
 
 
+def _differences(chosen: Chosen) -> dict[str, dict[str, Interval]]:
+    present = dict.fromkeys(s for best in chosen for s in best if s != "hgen")
+    return {rival: {"reward": _paired(chosen, "hgen", rival, _difference("reward")),
+                    "accuracy": _paired(chosen, "hgen", rival, _difference("accuracy"))} for rival in present}
+
+
 def paired_differences(results: Sequence[ArchitectureResult]) -> dict[str, dict[str, Interval]]:
     """hgen minus each other strategy and reference, seed by seed, in test reward and test accuracy."""
-    present = dict.fromkeys(s for r in results for s in r.rows if s != "hgen")
-    return {rival: {"reward": _paired(results, "hgen", rival, _difference("reward")),
-                    "accuracy": _paired(results, "hgen", rival, _difference("accuracy"))} for rival in present}
+    return _differences(_chosen(results))
 
 
 def _too_few(count: int) -> str:
@@ -154,17 +161,18 @@ def check_goals(results: Sequence[ArchitectureResult]) -> list[Goal]:
         return []  # a bench of baselines only judges nothing
     goals = []
     labor_limit = results[0].labor_limit
-    hgen = [best_by_strategy(r).get("hgen") for r in results]
+    chosen = _chosen(results)
+    hgen = [best.get("hgen") for best in chosen]
     feasible = sum(1 for row in hgen if row is not None and bool(row["feasible"]))
     goals.append(Goal("hgen's validation-best H-DNN is feasible on test in every seed",
                       feasible == len(results) >= MIN_SEEDS_FOR_A_CLAIM,
                       f"feasible in {feasible} of {len(results)} seeds" + _too_few(len(results))))
-    gain = _paired(results, "hgen", "original", _difference("accuracy"))
+    gain = _paired(chosen, "hgen", "original", _difference("accuracy"))
     if gain.n:
         goals.append(Goal(f"mean challenge accuracy > original + {ACCURACY_GAIN_GOAL * 100:.0f} points",
                           gain.clears_above(ACCURACY_GAIN_GOAL),
                           f"hgen - original: {gain.text(100, 3)} points, {_seeds_text(gain.n, len(results))}"))
-    share = _paired(results, "hgen", "original", _share("storage_mb"))
+    share = _paired(chosen, "hgen", "original", _share("storage_mb"))
     if share.n:
         goals.append(Goal(f"storage <= {STORAGE_SHARE_GOAL:g} x original", share.clears_below(STORAGE_SHARE_GOAL),
                           f"hgen / original: {share.text(1, 3)}, {_seeds_text(share.n, len(results))}"))
@@ -172,7 +180,7 @@ def check_goals(results: Sequence[ArchitectureResult]) -> list[Goal]:
     if labor.n:
         goals.append(Goal("labour <= L_c", labor.clears_below(labor_limit),
                           f"{labor.text(1, 4)} s per 1k vs L_c {labor_limit:g}, {_seeds_text(labor.n, len(results))}"))
-    differences = paired_differences(results)
+    differences = _differences(chosen)
     for rival in RIVALS:
         if rival in differences and differences[rival]["reward"].n:
             reward = differences[rival]["reward"]
@@ -207,7 +215,7 @@ def _strategy_table(result: ArchitectureResult) -> list[str]:
 
 def _category_table(results: Sequence[ArchitectureResult]) -> list[str]:
     """Test accuracy per category of the chosen H-DNNs, mean over seeds."""
-    per_seed = [best_by_strategy(r) for r in results]
+    per_seed = _chosen(results)
     shown = [s for s in ("original", "compression_only", "hgen") if any(b.get(s) is not None for b in per_seed)]
     rows = []
     for category in ("clean", *CHALLENGE_CATEGORIES):
@@ -221,7 +229,7 @@ def _category_table(results: Sequence[ArchitectureResult]) -> list[str]:
 
 def _summary_table(results: Sequence[ArchitectureResult]) -> list[str]:
     """Per strategy, each test measure's mean over seeds with its 95% bootstrap interval."""
-    per_seed = [best_by_strategy(r) for r in results]
+    per_seed = _chosen(results)
     strategies = dict.fromkeys(s for b in per_seed for s in b)
     rows = []
     for strategy in strategies:

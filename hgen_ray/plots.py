@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -61,11 +62,7 @@ def plot_reward_curve(curves: Mapping[str, Sequence[float]], out: Path) -> Path:
 
 def running_best(rewards: Sequence[float]) -> list[float]:
     """The best reward so far, trial by trial."""
-    best, running = [], float("-inf")
-    for reward in rewards:
-        running = max(running, reward)
-        best.append(running)
-    return best
+    return list(itertools.accumulate(rewards, max))
 
 
 def plot_reward_bands(curves: Mapping[str, Sequence[Sequence[float]]], out: Path, ylabel: str) -> Path:

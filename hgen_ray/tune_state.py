@@ -59,6 +59,9 @@ def keep_whole_copy(tune_dir: Path) -> bool:
     if newest is None or _trial_ids(newest) is None:
         return False  # nothing saved yet, or damaged: keep the copy there is
     target = tune_dir / WHOLE_COPY_DIR
+    copied = target / newest.name
+    if copied.is_file() and copied.stat().st_mtime_ns == newest.stat().st_mtime_ns:
+        return False  # Tune has not saved since the last copy (copy2 keeps the time): the copy is current
     staging = Path(tempfile.mkdtemp(dir=tune_dir, prefix=f"{WHOLE_COPY_DIR}."))
     try:
         for source in _state_files(tune_dir):
