@@ -30,7 +30,7 @@ ACCURACY_GAIN_GOAL = 0.05  # bench goal: +5 points of mean challenge accuracy ov
 STORAGE_SHARE_GOAL = 0.25  # bench goal: at most 1/4 of the original's storage
 RIVALS = ("compression_only", "random", "optuna")  # the baselines hgen must beat, paired seed by seed
 SUMMARY_MEASURES = ("accuracy", "accuracy_clean", "dnn_latency_ms", "storage_mb", "labor_s_per_1k", "deferral_rate",
-                    "human_turnaround_s_p95", "reward")
+                    "human_turnaround_s_p95", "pool_utilisation", "reward")
 TABLE_COLUMNS = ("accuracy", "accuracy_clean", "dnn_latency_ms", "human_turnaround_s_p95", "energy_mj", "energy_source", "storage_mb",
                  "labor_s_per_1k", "deferral_rate", "reward", "feasible")
 

@@ -73,6 +73,7 @@ FC_TECHNIQUES: tuple[str, ...] = ("none", "svd")
 SEARCH_ALGORITHMS: tuple[str, ...] = ("hgen", "random", "compression_only", "optuna")
 MODEL_NAMES: tuple[str, ...] = ("h_cnn", "h_yolo", "h_faster_rcnn")
 DETECTOR_NAMES: tuple[str, ...] = ("h_yolo", "h_faster_rcnn")
+CHANCE_ACCURACY = 0.1  # ten classes: what a guess gets right
 MAX_COMPRESSION_RATIO = 0.9  # beyond this a layer keeps too few channels to train
 
 
@@ -128,9 +129,12 @@ class FinetuneConfig:
 
 @dataclass(frozen=True)
 class HumanPoolConfig:
-    size: int = field(default=8, metadata=_range(1, 256))  # people in the pool
-    arrival_interval_s: float = field(default=0.5, metadata=_range(0.0, 3600.0))  # seconds between incoming samples
-    max_restarts: int = field(default=3, metadata=_range(0, 100))  # actor restarts after a crash
+    size: int = field(default=8, metadata=_range(0, 256))  # people in the pool (0 only for compression_only)
+    # queries per second the deployed app sees, all categories in one stream; 24 = the old 12 streams of 2 per second
+    arrival_rate_per_s: float = field(default=24.0, metadata=_range(0.0, 1e6))
+    max_restarts: int = field(default=3, metadata=_range(0, 100))  # people replaced per request after a crash
+    # clean-image accuracy of a majority of 3 people; 0.835 = Xiao et al. 2017's crowd (Fashion-MNIST paper)
+    clean_majority_of_3_accuracy: float = field(default=0.835, metadata=_range(0.1, 1.0))
 
 
 @dataclass(frozen=True)
@@ -380,6 +384,20 @@ def check_consistent(config: ExperimentConfig) -> None:
     if data.validation_per_category > data.validation_size:
         raise ConfigError(f"data.validation_per_category: {data.validation_per_category} exceeds the validation "
                           f"split (data.validation_size {data.validation_size}); allowed: 10 to {data.validation_size}")
+    _check_people(config)
+
+
+def _check_people(config: ExperimentConfig) -> None:
+    pool = config.human_pool
+    if pool.arrival_rate_per_s <= 0:
+        raise ConfigError(f"human_pool.arrival_rate_per_s: {pool.arrival_rate_per_s} must be above 0 queries per "
+                          "second; allowed: any positive number")
+    if pool.clean_majority_of_3_accuracy <= CHANCE_ACCURACY:
+        raise ConfigError(f"human_pool.clean_majority_of_3_accuracy: {pool.clean_majority_of_3_accuracy} is not above "
+                          f"chance ({CHANCE_ACCURACY}); allowed: ({CHANCE_ACCURACY}, 1]")
+    if pool.size == 0 and config.search.algorithm != "compression_only":
+        raise ConfigError(f"human_pool.size: 0 people, but search.algorithm {config.search.algorithm} lets candidates "
+                          "defer to people; allowed: 1 to 256, or 0 with search.algorithm compression_only")
 
 
 def load_config(path: str | Path) -> ExperimentConfig:

@@ -28,20 +28,21 @@ from hgen_ray.compress import compress_candidate
 from hgen_ray.compress.pipeline import compress_detector
 from hgen_ray.config import CHALLENGE_CATEGORIES, DETECTOR_NAMES, Candidate, ConfigError, ExperimentConfig
 from hgen_ray.data.splits import EVALUATED_CATEGORIES, SPLIT_NAMES, ChallengeSet, Splits, build_challenge_set, load_splits
-from hgen_ray.evaluate_detection import DetectionData, evaluate_detector, load_detection_data
-from hgen_ray.human import DeferredSample, HumanPool, PoolResult
+from hgen_ray.evaluate_detection import DetectionData, evaluate_detector, load_detection_data, time_people
+from hgen_ray.human import DeferredSample, HumanPool, PeopleView, PoolResult, people_view, pool_utilisation, \
+    stream_arrivals, train_ensemble
 from hgen_ray.models import COMPRESSIBLE_LAYERS, defer_mask, fit_temperature, load_or_train_base, predict_logits
 from hgen_ray.models.detectors import DETECTOR_LAYERS, load_or_train_detector
 from hgen_ray.profile import EnergyReading, measure_energy, measure_latency_ms, storage_mb
 from hgen_ray.profile.energy import measure_exclusive_gpu_energy
 
-__all__ = ["Evaluation", "evaluate_candidate", "human_cost_measures", "human_side_measures", "load_split_data",
-           "measure_network"]
+__all__ = ["Evaluation", "PeopleCosts", "deferred_sample", "evaluate_candidate", "human_cost_measures", "human_side_measures",
+           "load_split_data", "measure_network", "query_stream", "stream_window_s"]
 
 log = logging.getLogger(__name__)
 MS_PER_S = 1000.0
 SAMPLES_PER_LABOR_UNIT = 1000  # labour is reported per 1000 samples
-TURNAROUND_PERCENTILE = 95  # human_turnaround_s_p95: over deferred samples, arrival to final answer
+TURNAROUND_PERCENTILE = 95  # human_turnaround_s_p95 and human_wait_s_p95: over deferred samples
 DETECTOR_TEMPERATURE = 1.0  # detectors gate on raw objectness or score: no temperature is fitted
 
 Data = Splits | DetectionData
@@ -55,12 +56,20 @@ class Evaluation:
 
 
 @dataclass
+class PeopleCosts:
+    """Per category, per sample of one challenge set: what people spent (0 where not deferred)."""
+
+    deferred: dict[str, np.ndarray]  # boolean mask
+    labor_s: dict[str, np.ndarray]  # person-seconds
+    latency_s: dict[str, np.ndarray]  # arrival to final answer
+    wait_s: dict[str, np.ndarray]  # of that, waiting for a free person
+
+
+@dataclass
 class _Predictions:
     dnn: dict[str, np.ndarray]  # the network's class per sample, per category
     final: dict[str, np.ndarray]  # after human answers replace deferred ones
-    deferred: dict[str, np.ndarray]  # boolean mask per category
-    labor_s: dict[str, np.ndarray]  # person-seconds per sample (0 if not deferred)
-    human_latency_s: dict[str, np.ndarray]  # arrival to answer (0 if not deferred)
+    costs: PeopleCosts
 
 
 def _check_chain_fits_pool(candidate: Candidate, config: ExperimentConfig) -> None:
@@ -78,17 +87,31 @@ def _check_yolo_band(candidate: Candidate, config: ExperimentConfig) -> None:
                           f"allowed for h_yolo: tau_high >= tau")
 
 
+def query_stream(config: ExperimentConfig, split: str, counts: dict[str, int]) -> dict[str, np.ndarray]:
+    """When the app sees each sample of one split's challenge sets: one mixed stream, the same for every candidate."""
+    return stream_arrivals(counts, config.human_pool.arrival_rate_per_s, [config.seed, SPLIT_NAMES.index(split)])
+
+
+def deferred_sample(challenge: ChallengeSet, category: str, index: int, arrival_s: float, people: PeopleView,
+                     probabilities: torch.Tensor) -> DeferredSample:
+    """Sample ``index`` of ``category`` as the pool sees it: its image key, arrival, difficulty and the network's view."""
+    key = (SPLIT_NAMES.index(challenge.split), EVALUATED_CATEGORIES.index(category), index)
+    return DeferredSample(key, arrival_s, int(challenge.labels[index]), float(people.person_accuracy[category][index]),
+                          float(people.answer_median_s[category][index]), tuple(probabilities[index].tolist()))
+
+
 def _run_gate_and_humans(model: nn.Module, temperature: float, challenge: ChallengeSet, candidate: Candidate,
-                         pool: HumanPool) -> _Predictions:
-    labels = challenge.labels.numpy()
+                         pool: HumanPool, people: PeopleView, arrivals: dict[str, np.ndarray]) -> _Predictions:
     dnn, deferred, requests, where = {}, {}, [], []
     for category in EVALUATED_CATEGORIES:
         logits = predict_logits(model, challenge.images[category])
         dnn[category] = logits.argmax(1).numpy()
         deferred[category] = defer_mask(logits, temperature, candidate.human.tau).numpy()
-        for index in np.flatnonzero(deferred[category]):
-            requests.append(DeferredSample(category, int(index), int(labels[index]), challenge.severity))
-            where.append((category, int(index)))
+        probabilities = torch.softmax(logits / temperature, dim=1)
+        for index in np.flatnonzero(deferred[category]).tolist():
+            requests.append(deferred_sample(challenge, category, index, float(arrivals[category][index]), people,
+                                             probabilities))
+            where.append((category, index))
     answered = pool.serve(requests, candidate.human.mechanism, candidate.human.k) if requests else None
     return _merge_answers(dnn, deferred, where, answered)
 
@@ -96,52 +119,65 @@ def _run_gate_and_humans(model: nn.Module, temperature: float, challenge: Challe
 def _merge_answers(dnn: dict[str, np.ndarray], deferred: dict[str, np.ndarray], where: list[tuple[str, int]],
                    answered: PoolResult | None) -> _Predictions:
     final = {c: p.copy() for c, p in dnn.items()}
-    labor = {c: np.zeros(len(p)) for c, p in dnn.items()}
-    latency = {c: np.zeros(len(p)) for c, p in dnn.items()}
+    costs = PeopleCosts(deferred, *({c: np.zeros(len(p)) for c, p in dnn.items()} for _ in range(3)))
     for row, (category, index) in enumerate(where):
         assert answered is not None
         final[category][index] = answered.labels[row]
-        labor[category][index] = answered.labor_s[row]
-        latency[category][index] = answered.latency_s[row]
-    return _Predictions(dnn, final, deferred, labor, latency)
+        costs.labor_s[category][index] = answered.labor_s[row]
+        costs.latency_s[category][index] = answered.latency_s[row]
+        costs.wait_s[category][index] = answered.wait_s[row]
+    return _Predictions(dnn, final, costs)
 
 
-def human_side_measures(predictions: _Predictions, labels: np.ndarray, dnn_latency_ms: float) -> dict[str, float]:
+def human_side_measures(predictions: _Predictions, labels: np.ndarray, dnn_latency_ms: float,
+                        pool_size: int, window_s: float) -> dict[str, float]:
     """Accuracy, end-to-end latency, labour and deferral; means over the 12 challenges."""
     metrics: dict[str, float] = {}
     for category in EVALUATED_CATEGORIES:
         metrics[f"accuracy/{category}"] = float(np.mean(predictions.final[category] == labels))
         metrics[f"dnn_accuracy/{category}"] = float(np.mean(predictions.dnn[category] == labels))
-        metrics[f"deferral_rate/{category}"] = float(np.mean(predictions.deferred[category]))
+        metrics[f"deferral_rate/{category}"] = float(np.mean(predictions.costs.deferred[category]))
     challenges = list(CHALLENGE_CATEGORIES)
     metrics["accuracy"] = float(np.mean([metrics[f"accuracy/{c}"] for c in challenges]))
     metrics["accuracy_clean"] = metrics["accuracy/clean"]
     metrics["dnn_accuracy"] = float(np.mean([metrics[f"dnn_accuracy/{c}"] for c in challenges]))
-    metrics.update(human_cost_measures(predictions.deferred, predictions.labor_s, predictions.human_latency_s,
-                                       dnn_latency_ms))
+    metrics.update(human_cost_measures(predictions.costs, dnn_latency_ms, pool_size, window_s))
     return metrics
 
 
-def human_cost_measures(deferred: dict[str, np.ndarray], labor_s: dict[str, np.ndarray],
-                        human_latency_s: dict[str, np.ndarray], dnn_latency_ms: float) -> dict[str, float]:
-    """Over the 12 challenges: labour per 1000 samples, deferral, people's p95 turnaround, end-to-end mean latency.
+def _deferred_percentile(values: np.ndarray, deferred: np.ndarray) -> float:
+    return float(np.percentile(values[deferred], TURNAROUND_PERCENTILE)) if deferred.any() else 0.0
 
+
+def human_cost_measures(costs: PeopleCosts, dnn_latency_ms: float, pool_size: int,
+                        window_s: float) -> dict[str, float]:
+    """People's cost: labour per 1000 samples, deferral, p95 turnaround and wait, end-to-end mean latency, rho.
+
+    Labour, deferral and the latencies are over the 12 challenges. ``pool_utilisation`` is over everything
+    the pool served (clean samples too) in the ``window_s`` the stream took to arrive.
     ``dnn_latency_ms`` (the network alone) is what the latency demand and the reward use; people's time is
     judged by ``human_turnaround_s_p95`` against a demand of its own. ``latency_ms``, the end-to-end mean
     with people's seconds in it, is reported only.
     """
     challenges = list(CHALLENGE_CATEGORIES)
-    human_s = np.concatenate([human_latency_s[c] for c in challenges])
-    was_deferred = np.concatenate([deferred[c] for c in challenges]).astype(bool)
-    labor = np.concatenate([labor_s[c] for c in challenges])
-    turnaround = float(np.percentile(human_s[was_deferred], TURNAROUND_PERCENTILE)) if was_deferred.any() else 0.0
+    human_s = np.concatenate([costs.latency_s[c] for c in challenges])
+    was_deferred = np.concatenate([costs.deferred[c] for c in challenges]).astype(bool)
+    labor = np.concatenate([costs.labor_s[c] for c in challenges])
+    busy_s = float(sum(costs.labor_s[c].sum() for c in costs.labor_s))
     return {
         "dnn_latency_ms": dnn_latency_ms,
         "latency_ms": dnn_latency_ms + float(human_s.mean() * MS_PER_S),
-        "human_turnaround_s_p95": turnaround,
+        "human_turnaround_s_p95": _deferred_percentile(human_s, was_deferred),
+        "human_wait_s_p95": _deferred_percentile(np.concatenate([costs.wait_s[c] for c in challenges]), was_deferred),
+        "pool_utilisation": pool_utilisation(busy_s, pool_size, window_s),
         "labor_s_per_1k": float(labor.mean() * SAMPLES_PER_LABOR_UNIT),
-        "deferral_rate": float(np.mean([deferred[c].mean() for c in challenges])),
+        "deferral_rate": float(np.mean([costs.deferred[c].mean() for c in challenges])),
     }
+
+
+def stream_window_s(config: ExperimentConfig, samples: int) -> float:
+    """How long the stream of ``samples`` queries takes to arrive, on average."""
+    return samples / config.human_pool.arrival_rate_per_s
 
 
 def _energy(model: nn.Module, sample: torch.Tensor, config: ExperimentConfig) -> tuple[EnergyReading, bool]:
@@ -197,23 +233,34 @@ def _classifier_side(config: ExperimentConfig, model: nn.Module, temperature: fl
                      splits: Splits, pool: HumanPool, split: str) -> tuple[dict[str, float | str | bool], torch.Tensor]:
     started = time.perf_counter()
     challenge = build_challenge_set(splits, config.data, config.seed, split)
-    predictions = _run_gate_and_humans(model, temperature, challenge, candidate, pool)
+    people = people_view(challenge.images, challenge.labels, challenge.severity,
+                         train_ensemble(splits.train_images, splits.train_labels, config.seed),
+                         config.human_pool.clean_majority_of_3_accuracy)
+    per_category = len(challenge.labels)
+    predictions = _run_gate_and_humans(model, temperature, challenge, candidate, pool, people,
+                                       query_stream(config, split, {c: per_category for c in EVALUATED_CATEGORIES}))
     _timed(f"gate and human pool ({split})", started)
     sample = splits.val_images[:1]
     latency = measure_latency_ms(model, sample, config.profile.latency_repeats)
-    return dict(human_side_measures(predictions, challenge.labels.numpy(), latency)), sample
+    window = stream_window_s(config, per_category * len(EVALUATED_CATEGORIES))
+    return dict(human_side_measures(predictions, challenge.labels.numpy(), latency, config.human_pool.size,
+                                    window)), sample
 
 
 def _detector_side(config: ExperimentConfig, model: nn.Module, candidate: Candidate, data: DetectionData,
                    pool: HumanPool) -> tuple[dict[str, float | str | bool], torch.Tensor]:
     started = time.perf_counter()
     metrics, outcomes = evaluate_detector(config, model, candidate, pool, data)
+    counts = {c: len(o.deferred) for c, o in outcomes.items()}
+    timed = time_people(outcomes, query_stream(config, data.challenges.split, counts), config.human_pool.size,
+                        candidate.human.mechanism)
+    costs = PeopleCosts({c: o.deferred for c, o in outcomes.items()}, *({c: t[part] for c, t in timed.items()}
+                                                                        for part in range(3)))
     _timed(f"detector and human pool ({data.challenges.split})", started)
     sample = data.splits.val.images[:1]
     latency = measure_latency_ms(model, sample, config.profile.latency_repeats)
-    metrics.update(human_cost_measures({c: o.deferred for c, o in outcomes.items()},
-                                       {c: o.labor_s for c, o in outcomes.items()},
-                                       {c: o.latency_s for c, o in outcomes.items()}, latency))
+    window = stream_window_s(config, sum(counts.values()))
+    metrics.update(human_cost_measures(costs, latency, config.human_pool.size, window))
     return dict(metrics), sample
 
 

@@ -27,16 +27,15 @@ from torchvision.ops import box_iou
 
 from hgen_ray.config import CHALLENGE_CATEGORIES, Candidate, ExperimentConfig
 from hgen_ray.data.detection_splits import DetectionChallengeSet, DetectionSet, DetectionSplits, load_detection_splits
-from hgen_ray.data.splits import EVALUATED_CATEGORIES
+from hgen_ray.data.splits import EVALUATED_CATEGORIES, SPLIT_NAMES
 from hgen_ray.detection_map import map50
-from hgen_ray.human import HumanPool
+from hgen_ray.human import HumanPool, ImageAnswers, ImageRequest, simulate_pool
 from hgen_ray.human.detection_tasks import BoxTask, CellTask
-from hgen_ray.human.pool import ImagePoolResult, ImageRequest
 from hgen_ray.models.detectors import detect
 from hgen_ray.models.h_faster_rcnn import HFasterRCNN, sobel_edges, unsure_images
 from hgen_ray.models.h_yolo import CellVerdicts, apply_cell_answers, cell_boxes, decode_cells, gated_cells
 
-__all__ = ["DetectionData", "HumanOutcome", "evaluate_detector", "human_boxes_pass", "human_cells_pass",
+__all__ = ["DetectionData", "HumanOutcome", "evaluate_detector", "human_boxes_pass", "human_cells_pass", "time_people",
            "load_detection_data"]
 
 log = logging.getLogger(__name__)
@@ -61,9 +60,16 @@ class HumanOutcome:
     detections: list[dict[str, torch.Tensor]]
     dnn_detections: list[dict[str, torch.Tensor]]  # the network's own, before people
     deferred: np.ndarray  # bool: people looked at this image
-    labor_s: np.ndarray
-    latency_s: np.ndarray
+    looks: dict[int, list[float]]  # per image people looked at: seconds each person of the chain spent on it
     tasks: np.ndarray  # cells checked (H-YOLO) or boxes drawn (H-Faster-RCNN), all people together
+
+    @property
+    def labor_s(self) -> np.ndarray:
+        """Person-seconds per image (0 where nobody looked)."""
+        labor = np.zeros(len(self.deferred))
+        for image, seconds in self.looks.items():
+            labor[image] = sum(seconds)
+        return labor
 
 
 def _majority(votes: list[tuple[bool, int]]) -> tuple[bool, int]:
@@ -74,13 +80,17 @@ def _majority(votes: list[tuple[bool, int]]) -> tuple[bool, int]:
     return is_item, label
 
 
-def _no_people(count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    return np.zeros(count), np.zeros(count), np.zeros(count)
+def _image_key(split: str, category: str, image: int) -> tuple[int, int, int]:
+    return SPLIT_NAMES.index(split), EVALUATED_CATEGORIES.index(category), image
+
+
+def _looks(served: ImageAnswers, requests: list[ImageRequest]) -> dict[int, list[float]]:
+    return {request.key[2]: durations for request, durations in zip(requests, served.durations)}
 
 
 @torch.no_grad()
 def human_cells_pass(model: nn.Module, data: DetectionSet, category: str, severity: int, candidate: Candidate,
-                     pool: HumanPool) -> HumanOutcome:
+                     pool: HumanPool, split: str) -> HumanOutcome:
     """H-YOLO with people checking the ambiguous cells of every image."""
     output = torch.cat([model.eval()(data.images[i : i + 100]) for i in range(0, len(data), 100)])
     side = data.images.shape[-1]
@@ -93,27 +103,21 @@ def human_cells_pass(model: nn.Module, data: DetectionSet, category: str, severi
         overlap = box_iou(torch.stack([boxes[image, r, c] for r, c in where]), data.boxes[image]).max(1)
         tasks = tuple(CellTask(j, bool(overlap.values[j] >= VERIFIED_IOU), int(data.labels[image][overlap.indices[j]]),
                                category, severity) for j in range(len(where)))
-        requests.append(ImageRequest(category, image, tasks))
+        requests.append(ImageRequest(_image_key(split, category, image), tasks))
         cells.append([(image, r, c) for r, c in where])
-    labor, latency, tasks = _no_people(len(data))
+    tasks, looks = np.zeros(len(data)), {}
     if requests:
-        served = pool.serve_images(requests, candidate.human.mechanism, candidate.human.k)
+        served = pool.answer_images(requests, candidate.human.mechanism, candidate.human.k)
         verdicts = {}
         for where, answers in zip(cells, served.answers):
             for j, cell in enumerate(where):
                 verdicts[cell] = _majority([(person[j].is_item, person[j].label) for person in answers])
         output = apply_cell_answers(output, CellVerdicts(verdicts))
-        _spread(served, requests, labor, latency)
+        looks = _looks(served, requests)
         for request in requests:
-            tasks[request.position] = len(request.tasks) * candidate.human.k
+            tasks[request.key[2]] = len(request.tasks) * candidate.human.k
     deferred = gated.flatten(1).any(1).numpy()
-    return HumanOutcome(decode_cells(output, side), plain, deferred, labor, latency, tasks)
-
-
-def _spread(served: ImagePoolResult, requests: list[ImageRequest], labor: np.ndarray, latency: np.ndarray) -> None:
-    for row, request in enumerate(requests):
-        labor[request.position] = served.labor_s[row]
-        latency[request.position] = served.latency_s[row]
+    return HumanOutcome(decode_cells(output, side), plain, deferred, looks, tasks)
 
 
 def _box_task(image: torch.Tensor, boxes: torch.Tensor, category: str, severity: int) -> BoxTask:
@@ -124,25 +128,25 @@ def _box_task(image: torch.Tensor, boxes: torch.Tensor, category: str, severity:
 
 @torch.no_grad()
 def human_boxes_pass(model: HFasterRCNN, data: DetectionSet, category: str, severity: int, candidate: Candidate,
-                     pool: HumanPool) -> HumanOutcome:
+                     pool: HumanPool, split: str) -> HumanOutcome:
     """H-Faster-RCNN with people drawing boxes on the images it is least sure of."""
     plain = detect(model, data.images)
     detections = list(plain)
     deferred = unsure_images(plain, candidate.human.tau).numpy()
-    labor, latency, tasks = _no_people(len(data))
+    tasks, looks = np.zeros(len(data)), {}
     gated = np.flatnonzero(deferred).tolist()
     if gated:
-        requests = [ImageRequest(category, i, (_box_task(data.images[i], data.boxes[i], category, severity),))
-                    for i in gated]
-        served = pool.serve_images(requests, candidate.human.mechanism, candidate.human.k)
+        requests = [ImageRequest(_image_key(split, category, i),
+                                 (_box_task(data.images[i], data.boxes[i], category, severity),)) for i in gated]
+        served = pool.answer_images(requests, candidate.human.mechanism, candidate.human.k)
         drawn = [torch.tensor([b for person in answers for b in person[0].boxes], dtype=torch.float32).reshape(-1, 4)
                  for answers in served.answers]
         redone = model.detect(data.images[gated], drawn)
         for i, boxes, result in zip(gated, drawn, redone):
             detections[i] = result
             tasks[i] = len(boxes)
-        _spread(served, requests, labor, latency)
-    return HumanOutcome(detections, plain, deferred, labor, latency, tasks)
+        looks = _looks(served, requests)
+    return HumanOutcome(detections, plain, deferred, looks, tasks)
 
 
 def _category_measures(outcomes: dict[str, HumanOutcome], challenges: DetectionChallengeSet) -> dict[str, float]:
@@ -160,15 +164,30 @@ def _category_measures(outcomes: dict[str, HumanOutcome], challenges: DetectionC
     return metrics
 
 
+def time_people(outcomes: dict[str, HumanOutcome], arrivals: dict[str, np.ndarray], people: int,
+                mechanism: str) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Every category's images in the pool's one queue: labour, latency and wait per image (0 where not deferred)."""
+    rows = [(category, image) for category, outcome in outcomes.items() for image in sorted(outcome.looks)]
+    timeline = simulate_pool([float(arrivals[c][i]) for c, i in rows], [outcomes[c].looks[i] for c, i in rows],
+                             people, mechanism)
+    timed = {c: (np.zeros(len(o.deferred)), np.zeros(len(o.deferred)), np.zeros(len(o.deferred)))
+             for c, o in outcomes.items()}
+    for row, (category, image) in enumerate(rows):
+        labor, latency, wait = timed[category]
+        labor[image], latency[image], wait[image] = (timeline.labor_s[row], timeline.latency_s[row],
+                                                     timeline.wait_s[row])
+    return timed
+
+
 def evaluate_detector(config: ExperimentConfig, model: nn.Module, candidate: Candidate, pool: HumanPool,
                       data: DetectionData) -> tuple[dict[str, float], dict[str, HumanOutcome]]:
-    """Run a compressed detector with people on ``data``'s challenge sets; measure accuracy and human cost.
+    """Run a compressed detector with people on ``data``'s challenge sets; the accuracy-side measures.
 
-    Returns the accuracy-side measures and each category's outcome (profiling is left to the
-    caller, which does it the same way for every architecture).
+    Returns them and each category's outcome; timing the looks in one queue (:func:`time_people`)
+    and profiling are left to the caller, which does them the same way for every architecture.
     """
     human_pass = human_cells_pass if config.model.name == "h_yolo" else human_boxes_pass
-    severity = data.challenges.severity
-    outcomes = {category: human_pass(model, canvases, category, severity, candidate, pool)  # type: ignore[arg-type]
+    severity, split = data.challenges.severity, data.challenges.split
+    outcomes = {category: human_pass(model, canvases, category, severity, candidate, pool, split)  # type: ignore[arg-type]
                 for category, canvases in data.challenges.sets.items()}
     return _category_measures(outcomes, data.challenges), outcomes

@@ -24,7 +24,7 @@ from hgen_ray.data.splits import EVALUATED_CATEGORIES
 from hgen_ray.evaluate import Data, evaluate_candidate, load_split_data, measure_network
 from hgen_ray.hdnn import load_hdnn
 from hgen_ray.human import HumanPool
-from hgen_ray.metric import pareto_front, score
+from hgen_ray.metric import infeasible_reason, pareto_front, score
 from hgen_ray.report import TEST_PREFIX, best_row
 
 __all__ = ["REFERENCE_NAMES", "TEST_PREFIX", "chosen_rows", "evaluate_references", "reference_candidates",
@@ -35,8 +35,8 @@ REFERENCE_NAMES = ("original", "human_only")
 # H-YOLO's people check cells: "human only" sends every cell with any objectness at all.
 _YOLO_EVERY_CELL = HumanChoice(mechanism="sequential", tau=1e-6, k=1, tau_high=1.0)
 _TEST_MEASURES = ("accuracy", "accuracy_clean", "dnn_accuracy", "dnn_latency_ms", "latency_ms",
-                  "human_turnaround_s_p95", "energy_mj", "energy_source", "storage_mb", "labor_s_per_1k",
-                  "deferral_rate", *(f"accuracy/{c}" for c in EVALUATED_CATEGORIES))
+                  "human_turnaround_s_p95", "human_wait_s_p95", "pool_utilisation", "energy_mj", "energy_source",
+                  "storage_mb", "labor_s_per_1k", "deferral_rate", *(f"accuracy/{c}" for c in EVALUATED_CATEGORIES))
 
 
 def reference_candidates(model_name: str) -> dict[str, Candidate]:
@@ -58,7 +58,8 @@ def chosen_rows(rows: Sequence[Mapping[str, Any]], how: str) -> list[Mapping[str
 
 def _scored(config: ExperimentConfig, metrics: Mapping[str, Any]) -> dict[str, Any]:
     result = score(metrics, config.constraints, config.reward)
-    return {**metrics, "reward": result.reward, "feasible": result.feasible}
+    return {**metrics, "reward": result.reward, "feasible": result.feasible,
+            "infeasible_reason": infeasible_reason(metrics, config.constraints)}
 
 
 def with_test_columns(config: ExperimentConfig, rows: list[dict[str, Any]], pool: HumanPool,
@@ -76,7 +77,7 @@ def with_test_columns(config: ExperimentConfig, rows: list[dict[str, Any]], pool
         measured = measure_network(config, hdnn.model, hdnn.temperature, hdnn.candidate, split="test", data=data,
                                    pool=pool).metrics
         scored = _scored(config, measured)
-        row.update({TEST_PREFIX + k: scored[k] for k in (*_TEST_MEASURES, "reward", "feasible")})
+        row.update({TEST_PREFIX + k: scored[k] for k in (*_TEST_MEASURES, "reward", "feasible", "infeasible_reason")})
     return rows
 
 

@@ -13,7 +13,9 @@ own scale: labour L and turnaround H, never through the network's latency.
 where T_s is ``reward.latency_scale_ms`` and H_s ``reward.turnaround_scale_s`` (where
 each saturated term is half spent) and v_i are the normalised violations
 (A_d - A) / A_d, (T - T_d) / T_d, (E - E_c) / E_c, (S - S_c) / S_c, (L - L_c) / L_c
-and (H - H_d) / H_d, each counted only when positive. People pay for themselves
+and (H - H_d) / H_d, each counted only when positive, and the pool's overload
+rho - 1 once rho (``pool_utilisation``) reaches 1: a pool busier than it has people
+falls behind without end. People pay for themselves
 when the accuracy they add, times w_A, beats what they cost, w_L * l + w_H * h.
 
 A feasible candidate scores above 0 whenever w_A * A > w_L * l + w_H. Labour is at
@@ -33,7 +35,8 @@ from typing import Any
 
 from hgen_ray.config import Constraints, RewardConfig
 
-__all__ = ["MAX_VIOLATION", "PARETO_OBJECTIVES", "Score", "failed_reward", "pareto_front", "score", "violations"]
+__all__ = ["MAX_VIOLATION", "PARETO_OBJECTIVES", "Score", "failed_reward", "infeasible_reason", "pareto_front", "score",
+           "violations"]
 
 MAX_VIOLATION = 5.0  # cap per measure, so one absurd value does not swamp the agent's value estimates
 PARETO_OBJECTIVES: dict[str, str] = {
@@ -51,6 +54,7 @@ _LIMITS = (
     ("labor_s_per_1k", "labor_s_per_1k_max"),
     ("human_turnaround_s_p95", "human_turnaround_s_max"),
 )
+OVERLOAD_FLOOR = 0.01  # the violation of a pool at exactly rho = 1, so that it counts as infeasible
 SAMPLES_PER_LABOR_UNIT = 1000.0  # labor_s_per_1k is per 1000 samples; the reward charges per sample
 
 
@@ -77,7 +81,23 @@ def violations(metrics: Mapping[str, Any], constraints: Constraints) -> dict[str
                                 MAX_VIOLATION)
     for measure, limit in _LIMITS:
         found[measure] = _over(float(metrics[measure]), getattr(constraints, limit))
+    rho = float(metrics.get("pool_utilisation", 0.0))
+    found["pool_utilisation"] = min(max(rho - 1.0, OVERLOAD_FLOOR), MAX_VIOLATION) if rho >= 1.0 else 0.0
     return found
+
+
+def infeasible_reason(metrics: Mapping[str, Any], constraints: Constraints) -> str:
+    """What makes a candidate infeasible, in words ("" when it is feasible)."""
+    found = violations(metrics, constraints)
+    reasons = []
+    if found["accuracy"] > 0:
+        reasons.append(f"accuracy {float(metrics['accuracy']):.3f} below A_d {constraints.accuracy_min}")
+    for measure, limit in _LIMITS:
+        if found[measure] > 0:
+            reasons.append(f"{measure} {float(metrics[measure]):.4g} above {getattr(constraints, limit)}")
+    if found["pool_utilisation"] > 0:
+        reasons.append(f"people overloaded (rho={float(metrics['pool_utilisation']):.2f})")
+    return "; ".join(reasons)
 
 
 def score(metrics: Mapping[str, Any], constraints: Constraints, weights: RewardConfig) -> Score:
@@ -100,7 +120,7 @@ def score(metrics: Mapping[str, Any], constraints: Constraints, weights: RewardC
 def failed_reward(weights: RewardConfig) -> float:
     """What a crashed candidate scores: the worst an infeasible candidate can."""
     most_short_of_accuracy = 1.0  # (A_d - 0) / A_d
-    return -weights.violation_weight * (most_short_of_accuracy + MAX_VIOLATION * len(_LIMITS))
+    return -weights.violation_weight * (most_short_of_accuracy + MAX_VIOLATION * (len(_LIMITS) + 1))
 
 
 def _dominates(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:

@@ -45,6 +45,7 @@ from hgen_ray.config import (
     MAX_COMPRESSION_RATIO,
     Candidate,
     ConfigError,
+    Constraints,
     ExperimentConfig,
     LayerChoice,
     as_dict,
@@ -60,6 +61,7 @@ from hgen_ray.evaluate_detection import DetectionData
 from hgen_ray.final_evaluation import evaluate_references, with_test_columns
 from hgen_ray.human import HumanPool
 from hgen_ray.human.calibration import mean_answer_s
+from hgen_ray.human.pool_timeline import capacity_s_per_1k
 from hgen_ray.metric import failed_reward
 from hgen_ray.profile import estimate_energy_mj, storage_mb
 from hgen_ray.report import last_error_line, trial_rows, write_csv_atomic
@@ -273,14 +275,22 @@ def search_space(config: ExperimentConfig, base: nn.Module, data: Splits | Detec
     sample = input_sample(config)
     reference = {"storage_mb": storage_mb(base), "energy_mj": estimate_energy_mj(base, sample)}
     specs = describe_layers(base, compressible_layers(config), sample)
-    return SearchSpace(specs, config.constraints, reference, human_enabled=human,
+    return SearchSpace(specs, labour_within_pool(config), reference, human_enabled=human,
                        pool_size=config.human_pool.size, max_tau=_max_tau(config),
                        labor=_labor_estimate(config, base, data) if human else None)
 
 
+def labour_within_pool(config: ExperimentConfig) -> Constraints:
+    """The constraints with L_c lowered to what the pool can do (rho < 1) when that is less."""
+    pool = config.human_pool
+    capacity = capacity_s_per_1k(pool.size, pool.arrival_rate_per_s)
+    return dataclasses.replace(config.constraints,
+                               labor_s_per_1k_max=min(config.constraints.labor_s_per_1k_max, capacity))
+
+
 def _labor_estimate(config: ExperimentConfig, base: nn.Module, data: Splits | DetectionData) -> LaborEstimate | None:
     """The base gate's labour curve, for the controller's labour limit; None when there is no limit to keep."""
-    if math.isinf(config.constraints.labor_s_per_1k_max):
+    if math.isinf(labour_within_pool(config).labor_s_per_1k_max):
         return None
     deferral = estimated_deferral(config, base, data)
     return LaborEstimate(TAU_GRID, deferral, mean_answer_s(config.data.severity)) if deferral is not None else None

@@ -28,7 +28,7 @@ from hgen_ray.evaluate import evaluate_candidate
 from hgen_ray.evaluate_detection import DetectionData
 from hgen_ray.hdnn import save_hdnn
 from hgen_ray.human import HumanPool
-from hgen_ray.metric import score
+from hgen_ray.metric import infeasible_reason, score
 
 __all__ = ["TrialContext", "run_trial"]
 
@@ -49,7 +49,8 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     evaluation = evaluate_candidate(context.experiment, candidate, data=context.data, pool=context.pool)
     result = score(evaluation.metrics, context.experiment.constraints, context.experiment.reward)
     metrics = {**evaluation.metrics, "reward": result.reward, "feasible": result.feasible,
-               "violation": result.violation, "node_id": ray.get_runtime_context().get_node_id(),
+               "violation": result.violation,
+               "infeasible_reason": infeasible_reason(evaluation.metrics, context.experiment.constraints), "node_id": ray.get_runtime_context().get_node_id(),
                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # Linux reports KiB
     with tempfile.TemporaryDirectory() as folder:
         save_hdnn(Path(folder), evaluation.model, evaluation.temperature, candidate, context.experiment)

@@ -44,7 +44,7 @@ def tiny_config(tmp_path_factory: pytest.TempPathFactory) -> ExperimentConfig:
         data=DataConfig(root=data_root, test_per_category=200, validation_size=1000, validation_per_category=200),
         model=ModelConfig(epochs=2, train_subset=8000),
         finetune=FinetuneConfig(epochs=1, subset=2000),
-        human_pool=HumanPoolConfig(size=4, arrival_interval_s=1.0),
+        human_pool=HumanPoolConfig(size=4, arrival_rate_per_s=12.0),
         profile=ProfileConfig(latency_repeats=10),
     )
 

@@ -53,6 +53,14 @@ def test_evaluate_writes_metrics_json_and_prints_the_table(tmp_path: Path, tiny_
         ("constraints: {human_turnaround_s_max: -1}\n", "constraints.human_turnaround_s_max: -1.0 is out of range"),
         ("data: {validation_size: 500, validation_per_category: 600}\n",
          "data.validation_per_category: 600 exceeds the validation split"),
+        ("human_pool: {arrival_rate_per_s: 0}\n", "human_pool.arrival_rate_per_s: 0.0 must be above 0"),
+        ("human_pool: {arrival_rate_per_s: -2}\n", "human_pool.arrival_rate_per_s: -2.0 is out of range"),
+        ("human_pool: {size: 0}\n", "human_pool.size: 0 people, but search.algorithm hgen lets candidates defer"),
+        ("human_pool: {clean_majority_of_3_accuracy: 0.1}\n",
+         "human_pool.clean_majority_of_3_accuracy: 0.1 is not above chance (0.1); allowed: (0.1, 1]"),
+        ("human_pool: {clean_majority_of_3_accuracy: 1.2}\n",
+         "human_pool.clean_majority_of_3_accuracy: 1.2 is out of range [0.1, 1.0]"),
+        ("human_pool: {arrival_interval_s: 0.5}\n", "human_pool.arrival_interval_s: unknown key"),
     ],
 )
 def test_bad_config_gives_one_line_exit_2_and_writes_nothing(tmp_path: Path, content: str, message: str) -> None:

@@ -9,7 +9,10 @@ from hgen_ray.config import (
     Candidate,
     ConfigError,
     ExperimentConfig,
+    HumanPoolConfig,
+    SearchConfig,
     build_dataclass,
+    check_consistent,
     config_hash,
     load_candidate,
     load_config,
@@ -91,3 +94,11 @@ def test_config_hash_changes_with_content_only() -> None:
     b = build_dataclass(ExperimentConfig, {"model": {"epochs": 2}})
     c = build_dataclass(ExperimentConfig, {"model": {"epochs": 3}})
     assert config_hash(a) == config_hash(b) != config_hash(c)
+
+
+def test_a_pool_of_nobody_is_allowed_only_when_candidates_never_defer() -> None:
+    nobody = HumanPoolConfig(size=0)
+    check_consistent(ExperimentConfig(human_pool=nobody, search=SearchConfig(algorithm="compression_only")))
+    for algorithm in ("hgen", "random", "optuna"):
+        with pytest.raises(ConfigError, match=f"human_pool.size: 0 people, but search.algorithm {algorithm}"):
+            check_consistent(ExperimentConfig(human_pool=nobody, search=SearchConfig(algorithm=algorithm)))

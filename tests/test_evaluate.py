@@ -6,16 +6,28 @@ import dataclasses
 
 import numpy as np
 import pytest
+import torch
 
 from hgen_ray.config import CHALLENGE_CATEGORIES, Candidate, ConfigError, ExperimentConfig, HumanChoice, LayerChoice
-from hgen_ray.data.splits import Splits
-from hgen_ray.evaluate import Evaluation, evaluate_candidate, human_cost_measures
-from hgen_ray.models import TrainedBase
+from hgen_ray.data.splits import Splits, build_challenge_set
+from hgen_ray.evaluate import (
+    Evaluation,
+    PeopleCosts,
+    deferred_sample,
+    evaluate_candidate,
+    human_cost_measures,
+    measure_network,
+    query_stream,
+)
+from hgen_ray.human import HumanPool, people_view, train_ensemble
+from hgen_ray.metric import infeasible_reason, score
+from hgen_ray.models import TrainedBase, predict_logits
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
 MEASURES = {"accuracy", "accuracy_clean", "latency_ms", "dnn_latency_ms", "energy_mj", "energy_source",
-            "energy_shared_gpu", "storage_mb", "labor_s_per_1k", "deferral_rate", "human_turnaround_s_p95", "split"}
+            "energy_shared_gpu", "storage_mb", "labor_s_per_1k", "deferral_rate", "human_turnaround_s_p95",
+            "human_wait_s_p95", "pool_utilisation", "split"}
 LAYERS = {"conv1": LayerChoice("l1", 0.25), "conv2": LayerChoice("fpgm", 0.5), "fc1": LayerChoice("svd", 0.75)}
 
 
@@ -76,15 +88,64 @@ def test_chain_longer_than_pool_is_a_config_error(tiny_config: ExperimentConfig,
 
 
 def test_people_s_cost_measures_against_a_hand_computed_case() -> None:
-    # 4 samples per challenge; only fog defers, 2 samples, answered after 10 s and 30 s for 20 and 60 person-s.
-    zeros = {c: np.zeros(4) for c in CHALLENGE_CATEGORIES}
-    deferred = {**zeros, "fog": np.array([1, 0, 1, 0])}
-    labor = {**zeros, "fog": np.array([20.0, 0, 60.0, 0])}
-    latency = {**zeros, "fog": np.array([10.0, 0, 30.0, 0])}
-    measured = human_cost_measures(deferred, labor, latency, dnn_latency_ms=2.0)
+    # 4 samples per challenge; only fog defers, 2 samples, answered after 10 s and 30 s (of which 0 s and 8 s
+    # waiting) for 20 and 60 person-s; the clean samples cost people 40 person-s more, outside the 12 challenges.
+    zeros = {c: np.zeros(4) for c in ("clean", *CHALLENGE_CATEGORIES)}
+    costs = PeopleCosts(deferred={**zeros, "fog": np.array([1, 0, 1, 0]), "clean": np.array([0, 0, 0, 1])},
+                        labor_s={**zeros, "fog": np.array([20.0, 0, 60.0, 0]), "clean": np.array([0, 0, 0, 40.0])},
+                        latency_s={**zeros, "fog": np.array([10.0, 0, 30.0, 0]), "clean": np.array([0, 0, 0, 40.0])},
+                        wait_s={**zeros, "fog": np.array([0.0, 0, 8.0, 0])})
+    measured = human_cost_measures(costs, dnn_latency_ms=2.0, pool_size=4, window_s=10.0)
     assert measured["human_turnaround_s_p95"] == pytest.approx(29.0)  # over the 2 deferred only: 10 + 0.95 * 20
+    assert measured["human_wait_s_p95"] == pytest.approx(7.6)  # 0 + 0.95 * 8
+    assert measured["pool_utilisation"] == pytest.approx(120 / (4 * 10.0))  # every person-second the pool spent
     assert measured["labor_s_per_1k"] == pytest.approx(80 / 48 * 1000)
     assert measured["deferral_rate"] == pytest.approx(0.5 / 12)  # the mean of the per-category rates
     assert measured["dnn_latency_ms"] == 2.0 and measured["latency_ms"] == pytest.approx(2.0 + 40 / 48 * 1000)
-    nobody = human_cost_measures(zeros, zeros, zeros, dnn_latency_ms=2.0)
+    nobody = human_cost_measures(PeopleCosts(zeros, zeros, zeros, zeros), 2.0, pool_size=4, window_s=10.0)
     assert nobody["human_turnaround_s_p95"] == 0.0 and nobody["latency_ms"] == 2.0
+    assert nobody["pool_utilisation"] == 0.0
+
+
+@pytest.mark.parametrize("rate_per_s, overloaded", [(1000.0, True), (0.05, False)])
+def test_a_pool_that_cannot_keep_up_makes_the_candidate_infeasible_with_the_reason(
+    tiny_config: ExperimentConfig, splits: Splits, with_humans: Evaluation, rate_per_s: float, overloaded: bool
+) -> None:
+    pool = dataclasses.replace(tiny_config.human_pool, arrival_rate_per_s=rate_per_s)
+    config = dataclasses.replace(tiny_config, human_pool=pool)
+    candidate = Candidate(layers=LAYERS, human=HumanChoice("sequential", tau=0.6, k=2))
+    metrics = measure_network(config, with_humans.model, with_humans.temperature, candidate, split="validation",
+                              data=splits).metrics
+    reason = infeasible_reason(metrics, config.constraints)
+    assert (metrics["pool_utilisation"] >= 1) == overloaded
+    assert score(metrics, config.constraints, config.reward).feasible != overloaded
+    assert reason == (f"people overloaded (rho={metrics['pool_utilisation']:.2f})" if overloaded else "")
+    # same answers, other queue: how many people a sample needs does not depend on how busy they are
+    assert metrics["labor_s_per_1k"] == pytest.approx(with_humans.metrics["labor_s_per_1k"])
+
+
+def test_a_chain_of_two_with_the_network_breaking_ties_beats_one_person(
+    tiny_config: ExperimentConfig, splits: Splits, trained_base: TrainedBase
+) -> None:
+    challenge = build_challenge_set(splits, tiny_config.data, tiny_config.seed, "validation")
+    people = people_view(challenge.images, challenge.labels, challenge.severity,
+                         train_ensemble(splits.train_images, splits.train_labels, tiny_config.seed))
+    arrivals = query_stream(tiny_config, "validation", {c: len(challenge.labels) for c in challenge.images})
+    samples, no_opinion = [], []
+    for category in CHALLENGE_CATEGORIES:  # the fixed set: every sample the base model is unsure of
+        probabilities = torch.softmax(predict_logits(trained_base.model, challenge.images[category])
+                                      / trained_base.temperature, dim=1)
+        for index in torch.nonzero(probabilities.amax(1) < 0.6).flatten().tolist():
+            sample = deferred_sample(challenge, category, index, float(arrivals[category][index]), people,
+                                      probabilities)
+            samples.append(sample)
+            no_opinion.append(dataclasses.replace(sample, network_probabilities=tuple([0.1] * 10)))
+    truth = np.array([s.true_label for s in samples])
+    with HumanPool(tiny_config.human_pool, tiny_config.seed) as pool:
+        one = (pool.serve(samples, "sequential", 1).labels == truth).mean()
+        two = (pool.serve(samples, "sequential", 2).labels == truth).mean()
+        two_first_vote = (pool.serve(no_opinion, "sequential", 2).labels == truth).mean()
+    message = f"{len(samples)} samples: k=1 {one:.3f}, k=2 {two:.3f}, k=2 with ties to the first vote {two_first_vote:.3f}"
+    assert len(samples) > 500, message
+    assert two > one + 0.02, message
+    assert two_first_vote == one, message  # what k=2 bought before: nothing

@@ -9,7 +9,7 @@ import torch
 from hgen_ray.compress.pipeline import compress_detector
 from hgen_ray.config import Candidate, ConfigError, ExperimentConfig, HumanChoice, LayerChoice
 from hgen_ray.evaluate import evaluate_candidate
-from hgen_ray.evaluate_detection import DetectionData, human_boxes_pass, human_cells_pass
+from hgen_ray.evaluate_detection import DetectionData, HumanOutcome, human_boxes_pass, human_cells_pass, time_people
 from hgen_ray.human import HumanPool
 from hgen_ray.human.detection_tasks import BOX_DRAW_MEDIAN_S
 from hgen_ray.models.detectors import DETECTOR_LAYERS, TrainedDetector, detect
@@ -55,7 +55,7 @@ def test_people_change_only_the_images_with_gated_cells(trained_yolo: TrainedDet
         most_sure = torch.sigmoid(trained_yolo.model(test.images)[:, 0]).flatten(1).amax(1)
     tau = float(most_sure.median())  # about half of the images have a cell at or above it
     candidate = Candidate(human=HumanChoice("majority", tau=tau, k=2, tau_high=1.0))
-    outcome = human_cells_pass(trained_yolo.model, test, "gaussian_noise", 3, candidate, pool)
+    outcome = human_cells_pass(trained_yolo.model, test, "gaussian_noise", 3, candidate, pool, "validation")
     assert 0 < outcome.deferred.sum() < len(test)
     for deferred, final, plain in zip(outcome.deferred, outcome.detections, outcome.dnn_detections):
         if not deferred:
@@ -70,7 +70,7 @@ def test_people_draw_boxes_only_for_unsure_images(trained_frcnn: TrainedDetector
                                                   pool: HumanPool) -> None:
     test = detection_data.challenges.sets["fog"]
     candidate = Candidate(human=HumanChoice("sequential", tau=0.6, k=1))
-    outcome = human_boxes_pass(trained_frcnn.model, test, "fog", 3, candidate, pool)
+    outcome = human_boxes_pass(trained_frcnn.model, test, "fog", 3, candidate, pool, "validation")
     assert 0 < outcome.deferred.sum()
     best = [float(d["scores"].max()) if len(d["scores"]) else 0.0 for d in outcome.dnn_detections]
     assert outcome.deferred.tolist() == [b < 0.6 for b in best]
@@ -111,3 +111,20 @@ def test_detector_canvases_follow_the_config(yolo_config: ExperimentConfig, dete
     assert detection_data.challenges.split == "validation"
     assert all(len(s) == yolo_config.detection.validation_canvases for s in detection_data.challenges.sets.values())
     assert detection_data.splits.val.images.shape[-2:] == (yolo_config.detection.canvas_size,) * 2
+
+
+def test_every_category_s_images_share_one_queue() -> None:
+    # a fog image and a jpeg image arrive together; one person checks both, one after the other
+    def outcome(looks: dict[int, list[float]]) -> HumanOutcome:
+        deferred = np.array([i in looks for i in range(3)])
+        return HumanOutcome([], [], deferred, looks, np.zeros(3))
+
+    outcomes = {"fog": outcome({1: [4.0]}), "jpeg": outcome({2: [6.0]})}
+    arrivals = {"fog": np.array([0.0, 1.0, 2.0]), "jpeg": np.array([0.5, 1.5, 1.0])}
+    timed = time_people(outcomes, arrivals, people=1, mechanism="majority")
+    labor, latency, wait = timed["fog"]
+    np.testing.assert_allclose(labor, [0, 4.0, 0])
+    np.testing.assert_allclose(latency, [0, 4.0, 0])
+    labor, latency, wait = timed["jpeg"]
+    np.testing.assert_allclose(wait, [0, 0, 4.0])  # arrived at 1 s, waited for the fog image until 5 s
+    np.testing.assert_allclose(latency, [0, 0, 10.0])

@@ -5,7 +5,7 @@ import math
 import pytest
 
 from hgen_ray.config import Constraints, RewardConfig
-from hgen_ray.metric import MAX_VIOLATION, failed_reward, pareto_front, score, violations
+from hgen_ray.metric import MAX_VIOLATION, failed_reward, infeasible_reason, pareto_front, score, violations
 
 LIMITS = Constraints(accuracy_min=0.6, latency_ms_max=10.0, energy_mj_max=1.0, storage_mb_max=0.5,
                      labor_s_per_1k_max=600.0, human_turnaround_s_max=60.0)
@@ -64,8 +64,21 @@ def test_penalty_is_proportional_to_normalised_violation() -> None:
 def test_violations_are_capped_and_failures_score_worst() -> None:
     assert violations(_m(labor_s_per_1k=1e9), LIMITS)["labor_s_per_1k"] == MAX_VIOLATION
     worst = score(_m(accuracy=0.0, dnn_latency_ms=1e9, energy_mj=1e9, storage_mb=1e9, labor_s_per_1k=1e9,
-                     human_turnaround_s_p95=1e9), LIMITS, WEIGHTS)
+                     human_turnaround_s_p95=1e9, pool_utilisation=1e9), LIMITS, WEIGHTS)
     assert failed_reward(WEIGHTS) == pytest.approx(worst.reward)
+
+
+def test_a_pool_busier_than_its_people_is_infeasible_and_says_so() -> None:
+    overloaded = _m(pool_utilisation=1.34)
+    result = score(overloaded, LIMITS, WEIGHTS)
+    assert not result.feasible and result.reward == pytest.approx(-0.34)
+    assert infeasible_reason(overloaded, LIMITS) == "people overloaded (rho=1.34)"
+    at_capacity = score(_m(pool_utilisation=1.0), LIMITS, WEIGHTS)  # rho = 1 already falls behind without end
+    assert not at_capacity.feasible
+    busy_but_keeping_up = _m(pool_utilisation=0.97)
+    assert score(busy_but_keeping_up, LIMITS, WEIGHTS).feasible and infeasible_reason(busy_but_keeping_up, LIMITS) == ""
+    both = infeasible_reason(_m(accuracy=0.5, pool_utilisation=2.0), LIMITS)
+    assert both == "accuracy 0.500 below A_d 0.6; people overloaded (rho=2.00)"
 
 
 def test_infinite_limits_never_bind() -> None:

@@ -1,7 +1,9 @@
-"""Simulated people (Ray actors) and the pool that serves deferred samples."""
+"""Simulated people (Ray actors), how hard each image is for them, and the pool's one queue."""
 
 from hgen_ray.human.calibration import human_accuracy, majority_of_3_accuracy, single_person_accuracy
-from hgen_ray.human.pool import DeferredSample, HumanPool, PoolResult
+from hgen_ray.human.image_difficulty import PeopleView, people_view, train_ensemble
+from hgen_ray.human.pool import DeferredSample, HumanPool, ImageAnswers, ImageRequest, PoolResult, decide
+from hgen_ray.human.pool_timeline import Timeline, pool_utilisation, simulate_pool, stream_arrivals
 from hgen_ray.human.simulated_human import HumanAnswer, HumanTask, SimulatedHuman
 
 __all__ = [
@@ -9,9 +11,19 @@ __all__ = [
     "HumanAnswer",
     "HumanPool",
     "HumanTask",
+    "ImageAnswers",
+    "ImageRequest",
+    "PeopleView",
     "PoolResult",
     "SimulatedHuman",
+    "Timeline",
+    "decide",
     "human_accuracy",
     "majority_of_3_accuracy",
+    "people_view",
+    "pool_utilisation",
+    "simulate_pool",
     "single_person_accuracy",
+    "stream_arrivals",
+    "train_ensemble",
 ]

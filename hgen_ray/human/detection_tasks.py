@@ -1,7 +1,9 @@
 """What a simulated person does for the detectors: check a grid cell, or draw boxes.
 
 As for classification, every answer is drawn from a generator seeded by
-(pool seed, person, task key), so a retried task gets exactly the same answer.
+(pool seed, person, task key), the key naming the image, the task and the chain
+step, so a retried task, or another candidate asking the same, gets exactly the
+same answer.
 
 Check a cell (H-YOLO). The person sees the box one grid cell predicts and says
 whether it frames an item, and if so which class. Verifying a cell or a
@@ -90,7 +92,7 @@ BOX_EDGE_NOISE = box_noise_for_mean_iou()
 
 @dataclass(frozen=True)
 class CellTask:
-    key: int
+    key: tuple[int, ...]
     on_item: bool  # the cell's box frames an item (IoU >= 0.5 with a true box)
     true_label: int  # that item's class (any value when on_item is False)
     category: str
@@ -99,7 +101,7 @@ class CellTask:
 
 @dataclass(frozen=True)
 class CellAnswer:
-    key: int
+    key: tuple[int, ...]
     is_item: bool
     label: int
     response_s: float
@@ -107,7 +109,7 @@ class CellAnswer:
 
 @dataclass(frozen=True)
 class BoxTask:
-    key: int
+    key: tuple[int, ...]
     boxes: tuple[tuple[float, float, float, float], ...]  # the image's true boxes
     edge_strength: tuple[float, ...]  # per box, the strongest Sobel response inside it
     category: str
@@ -116,14 +118,14 @@ class BoxTask:
 
 @dataclass(frozen=True)
 class BoxAnswer:
-    key: int
+    key: tuple[int, ...]
     boxes: tuple[tuple[float, float, float, float], ...]  # what the person drew
     response_s: float
 
 
 def check_cell(task: CellTask, person: int, seed: int) -> CellAnswer:
     """Whether ``person`` says the cell's box frames an item, its class, and the time taken."""
-    rng = np.random.default_rng([seed, person, task.key])
+    rng = np.random.default_rng([seed, person, *task.key])
     verdict_accuracy = 0.5 + (CELL_VERDICT_ACCURACY_CLEAN - 0.5) * (1.0 - _lost(task.category, task.severity))
     is_item = task.on_item if rng.random() < verdict_accuracy else not task.on_item
     if task.on_item and rng.random() < human_accuracy(task.category, task.severity):
@@ -138,7 +140,7 @@ def check_cell(task: CellTask, person: int, seed: int) -> CellAnswer:
 
 def draw_boxes(task: BoxTask, person: int, seed: int) -> BoxAnswer:
     """The boxes ``person`` draws on the edge map, and the time taken (per box drawn)."""
-    rng = np.random.default_rng([seed, person, task.key])
+    rng = np.random.default_rng([seed, person, *task.key])
     miss_small = missed_small_item_probability(task.category, task.severity)
     seen = []
     for box, edges in zip(task.boxes, task.edge_strength):

@@ -1,48 +1,62 @@
-"""A fixed pool of simulated people that answers deferred samples.
+"""A fixed pool of simulated people (Ray actors) that answers deferred samples.
 
-Deferred samples arrive in streams (one per challenge category), one sample
-every ``arrival_interval_s``. Each goes to a chain of k different people:
+Each deferred sample goes to a chain of k different people:
 
-- ``majority``: all k answer at once; the plurality wins, ties go to the first.
+- ``majority``: all k answer; the plurality wins.
 - ``sequential``: people answer one after another and the chain stops as soon
   as two answers agree (after at most k); otherwise the plurality wins. Less
   labour than a full majority, more latency.
 
-A person works on one task at a time. Work is handed out in rotation, and a
-task waits in its person's queue while they are busy; that queueing time is
-part of the H-DNN's latency. Answers come from Ray actors in one batched call
-per person per round (one round, or two for a sequential chain with k=3), and
-the timeline is then replayed in simulated time.
+A tie (two people who disagree, or three who all differ) is broken by the
+network's own calibrated probabilities over the tied classes, so a chain of 2
+is more than one person at twice the labour.
 
-The detectors send whole images instead (:meth:`HumanPool.serve_images`): every
-person of the chain does all of an image's tasks (checks each gated cell, or
-draws its boxes), one after another (``sequential``) or side by side
-(``majority``); their time on the image is the sum of their answers' times.
+Which people look at an image is fixed by the image (a routing keyed by it), and
+what they answer depends only on the image and the look, so every candidate
+that defers the same image gets the same answers. When the looks are done is
+the shared queue's business (:mod:`hgen_ray.human.pool_timeline`).
+
+Answers come from Ray actors in one batched call per person per round (one
+round, or two for a sequential chain with k=3). A person whose actor dies is
+replaced by a new actor with the same identity and seed, and its batch is sent
+again: at most ``human_pool.max_restarts`` replacements per request, so a
+person lost in one candidate costs later candidates nothing.
+
+The detectors send whole images instead (:meth:`HumanPool.answer_images`):
+every person of the chain does all of an image's tasks (checks each gated cell,
+or draws its boxes); their time on the image is the sum of their answers' times,
+and the caller times all categories' images in one queue.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import ray
+from ray.exceptions import RayActorError
 
 from hgen_ray.config import HumanPoolConfig
+from hgen_ray.human.pool_timeline import simulate_pool
 from hgen_ray.human.simulated_human import AnyAnswer, AnyTask, HumanAnswer, HumanTask, SimulatedHuman
 
-__all__ = ["DeferredSample", "HumanPool", "ImagePoolResult", "ImageRequest", "PoolResult"]
+__all__ = ["DeferredSample", "HumanPool", "ImageAnswers", "ImageRequest", "PoolResult", "decide"]
 
-_CHAIN_STEPS_MAX = 3
+CHAIN_STEPS_MAX = 3
+_ROUTING_WEIGHTS = (7919, 104729, 1)  # primes: images next to each other go to different people
 
 
 @dataclass(frozen=True)
 class DeferredSample:
-    stream: str  # challenge category; each stream is timed on its own
-    position: int  # index of the sample in its stream, which fixes its arrival time
+    key: tuple[int, int, int]  # (split, category, sample index) as indices: names the image
+    arrival_s: float  # when the app saw it, on the one stream of queries
     true_label: int
-    severity: int
+    person_accuracy: float  # one person's chance of the right class on this image
+    answer_median_s: float  # one person's median seconds on it
+    network_probabilities: tuple[float, ...]  # the gate's calibrated softmax, for people's ties
 
 
 @dataclass(frozen=True)
@@ -60,40 +74,46 @@ class PoolResult:
 class ImageRequest:
     """One image for people: its tasks are all cell checks, or one box drawing."""
 
-    stream: str  # challenge category; each stream is timed on its own
-    position: int  # index of the image in its stream, which fixes its arrival time
-    tasks: tuple[AnyTask, ...]  # keys need only be unique within the request
+    key: tuple[int, int, int]  # (split, category, image index): names the image
+    tasks: tuple[AnyTask, ...]  # keys are replaced by (image key, task index, chain step)
 
 
 @dataclass(frozen=True)
-class ImagePoolResult:
+class ImageAnswers:
     """Per request, in request order."""
 
     answers: list[list[list[AnyAnswer]]]  # [request][person in chain][task]
-    labor_s: np.ndarray
-    latency_s: np.ndarray
-    wait_s: np.ndarray
+    durations: list[list[float]]  # [request][person in chain]: seconds on the whole image
 
 
-def _decide(labels: list[int]) -> int:
+def decide(labels: Sequence[int], network_probabilities: Sequence[float]) -> int:
+    """The plurality of people's labels; a tie goes to the class the network finds likelier."""
     counts = Counter(labels)
     best = max(counts.values())
-    return next(label for label in labels if counts[label] == best)  # ties: earliest vote
+    tied = [label for label, count in counts.items() if count == best]
+    return max(tied, key=lambda label: network_probabilities[label])
+
+
+def routed_person(image: tuple[int, ...], step: int, people: int) -> int:
+    """Who takes look ``step`` at ``image``: fixed by the image, a different person per step."""
+    return (sum(part * weight for part, weight in zip(image, _ROUTING_WEIGHTS)) + step) % people
 
 
 class HumanPool:
-    """``size`` people as Ray actors that restart on a crash and retry the task.
+    """``size`` people as Ray actors, replaced when they die.
 
     Args:
-        config: Pool size, arrival interval, restart budget.
+        config: Pool size, arrival rate, replacements allowed per request.
         seed: Seeds every person; the same seed gives the same answers.
     """
 
     def __init__(self, config: HumanPoolConfig, seed: int) -> None:
         self.config = config
         self.seed = seed
-        options = {"max_restarts": config.max_restarts, "max_task_retries": config.max_restarts}
-        self.people = [SimulatedHuman.options(**options).remote(i, seed) for i in range(config.size)]
+        self.people = [self._new_person(i) for i in range(config.size)]
+
+    def _new_person(self, person: int):  # type: ignore[no-untyped-def]
+        return SimulatedHuman.options(max_restarts=0).remote(person, self.seed)
 
     def shutdown(self) -> None:
         for person in self.people:
@@ -106,105 +126,90 @@ class HumanPool:
     def __exit__(self, *_exc: object) -> None:
         self.shutdown()
 
-    def _person_for(self, order: int, step: int, k: int) -> int:
-        return (order * k + step) % len(self.people)
+    def _ask(self, assignments: dict[int, list[AnyTask]]) -> dict[tuple[int, ...], AnyAnswer]:
+        """One batched actor call per person; dead people are replaced and asked again. Answers by task key.
 
-    def _ask(self, assignments: dict[int, list[AnyTask]]) -> dict[int, AnyAnswer]:
-        """One batched actor call per person; returns answers by task key."""
-        futures = [self.people[p].answer.remote(tasks) for p, tasks in assignments.items() if tasks]
-        answers = [a for batch in ray.get(futures) for a in batch]
-        by_key = {a.key: a for a in answers}
+        Raises:
+            RuntimeError: More than ``max_restarts`` people died during this request.
+        """
+        pending = {p: self.people[p].answer.remote(tasks) for p, tasks in assignments.items() if tasks}
+        by_key: dict[tuple[int, ...], AnyAnswer] = {}
+        replaced = 0
+        while pending:
+            person, future = next(iter(pending.items()))
+            try:
+                batch = ray.get(future)
+            except RayActorError:
+                if replaced >= self.config.max_restarts:
+                    raise RuntimeError(f"human pool: more than human_pool.max_restarts={self.config.max_restarts} "
+                                       "people died during one request") from None
+                replaced += 1
+                self.people[person] = self._new_person(person)
+                pending[person] = self.people[person].answer.remote(assignments[person])
+                continue
+            del pending[person]
+            by_key.update({answer.key: answer for answer in batch})
         expected = sum(len(t) for t in assignments.values())
         if len(by_key) != expected:
             raise RuntimeError(f"human pool returned {len(by_key)} answers for {expected} tasks")
         return by_key
 
-    def _collect(self, samples: list[DeferredSample], mechanism: str, k: int) -> dict[int, HumanAnswer]:
-        def task(i: int, step: int) -> HumanTask:
-            s = samples[i]
-            return HumanTask(key=i * _CHAIN_STEPS_MAX + step, true_label=s.true_label, category=s.stream,
-                             severity=s.severity)
+    def _assignments(self) -> dict[int, list[AnyTask]]:
+        return {p: [] for p in range(len(self.people))}
+
+    def _collect(self, samples: list[DeferredSample], mechanism: str, k: int) -> dict[tuple[int, ...], HumanAnswer]:
+        def task(sample: DeferredSample, step: int) -> HumanTask:
+            return HumanTask((*sample.key, step), sample.true_label, sample.person_accuracy, sample.answer_median_s)
 
         first_round = k if mechanism == "majority" or k < 3 else 2
-        assignments: dict[int, list[AnyTask]] = {p: [] for p in range(len(self.people))}
-        for i in range(len(samples)):
+        assignments = self._assignments()
+        for sample in samples:
             for step in range(first_round):
-                assignments[self._person_for(i, step, k)].append(task(i, step))
+                assignments[routed_person(sample.key, step, len(self.people))].append(task(sample, step))
         answers = self._ask(assignments)
         if first_round < k:  # a sequential chain asks a third person only on disagreement
-            tie_breaks: dict[int, list[AnyTask]] = {p: [] for p in range(len(self.people))}
-            for i in range(len(samples)):
-                if answers[i * _CHAIN_STEPS_MAX].label != answers[i * _CHAIN_STEPS_MAX + 1].label:
-                    tie_breaks[self._person_for(i, 2, k)].append(task(i, 2))
+            tie_breaks = self._assignments()
+            for sample in samples:
+                if answers[(*sample.key, 0)].label != answers[(*sample.key, 1)].label:
+                    tie_breaks[routed_person(sample.key, 2, len(self.people))].append(task(sample, 2))
             answers.update(self._ask(tie_breaks))
-        return answers
+        return answers  # type: ignore[return-value]
 
     def serve(self, samples: list[DeferredSample], mechanism: str, k: int) -> PoolResult:
-        """Answer every deferred sample with a chain of ``k`` people.
+        """Answer every deferred sample with a chain of ``k`` people, and time them all in one queue.
 
         Raises:
             ValueError: ``k`` exceeds the pool size or the mechanism is unknown.
         """
         self._check_chain(mechanism, k)
         answers = self._collect(samples, mechanism, k) if samples else {}
-        steps = [[s for s in range(k) if i * _CHAIN_STEPS_MAX + s in answers] for i in range(len(samples))]
-        durations = [[answers[i * _CHAIN_STEPS_MAX + s].response_s for s in chain] for i, chain in enumerate(steps)]
-        labor, latency, wait = self._timeline([(s.stream, s.position) for s in samples], durations, mechanism, k)
-        labels = [_decide([answers[i * _CHAIN_STEPS_MAX + s].label for s in chain]) for i, chain in enumerate(steps)]
-        return PoolResult(np.array(labels, dtype=np.int64), labor, latency, wait,
-                          np.array([len(chain) for chain in steps], dtype=np.int64))
+        chains = [[answers[(*s.key, step)] for step in range(k) if (*s.key, step) in answers] for s in samples]
+        timeline = simulate_pool([s.arrival_s for s in samples], [[a.response_s for a in c] for c in chains],
+                                 len(self.people), mechanism)
+        labels = [decide([a.label for a in chain], s.network_probabilities) for s, chain in zip(samples, chains)]
+        return PoolResult(np.array(labels, dtype=np.int64), timeline.labor_s, timeline.latency_s, timeline.wait_s,
+                          np.array([len(chain) for chain in chains], dtype=np.int64))
 
     def _check_chain(self, mechanism: str, k: int) -> None:
-        if not 1 <= k <= min(_CHAIN_STEPS_MAX, len(self.people)):
+        if not 1 <= k <= min(CHAIN_STEPS_MAX, len(self.people)):
             raise ValueError(f"chain length k={k} must be between 1 and min(3, pool size {len(self.people)})")
         if mechanism not in ("sequential", "majority"):
             raise ValueError(f"unknown human mechanism {mechanism!r}; allowed: sequential, majority")
 
-    def serve_images(self, requests: list[ImageRequest], mechanism: str, k: int) -> ImagePoolResult:
-        """Have a chain of ``k`` people each do every task of each image.
+    def answer_images(self, requests: list[ImageRequest], mechanism: str, k: int) -> ImageAnswers:
+        """Have a chain of ``k`` people each do every task of each image (timed by the caller, in one queue).
 
         Raises:
             ValueError: ``k`` exceeds the pool size or the mechanism is unknown.
         """
         self._check_chain(mechanism, k)
-        keys: list[list[list[int]]] = []
-        assignments: dict[int, list[AnyTask]] = {p: [] for p in range(len(self.people))}
-        renamed = 0
-        for i, request in enumerate(requests):
-            keys.append([])
+        assignments = self._assignments()
+        for request in requests:
             for step in range(k):
-                keys[i].append([])
-                for task in request.tasks:
-                    keys[i][step].append(renamed)
-                    assignments[self._person_for(i, step, k)].append(dataclasses.replace(task, key=renamed))
-                    renamed += 1
-        by_key = self._ask(assignments) if renamed else {}
-        answers = [[[by_key[key] for key in step] for step in request] for request in keys]
+                person = routed_person(request.key, step, len(self.people))
+                assignments[person] += [dataclasses.replace(task, key=(*request.key, j, step))
+                                        for j, task in enumerate(request.tasks)]
+        by_key = self._ask(assignments) if any(assignments.values()) else {}
+        answers = [[[by_key[(*r.key, j, step)] for j in range(len(r.tasks))] for step in range(k)] for r in requests]
         durations = [[sum(a.response_s for a in step) for step in request] for request in answers]
-        labor, latency, wait = self._timeline([(r.stream, r.position) for r in requests], durations, mechanism, k)
-        return ImagePoolResult(answers, labor, latency, wait)
-
-    def _timeline(self, arrivals: list[tuple[str, int]], durations: list[list[float]], mechanism: str,
-                  k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Labour, latency and queueing per request: FIFO per person, in arrival order, per stream."""
-        n = len(arrivals)
-        labor, latency, wait = np.zeros(n), np.zeros(n), np.zeros(n)
-        streams: dict[str, list[int]] = {}
-        for i, (stream, _) in enumerate(arrivals):
-            streams.setdefault(stream, []).append(i)
-        for indices in streams.values():
-            free_at = np.zeros(len(self.people))
-            for i in sorted(indices, key=lambda j: arrivals[j][1]):
-                arrival = arrivals[i][1] * self.config.arrival_interval_s
-                finish, busy = arrival, 0.0
-                for step, duration in enumerate(durations[i]):
-                    person = self._person_for(i, step, k)
-                    ready = arrival if mechanism == "majority" else finish
-                    start = max(ready, free_at[person])
-                    free_at[person] = start + duration
-                    finish = max(finish, start + duration) if mechanism == "majority" else start + duration
-                    busy = max(busy, duration) if mechanism == "majority" else busy + duration
-                labor[i] = sum(durations[i])
-                latency[i] = finish - arrival
-                wait[i] = max(0.0, finish - arrival - busy)
-        return labor, latency, wait
+        return ImageAnswers(answers, durations)

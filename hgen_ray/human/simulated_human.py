@@ -3,8 +3,14 @@
 A person answers a batch of tasks: classify an image, or, for the detectors,
 check a grid cell or draw boxes (:mod:`hgen_ray.human.detection_tasks`). Each answer and its response
 time are drawn from a generator seeded by (pool seed, person, task key), not
-from a running stream, so a task retried after the actor crashed gets exactly
-the same answer: nothing is lost or doubled by a restart.
+from a running stream. The key names the image and the chain step (split,
+category, sample index, step), so a task retried after a crash gets exactly the
+same answer, and every candidate that defers the same image gets the same
+answer from the same person: common random numbers across candidates.
+
+A classification task carries the image's difficulty for people (one person's
+chance of the right class and their median time, :mod:`hgen_ray.human.image_difficulty`),
+shared by everyone who looks at it.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import ray
 
-from hgen_ray.human.calibration import CLASSIFY_SIGMA, human_accuracy, response_median_s, wrong_answer_distribution
+from hgen_ray.human.calibration import CLASSIFY_SIGMA, NUM_CLASSES, wrong_answer_distribution
 from hgen_ray.human.detection_tasks import BoxAnswer, BoxTask, CellAnswer, CellTask, check_cell, draw_boxes
 
 __all__ = ["AnyAnswer", "AnyTask", "HumanAnswer", "HumanTask", "SimulatedHuman", "answer_any", "answer_task"]
@@ -23,28 +29,27 @@ __all__ = ["AnyAnswer", "AnyTask", "HumanAnswer", "HumanTask", "SimulatedHuman",
 
 @dataclass(frozen=True)
 class HumanTask:
-    key: int  # unique per (sample, chain step) within one pool request
+    key: tuple[int, ...]  # (split, category, sample index, chain step), as indices
     true_label: int
-    category: str
-    severity: int
+    person_accuracy: float  # this image's chance of the right class, the same for everyone
+    answer_median_s: float  # this image's median answer time
 
 
 @dataclass(frozen=True)
 class HumanAnswer:
-    key: int
+    key: tuple[int, ...]
     label: int
     response_s: float
 
 
 def answer_task(task: HumanTask, person: int, seed: int) -> HumanAnswer:
     """What ``person`` answers to ``task``, and how long it takes them."""
-    rng = np.random.default_rng([seed, person, task.key])
-    if rng.random() < human_accuracy(task.category, task.severity):
+    rng = np.random.default_rng([seed, person, *task.key])
+    if rng.random() < task.person_accuracy:
         label = task.true_label
     else:
-        label = int(rng.choice(len(wrong_answer_distribution(0)), p=wrong_answer_distribution(task.true_label)))
-    median = response_median_s(task.category, task.severity)
-    return HumanAnswer(task.key, label, float(rng.lognormal(np.log(median), CLASSIFY_SIGMA)))
+        label = int(rng.choice(NUM_CLASSES, p=wrong_answer_distribution(task.true_label)))
+    return HumanAnswer(task.key, label, float(rng.lognormal(np.log(task.answer_median_s), CLASSIFY_SIGMA)))
 
 
 AnyTask = HumanTask | CellTask | BoxTask

@@ -2,7 +2,7 @@
 
 Checks the calibration against the published numbers (extreme clicking: 7 s and 88% mIoU
 per box; cell checks of 1-2 s), the small-item misses, determinism per (task, person, seed),
-and how :meth:`HumanPool.serve_images` hands out, collects and times whole images.
+and how :meth:`HumanPool.answer_images` hands out and collects whole images.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from hgen_ray.human.detection_tasks import (
     draw_boxes,
     missed_small_item_probability,
 )
-from hgen_ray.human.pool import ImageRequest
-from hgen_ray.human.simulated_human import AnyAnswer, AnyTask, answer_any
+from hgen_ray.human.pool import ImageRequest, routed_person
+from hgen_ray.human.simulated_human import AnyTask, answer_any
 
 SEED = 13
 VISIBLE = 0.8  # well above EDGE_VISIBILITY_FLOOR
@@ -61,7 +61,7 @@ def _large_boxes(key: int) -> tuple[tuple[float, float, float, float], ...]:
 
 
 def _cell_tasks(n: int, category: str, severity: int, start: int = 0) -> list[CellTask]:
-    return [CellTask(key=start + i, on_item=i % 2 == 0, true_label=i % 10, category=category, severity=severity)
+    return [CellTask(key=(start + i,), on_item=i % 2 == 0, true_label=i % 10, category=category, severity=severity)
             for i in range(n)]
 
 
@@ -73,7 +73,7 @@ def test_drawn_boxes_reach_the_extreme_clicking_mean_iou() -> None:
     ious = []
     for key in range(1500):
         truth = _large_boxes(key)
-        task = BoxTask(key, truth, (VISIBLE,) * len(truth), "clean", 1)
+        task = BoxTask((key,), truth, (VISIBLE,) * len(truth), "clean", 1)
         answer = draw_boxes(task, person=key % 5, seed=SEED)
         assert len(answer.boxes) == len(truth)  # large visible items are never missed
         drawn = np.array(answer.boxes)
@@ -89,7 +89,7 @@ def test_mean_iou_does_not_depend_on_box_shape() -> None:
     """The edge noise is scaled to the side, so a wide and a tall box are drawn equally well."""
     for w, h in [(20.0, 20.0), (200.0, 25.0), (25.0, 200.0)]:
         truth = ((3.0, 4.0, 3.0 + w, 4.0 + h),)
-        drawn = np.array([draw_boxes(BoxTask(k, truth, (VISIBLE,), "clean", 1), 0, SEED).boxes[0]
+        drawn = np.array([draw_boxes(BoxTask((k,), truth, (VISIBLE,), "clean", 1), 0, SEED).boxes[0]
                           for k in range(2000)])
         assert _iou(drawn, np.repeat(np.array(truth), len(drawn), axis=0)).mean() == pytest.approx(
             EXTREME_CLICK_MEAN_IOU, abs=0.02)
@@ -100,7 +100,7 @@ def test_drawing_time_grows_with_the_number_of_boxes_drawn() -> None:
     per_box, by_count = [], {}
     for key in range(3000):
         truth = _large_boxes(key)
-        answer = draw_boxes(BoxTask(key, truth, (VISIBLE,) * len(truth), "clean", 1), person=1, seed=SEED)
+        answer = draw_boxes(BoxTask((key,), truth, (VISIBLE,) * len(truth), "clean", 1), person=1, seed=SEED)
         per_box.append(answer.response_s / len(answer.boxes))
         by_count.setdefault(len(answer.boxes), []).append(answer.response_s)
     assert np.median(per_box) == pytest.approx(BOX_DRAW_MEDIAN_S, rel=0.15)
@@ -112,7 +112,7 @@ def test_drawing_time_grows_with_the_number_of_boxes_drawn() -> None:
 
 def test_single_box_time_has_the_published_median() -> None:
     truth = ((0.0, 0.0, 40.0, 30.0),)
-    times = [draw_boxes(BoxTask(k, truth, (VISIBLE,), "clean", 1), 2, SEED).response_s for k in range(3000)]
+    times = [draw_boxes(BoxTask((k,), truth, (VISIBLE,), "clean", 1), 2, SEED).response_s for k in range(3000)]
     assert np.median(times) == pytest.approx(BOX_DRAW_MEDIAN_S, rel=0.05)
 
 
@@ -120,12 +120,12 @@ def test_items_with_faint_edges_are_not_drawn_and_cost_nothing() -> None:
     faint = EDGE_VISIBILITY_FLOOR * 0.99
     for key in range(200):
         truth = _large_boxes(key)
-        answer = draw_boxes(BoxTask(key, truth, (faint,) * len(truth), "clean", 1), person=key % 3, seed=SEED)
+        answer = draw_boxes(BoxTask((key,), truth, (faint,) * len(truth), "clean", 1), person=key % 3, seed=SEED)
         assert answer.boxes == () and answer.response_s == 0.0
     # Only the visible one of two items is drawn; the floor itself counts as visible.
     truth = ((0.0, 0.0, 40.0, 40.0), (100.0, 100.0, 150.0, 160.0))
     for key in range(200):
-        answer = draw_boxes(BoxTask(key, truth, (faint, EDGE_VISIBILITY_FLOOR), "clean", 1), 0, SEED)
+        answer = draw_boxes(BoxTask((key,), truth, (faint, EDGE_VISIBILITY_FLOOR), "clean", 1), 0, SEED)
         assert len(answer.boxes) == 1
         x1, y1, x2, y2 = answer.boxes[0]
         assert (x1 + x2) / 2 > 80 and (y1 + y2) / 2 > 80  # the second, visible box
@@ -159,7 +159,7 @@ def test_small_items_are_missed_at_the_modelled_rate_and_large_ones_never(catego
     n = 4000
     small_seen = 0
     for key in range(n):
-        answer = draw_boxes(BoxTask(key, truth, (VISIBLE, VISIBLE), category, severity), key % 4, SEED)
+        answer = draw_boxes(BoxTask((key,), truth, (VISIBLE, VISIBLE), category, severity), key % 4, SEED)
         centres_x = [(b[0] + b[2]) / 2 for b in answer.boxes]
         assert sum(x > 100 for x in centres_x) == 1  # the large item is always drawn
         small_seen += sum(x < 100 for x in centres_x)
@@ -172,7 +172,7 @@ def test_small_items_are_missed_at_the_modelled_rate_and_large_ones_never(catego
 
 def test_cell_checks_on_clean_images_are_calibrated() -> None:
     tasks = _cell_tasks(6000, "clean", 1)
-    answers = [check_cell(t, person=t.key % 3, seed=SEED) for t in tasks]
+    answers = [check_cell(t, person=t.key[0] % 3, seed=SEED) for t in tasks]
     verdicts = np.array([a.is_item == t.on_item for t, a in zip(tasks, answers)])
     assert verdicts.mean() == pytest.approx(CELL_VERDICT_ACCURACY_CLEAN, abs=0.02)
     assert verdicts[::2].mean() == pytest.approx(CELL_VERDICT_ACCURACY_CLEAN, abs=0.03)  # boxes on an item
@@ -201,7 +201,7 @@ def test_a_hard_category_lowers_cell_verdict_accuracy() -> None:
 
 def test_same_task_person_and_seed_give_the_identical_answer() -> None:
     cells = _cell_tasks(300, "fog", 3)
-    boxes = [BoxTask(k, _large_boxes(k) + ((300.0, 5.0, 310.0, 15.0),), (VISIBLE,) * 5, "fog", 4)
+    boxes = [BoxTask((k,), _large_boxes(k) + ((300.0, 5.0, 310.0, 15.0),), (VISIBLE,) * 5, "fog", 4)
              for k in range(300)]
     for task in [*cells, *boxes]:
         first = answer_any(task, 2, SEED)
@@ -213,106 +213,68 @@ def test_same_task_person_and_seed_give_the_identical_answer() -> None:
 
 
 def test_answer_any_routes_each_task_kind_to_its_answerer() -> None:
-    cell = CellTask(7, True, 3, "clean", 1)
-    box = BoxTask(7, ((0.0, 0.0, 30.0, 30.0),), (VISIBLE,), "clean", 1)
+    cell = CellTask((7,), True, 3, "clean", 1)
+    box = BoxTask((7,), ((0.0, 0.0, 30.0, 30.0),), (VISIBLE,), "clean", 1)
     assert answer_any(cell, 1, SEED) == check_cell(cell, 1, SEED)
     assert isinstance(answer_any(cell, 1, SEED), CellAnswer)
     assert answer_any(box, 1, SEED) == draw_boxes(box, 1, SEED)
     assert isinstance(answer_any(box, 1, SEED), BoxAnswer)
 
 
-# --- HumanPool.serve_images -------------------------------------------------------------------
+# --- HumanPool.answer_images ------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def pool(ray_session: None):
-    with HumanPool(HumanPoolConfig(size=4, arrival_interval_s=1.0), seed=SEED) as running:
+    with HumanPool(HumanPoolConfig(size=4), seed=SEED) as running:
         yield running
 
 
-def _answered_by(task: AnyTask, answer: AnyAnswer, pool_size: int) -> set[int]:
-    """Which people would give exactly this answer to ``task`` once it has the answer's key."""
-    renamed = dataclasses.replace(task, key=answer.key)
-    return {p for p in range(pool_size) if answer_any(renamed, p, SEED) == answer}
+def _image(index: int, tasks: tuple[AnyTask, ...], category: int = 9) -> ImageRequest:
+    return ImageRequest((1, category, index), tasks)
 
 
 @pytest.mark.parametrize("mechanism", ["majority", "sequential"])
-def test_serve_images_gives_every_request_k_full_answer_lists_in_task_order(pool: HumanPool,
-                                                                           mechanism: str) -> None:
+def test_every_request_gets_k_full_answer_lists_in_task_order_from_its_routed_people(pool: HumanPool,
+                                                                                    mechanism: str) -> None:
     k = 2
-    requests = [ImageRequest("fog", position=r, tasks=tuple(_cell_tasks(3 + r % 4, "fog", 2, start=100 * r)))
-                for r in range(12)]
-    result = pool.serve_images(requests, mechanism, k)
-    assert len(result.answers) == len(requests)
-    assert result.labor_s.shape == result.latency_s.shape == result.wait_s.shape == (len(requests),)
-    all_keys = []
-    for r, request in enumerate(requests):
-        assert len(result.answers[r]) == k
-        people = []
-        for step in result.answers[r]:
-            assert len(step) == len(request.tasks)
-            assert all(isinstance(a, CellAnswer) for a in step)
-            # Answer j is what one person says to task j: the order is kept, one person per step.
-            who = [_answered_by(task, answer, len(pool.people)) for task, answer in zip(request.tasks, step)]
-            assert all(len(w) == 1 for w in who)
-            assert len(set.union(*who)) == 1
-            people.append(who[0].pop())
-            all_keys += [a.key for a in step]
-        assert len(set(people)) == k  # k different people per chain
-        total = sum(a.response_s for step in result.answers[r] for a in step)
-        assert result.labor_s[r] == pytest.approx(total)
-    assert len(set(all_keys)) == len(all_keys)  # renamed keys are unique across the whole call
-    assert (result.latency_s >= result.wait_s).all() and (result.wait_s >= 0).all()
-    again = pool.serve_images(requests, mechanism, k)
-    assert again.answers == result.answers
-    np.testing.assert_array_equal(again.latency_s, result.latency_s)
+    requests = [_image(r, tuple(_cell_tasks(3 + r % 4, "fog", 2, start=100 * r))) for r in range(12)]
+    result = pool.answer_images(requests, mechanism, k)
+    assert len(result.answers) == len(requests) == len(result.durations)
+    for request, answers, durations in zip(requests, result.answers, result.durations):
+        assert len(answers) == len(durations) == k
+        for step, (said, seconds) in enumerate(zip(answers, durations)):
+            person = routed_person(request.key, step, len(pool.people))
+            expected = [answer_any(dataclasses.replace(task, key=(*request.key, j, step)), person, SEED)
+                        for j, task in enumerate(request.tasks)]
+            assert said == expected  # task order kept, the routed person's own answers
+            assert seconds == pytest.approx(sum(a.response_s for a in said))
+        assert len({routed_person(request.key, step, len(pool.people)) for step in range(k)}) == k
+    assert pool.answer_images(requests, mechanism, k) == result
+
+
+def test_an_image_gets_the_same_answers_whatever_else_is_asked(pool: HumanPool) -> None:
+    shared = [_image(r, tuple(_cell_tasks(4, "fog", 2, start=10 * r))) for r in range(6)]
+    alone = pool.answer_images(shared, "majority", 3)
+    crowded = pool.answer_images([_image(50 + r, tuple(_cell_tasks(3, "fog", 2))) for r in range(9)] + shared,
+                                 "majority", 3)
+    assert crowded.answers[9:] == alone.answers and crowded.durations[9:] == alone.durations
 
 
 def test_box_drawing_requests_come_back_as_box_answers(pool: HumanPool) -> None:
     truth = _large_boxes(2)
-    request = ImageRequest("clean", 0, (BoxTask(0, truth, (VISIBLE,) * len(truth), "clean", 1),))
-    result = pool.serve_images([request], "majority", 3)
+    request = _image(0, (BoxTask((0,), truth, (VISIBLE,) * len(truth), "clean", 1),), category=0)
+    result = pool.answer_images([request], "majority", 3)
     assert [len(step) for step in result.answers[0]] == [1, 1, 1]
     for step in result.answers[0]:
         assert isinstance(step[0], BoxAnswer) and len(step[0].boxes) == len(truth)
-        assert len(_answered_by(request.tasks[0], step[0], len(pool.people))) == 1
 
 
-@pytest.mark.parametrize("k", [1, 2, 3])
-def test_a_lone_request_waits_for_nobody(pool: HumanPool, k: int) -> None:
-    """Majority: the slowest person's total time. Sequential: everyone's, one after another."""
-    tasks = tuple(_cell_tasks(5, "low_light", 3))
-    box = BoxTask(9, _large_boxes(1), (VISIBLE,) * 3, "low_light", 3)
-    for request in (ImageRequest("low_light", 3, tasks), ImageRequest("jpeg", 0, (box,))):
-        for mechanism in ("majority", "sequential"):
-            result = pool.serve_images([request], mechanism, k)
-            per_person = [sum(a.response_s for a in step) for step in result.answers[0]]
-            assert len(per_person) == k and min(per_person) > 0
-            expected = max(per_person) if mechanism == "majority" else sum(per_person)
-            assert result.latency_s[0] == pytest.approx(expected)
-            assert result.wait_s[0] == pytest.approx(0.0, abs=1e-9)  # a difference of sums: rounding only
-            assert result.labor_s[0] == pytest.approx(sum(per_person))
-
-
-def test_serve_images_with_nothing_to_do(pool: HumanPool) -> None:
-    empty = pool.serve_images([], "majority", 2)
-    assert empty.answers == [] and len(empty.labor_s) == 0
-    no_tasks = pool.serve_images([ImageRequest("fog", 0, ())], "sequential", 2)
-    assert no_tasks.answers == [[[], []]]
-    assert no_tasks.labor_s[0] == 0.0 and no_tasks.latency_s[0] == 0.0 and no_tasks.wait_s[0] == 0.0
-
-
-def test_images_arriving_together_queue_for_a_lone_person(ray_session: None) -> None:
-    with HumanPool(HumanPoolConfig(size=1, arrival_interval_s=0.0), seed=SEED) as lone:
-        requests = [ImageRequest("fog", position=r, tasks=tuple(_cell_tasks(4, "fog", 1, start=10 * r)))
-                    for r in range(3)]
-        result = lone.serve_images(requests, "majority", 1)
-        with pytest.raises(ValueError, match="k=2"):
-            lone.serve_images(requests, "majority", 2)  # a chain longer than the pool
-    assert result.wait_s[0] == 0.0
-    assert result.wait_s[1] == pytest.approx(result.labor_s[0]) and result.wait_s[1] > 0
-    assert result.wait_s[2] == pytest.approx(result.labor_s[0] + result.labor_s[1])
-    np.testing.assert_allclose(result.latency_s, np.cumsum(result.labor_s))
+def test_answer_images_with_nothing_to_do(pool: HumanPool) -> None:
+    empty = pool.answer_images([], "majority", 2)
+    assert empty.answers == [] and empty.durations == []
+    no_tasks = pool.answer_images([_image(0, ())], "sequential", 2)
+    assert no_tasks.answers == [[[], []]] and no_tasks.durations == [[0, 0]]
 
 
 @pytest.mark.parametrize(("mechanism", "k", "match"), [
@@ -320,7 +282,6 @@ def test_images_arriving_together_queue_for_a_lone_person(ray_session: None) -> 
     ("sequential", 5, "k=5"),
     ("vote", 2, "unknown human mechanism"),
 ])
-def test_serve_images_refuses_bad_chains(pool: HumanPool, mechanism: str, k: int, match: str) -> None:
-    request = ImageRequest("fog", 0, tuple(_cell_tasks(2, "fog", 1)))
+def test_answer_images_refuses_bad_chains(pool: HumanPool, mechanism: str, k: int, match: str) -> None:
     with pytest.raises(ValueError, match=match):
-        pool.serve_images([request], mechanism, k)
+        pool.answer_images([_image(0, tuple(_cell_tasks(2, "fog", 1)))], mechanism, k)
