@@ -6,6 +6,7 @@ import csv
 import dataclasses
 import errno
 import json
+import math
 import os
 import pickle
 import shutil
@@ -27,6 +28,7 @@ from hgen_ray.cli import main
 from hgen_ray.config import Constraints, ExperimentConfig, SearchConfig, as_dict
 from hgen_ray.hdnn import load_hdnn
 from hgen_ray.metric import PARETO_OBJECTIVES, failed_reward
+from hgen_ray.search import labour_within_pool, search_space
 from hgen_ray.tune_state import WHOLE_COPY_DIR
 
 REPO = Path(__file__).resolve().parents[1]
@@ -70,9 +72,35 @@ def test_search_runs_every_planned_trial_and_writes_all_outputs(finished: Path) 
     assert [int(r["trial"]) for r in rows] == list(range(1, TRIALS + 1))
     for name in ("pareto.json", "report.md", "tradeoffs.png", "reward.png", "search.yaml", "best/model.pt"):
         assert (finished / name).is_file(), name
-    assert {"layers/conv1/technique", "human/tau", "accuracy", "labor_s_per_1k", "reward", "feasible"} <= set(rows[0])
+    assert {"layers/conv1/technique", "human/tau", "accuracy", "labor_s_per_1k", "reward", "feasible",
+            "pool_utilisation", "human_wait_s_p95", "infeasible_reason"} <= set(rows[0])
+    for row in rows:  # a row is infeasible exactly when it says why, and an overloaded pool is named
+        assert (row["feasible"] == "False") == bool(row["infeasible_reason"]), row
+        assert (float(row["pool_utilisation"]) >= 1) == ("people overloaded" in row["infeasible_reason"]), row
     report = (finished / "report.md").read_text()
     assert "original" in report and "human_only" in report and "tradeoffs.png" in report
+
+
+@pytest.mark.parametrize(("labour_limit", "expected"), [(700.0, 1000 * 8 / 24), (100.0, 100.0), (math.inf, 1000 * 8 / 24)])
+def test_every_strategy_s_labour_cap_is_what_the_pool_can_do_when_that_is_less(
+        tiny_config: ExperimentConfig, labour_limit: float, expected: float) -> None:
+    pool = dataclasses.replace(tiny_config.human_pool, size=8, arrival_rate_per_s=24.0)
+    config = dataclasses.replace(tiny_config, human_pool=pool,
+                                 constraints=Constraints(labor_s_per_1k_max=labour_limit, storage_mb_max=0.5))
+    capped = labour_within_pool(config)
+    assert capped.labor_s_per_1k_max == pytest.approx(expected)
+    assert capped.storage_mb_max == 0.5  # nothing else changes
+
+
+def test_with_no_labour_limit_the_pool_still_caps_tau_for_every_strategy(tiny_config: ExperimentConfig, splits,
+                                                                        trained_base) -> None:  # type: ignore[no-untyped-def]
+    pool = dataclasses.replace(tiny_config.human_pool, size=8, arrival_rate_per_s=24.0)
+    config = dataclasses.replace(tiny_config, human_pool=pool, constraints=Constraints())
+    for algorithm in ("hgen", "random", "optuna"):
+        space = search_space(dataclasses.replace(config, search=SearchConfig(algorithm=algorithm)),
+                             trained_base.model, splits.without_test())
+        assert space.tau_caps and all(cap < 1.0 for cap in space.tau_caps.values()), algorithm
+        assert space.tau_caps == search_space(config, trained_base.model, splits.without_test()).tau_caps
 
 
 def test_tune_tools_read_the_experiment_dir(finished: Path) -> None:
