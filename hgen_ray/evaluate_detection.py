@@ -8,8 +8,8 @@ send what the gate picks to the human pool, then profile. ``accuracy`` is
 mAP@0.5 (mean over the 12 categories); labour and latency are per image.
 
 - H-YOLO: a cell whose objectness is in ``[tau, tau_high]`` is checked by each
-  of the chain's k people, who see its box; the per-cell majority (ties: the
-  first person) confirms or rejects it and names the class.
+  of the chain's k people, who see its box; the per-cell majority confirms or
+  rejects it and names the class; a tie goes the way the network leans.
 - H-Faster-RCNN: an image whose best detection score is below tau is sent to
   the chain; every box any of them draws joins the RPN's proposals.
 """
@@ -29,14 +29,14 @@ from hgen_ray.config import CHALLENGE_CATEGORIES, Candidate, ExperimentConfig
 from hgen_ray.data.detection_splits import DetectionChallengeSet, DetectionSet, DetectionSplits, load_detection_splits
 from hgen_ray.data.splits import EVALUATED_CATEGORIES, SPLIT_NAMES
 from hgen_ray.detection_map import map50
-from hgen_ray.human import HumanPool, ImageAnswers, ImageRequest, simulate_pool
+from hgen_ray.human import HumanPool, ImageAnswers, ImageRequest, decide, simulate_pool
 from hgen_ray.human.detection_tasks import BoxTask, CellTask
 from hgen_ray.models.detectors import detect
 from hgen_ray.models.h_faster_rcnn import HFasterRCNN, sobel_edges, unsure_images
 from hgen_ray.models.h_yolo import CellVerdicts, apply_cell_answers, cell_boxes, decode_cells, gated_cells
 
-__all__ = ["DetectionData", "HumanOutcome", "evaluate_detector", "human_boxes_pass", "human_cells_pass", "time_people",
-           "load_detection_data"]
+__all__ = ["DetectionData", "HumanOutcome", "cell_majority", "evaluate_detector", "human_boxes_pass", "human_cells_pass",
+           "load_detection_data", "time_people"]
 
 log = logging.getLogger(__name__)
 VERIFIED_IOU = 0.5  # a box "frames an item" at the IoU mAP@0.5 counts as a hit
@@ -63,21 +63,13 @@ class HumanOutcome:
     looks: dict[int, list[float]]  # per image people looked at: seconds each person of the chain spent on it
     tasks: np.ndarray  # cells checked (H-YOLO) or boxes drawn (H-Faster-RCNN), all people together
 
-    @property
-    def labor_s(self) -> np.ndarray:
-        """Person-seconds per image (0 where nobody looked)."""
-        labor = np.zeros(len(self.deferred))
-        for image, seconds in self.looks.items():
-            labor[image] = sum(seconds)
-        return labor
 
-
-def _majority(votes: list[tuple[bool, int]]) -> tuple[bool, int]:
-    counts = Counter(v[0] for v in votes)
-    is_item = max(counts, key=lambda verdict: (counts[verdict], verdict == votes[0][0]))
-    labels = Counter(v[1] for v in votes if v[0])
-    label = next(v[1] for v in votes if v[0] and labels[v[1]] == max(labels.values())) if labels else votes[0][1]
-    return is_item, label
+def cell_majority(votes: list[tuple[bool, int]], objectness: float, class_probabilities: list[float]) -> tuple[bool, int]:
+    """People's verdict on a cell: the majority; a tie goes the way the network leans (objectness, class)."""
+    counts = Counter(is_item for is_item, _ in votes)
+    is_item = counts[True] > counts[False] or (counts[True] == counts[False] and objectness >= 0.5)
+    return is_item, decide([label for said_item, label in votes if said_item] or [label for _, label in votes],
+                           class_probabilities)
 
 
 def _image_key(split: str, category: str, image: int) -> tuple[int, int, int]:
@@ -101,17 +93,22 @@ def human_cells_pass(model: nn.Module, data: DetectionSet, category: str, severi
     for image in torch.nonzero(gated.flatten(1).any(1)).flatten().tolist():
         where = [tuple(c) for c in torch.nonzero(gated[image]).tolist()]
         overlap = box_iou(torch.stack([boxes[image, r, c] for r, c in where]), data.boxes[image]).max(1)
-        tasks = tuple(CellTask(j, bool(overlap.values[j] >= VERIFIED_IOU), int(data.labels[image][overlap.indices[j]]),
-                               category, severity) for j in range(len(where)))
+        grid = gated.shape[-1]
+        tasks = tuple(CellTask((r * grid + c,), bool(overlap.values[j] >= VERIFIED_IOU),
+                               int(data.labels[image][overlap.indices[j]]), category, severity)
+                      for j, (r, c) in enumerate(where))
         requests.append(ImageRequest(_image_key(split, category, image), tasks))
         cells.append([(image, r, c) for r, c in where])
     tasks, looks = np.zeros(len(data)), {}
     if requests:
         served = pool.answer_images(requests, candidate.human.mechanism, candidate.human.k)
         verdicts = {}
+        objectness, classes = torch.sigmoid(output[:, 0]), torch.softmax(output[:, 5:], dim=1)
         for where, answers in zip(cells, served.answers):
-            for j, cell in enumerate(where):
-                verdicts[cell] = _majority([(person[j].is_item, person[j].label) for person in answers])
+            for j, (image, r, c) in enumerate(where):
+                votes = [(person[j].is_item, person[j].label) for person in answers]
+                verdicts[(image, r, c)] = cell_majority(votes, float(objectness[image, r, c]),
+                                                        classes[image, :, r, c].tolist())
         output = apply_cell_answers(output, CellVerdicts(verdicts))
         looks = _looks(served, requests)
         for request in requests:
@@ -123,7 +120,7 @@ def human_cells_pass(model: nn.Module, data: DetectionSet, category: str, severi
 def _box_task(image: torch.Tensor, boxes: torch.Tensor, category: str, severity: int) -> BoxTask:
     edges = sobel_edges(image[None])[0, 0]
     strength = tuple(float(edges[int(y1) : int(y2), int(x1) : int(x2)].max()) for x1, y1, x2, y2 in boxes.tolist())
-    return BoxTask(0, tuple(tuple(b) for b in boxes.tolist()), strength, category, severity)
+    return BoxTask((0,), tuple(tuple(b) for b in boxes.tolist()), strength, category, severity)
 
 
 @torch.no_grad()

@@ -9,7 +9,14 @@ import torch
 from hgen_ray.compress.pipeline import compress_detector
 from hgen_ray.config import Candidate, ConfigError, ExperimentConfig, HumanChoice, LayerChoice
 from hgen_ray.evaluate import evaluate_candidate
-from hgen_ray.evaluate_detection import DetectionData, HumanOutcome, human_boxes_pass, human_cells_pass, time_people
+from hgen_ray.evaluate_detection import (
+    DetectionData,
+    HumanOutcome,
+    cell_majority,
+    human_boxes_pass,
+    human_cells_pass,
+    time_people,
+)
 from hgen_ray.human import HumanPool
 from hgen_ray.human.detection_tasks import BOX_DRAW_MEDIAN_S
 from hgen_ray.models.detectors import DETECTOR_LAYERS, TrainedDetector, detect
@@ -25,6 +32,11 @@ GENEROUS_PEOPLE = {  # people see much of what the weak test detectors find hard
     "h_yolo": HumanChoice("majority", tau=0.05, k=1, tau_high=1.0),
     "h_faster_rcnn": HumanChoice("majority", tau=0.9, k=1),
 }
+
+
+def _labor(outcome: HumanOutcome) -> np.ndarray:
+    """Person-seconds per image: every look people took at it."""
+    return np.array([sum(outcome.looks.get(i, [])) for i in range(len(outcome.deferred))])
 
 
 @pytest.fixture(scope="module")
@@ -60,9 +72,9 @@ def test_people_change_only_the_images_with_gated_cells(trained_yolo: TrainedDet
     for deferred, final, plain in zip(outcome.deferred, outcome.detections, outcome.dnn_detections):
         if not deferred:
             assert torch.equal(final["boxes"], plain["boxes"]) and torch.equal(final["scores"], plain["scores"])
-    assert (outcome.tasks[~outcome.deferred] == 0).all() and (outcome.labor_s[~outcome.deferred] == 0).all()
+    assert (outcome.tasks[~outcome.deferred] == 0).all() and (_labor(outcome)[~outcome.deferred] == 0).all()
     assert (outcome.tasks[outcome.deferred] % 2 == 0).all()  # every gated cell checked by both people
-    per_cell = outcome.labor_s[outcome.deferred] / outcome.tasks[outcome.deferred]
+    per_cell = _labor(outcome)[outcome.deferred] / outcome.tasks[outcome.deferred]
     assert 0.5 < float(np.median(per_cell)) < 3.0  # "about 1-2 s" per cell checked
 
 
@@ -78,8 +90,8 @@ def test_people_draw_boxes_only_for_unsure_images(trained_frcnn: TrainedDetector
         if not deferred:
             assert torch.equal(final["boxes"], plain["boxes"])
     drew = outcome.tasks > 0
-    assert drew.any() and (outcome.labor_s[~drew] == 0).all()
-    per_box = outcome.labor_s[drew] / outcome.tasks[drew]
+    assert drew.any() and (_labor(outcome)[~drew] == 0).all()
+    per_box = _labor(outcome)[drew] / outcome.tasks[drew]
     assert 0.5 * BOX_DRAW_MEDIAN_S < float(np.median(per_box)) < 2 * BOX_DRAW_MEDIAN_S
 
 
@@ -128,3 +140,16 @@ def test_every_category_s_images_share_one_queue() -> None:
     labor, latency, wait = timed["jpeg"]
     np.testing.assert_allclose(wait, [0, 0, 4.0])  # arrived at 1 s, waited for the fog image until 5 s
     np.testing.assert_allclose(latency, [0, 0, 10.0])
+
+
+@pytest.mark.parametrize(("votes", "objectness", "expected"), [
+    ([(True, 3), (False, 0)], 0.7, (True, 3)),  # a verdict tie goes the way the network leans...
+    ([(True, 3), (False, 0)], 0.3, (False, 3)),
+    ([(True, 3), (True, 5)], 0.3, (True, 5)),  # ...and so does a class tie (the network favours 5)
+    ([(True, 3), (True, 3), (False, 5)], 0.1, (True, 3)),  # a majority needs no tie-break
+])
+def test_people_s_ties_on_a_cell_go_the_way_the_network_leans(votes: list[tuple[bool, int]], objectness: float,
+                                                              expected: tuple[bool, int]) -> None:
+    classes = [0.0] * 10
+    classes[3], classes[5] = 0.2, 0.6
+    assert cell_majority(votes, objectness, classes) == expected

@@ -17,9 +17,12 @@ that defers the same image gets the same answers. When the looks are done is
 the shared queue's business (:mod:`hgen_ray.human.pool_timeline`).
 
 Answers come from Ray actors in one batched call per person per round (one
-round, or two for a sequential chain with k=3). A person whose actor dies is
-replaced by a new actor with the same identity and seed, and its batch is sent
-again: at most ``human_pool.max_restarts`` replacements per request, so a
+round, or two for a sequential chain with k=3). Every person is a named actor.
+A person whose actor dies is replaced by a new actor with the same name,
+identity and seed, and its batch is sent again: at most
+``human_pool.max_restarts`` replacements per request. A replacement is
+detached, so it outlives the Tune trial that made it, and every request first
+looks its people up by name: each trial holds its own copy of the pool, and a
 person lost in one candidate costs later candidates nothing.
 
 The detectors send whole images instead (:meth:`HumanPool.answer_images`):
@@ -31,9 +34,12 @@ and the caller times all categories' images in one queue.
 from __future__ import annotations
 
 import dataclasses
+import time
+import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import ray
@@ -46,6 +52,8 @@ from hgen_ray.human.simulated_human import AnyAnswer, AnyTask, HumanAnswer, Huma
 __all__ = ["DeferredSample", "HumanPool", "ImageAnswers", "ImageRequest", "PoolResult", "decide"]
 
 CHAIN_STEPS_MAX = 3
+PEOPLE_NAMESPACE = "hgen-ray-people"  # named people, found from any trial of the search
+NAME_RELEASE_TIMEOUT_S = 30.0  # how long a dead person's name may stay taken before Ray frees it
 _ROUTING_WEIGHTS = (7919, 104729, 1)  # primes: images next to each other go to different people
 
 
@@ -75,7 +83,7 @@ class ImageRequest:
     """One image for people: its tasks are all cell checks, or one box drawing."""
 
     key: tuple[int, int, int]  # (split, category, image index): names the image
-    tasks: tuple[AnyTask, ...]  # keys are replaced by (image key, task index, chain step)
+    tasks: tuple[AnyTask, ...]  # each keyed by what it is on the image (a cell's grid index); asked as (image, task, step)
 
 
 @dataclass(frozen=True)
@@ -110,14 +118,50 @@ class HumanPool:
     def __init__(self, config: HumanPoolConfig, seed: int) -> None:
         self.config = config
         self.seed = seed
-        self.people = [self._new_person(i) for i in range(config.size)]
+        self.name = f"pool-{uuid.uuid4().hex[:12]}"
+        self._replacements_left = config.max_restarts
+        self.people = [self._new_person(i, detached=False) for i in range(config.size)]
 
-    def _new_person(self, person: int):  # type: ignore[no-untyped-def]
-        return SimulatedHuman.options(max_restarts=0).remote(person, self.seed)
+    def _person_name(self, person: int) -> str:
+        return f"{self.name}/person-{person}"
+
+    def _new_person(self, person: int, detached: bool):  # type: ignore[no-untyped-def]
+        options = {"name": self._person_name(person), "namespace": PEOPLE_NAMESPACE, "get_if_exists": True,
+                   "max_restarts": 0}
+        return SimulatedHuman.options(**options, **({"lifetime": "detached"} if detached else {})).remote(
+            person, self.seed)
+
+    def _start_request(self) -> None:
+        """A fresh replacement budget, and the people as they are now (replaced elsewhere, perhaps)."""
+        self._replacements_left = self.config.max_restarts
+        for person in range(len(self.people)):
+            try:
+                found = ray.get_actor(self._person_name(person), namespace=PEOPLE_NAMESPACE)
+            except ValueError:
+                continue  # dead and not replaced yet: the request replaces them when they fail to answer
+            if found != self.people[person]:  # keep the creator's handle: dropping it would end the actor
+                self.people[person] = found
+
+    def _replacement(self, person: int, dead: Any) -> Any:
+        """A live actor for ``person``: a new one once Ray has freed the dead one's name, or one made elsewhere."""
+        deadline = time.monotonic() + NAME_RELEASE_TIMEOUT_S
+        while time.monotonic() < deadline:
+            try:
+                found = ray.get_actor(self._person_name(person), namespace=PEOPLE_NAMESPACE)
+            except ValueError:
+                return self._new_person(person, detached=True)
+            if found != dead:
+                return found  # another copy of this pool (another trial) replaced them already
+            time.sleep(0.1)  # the kill is still reaching Ray's registry of names
+        raise RuntimeError(f"human pool: person {person} died and their name was not freed in "
+                           f"{NAME_RELEASE_TIMEOUT_S:.0f} s")
 
     def shutdown(self) -> None:
-        for person in self.people:
-            ray.kill(person, no_restart=True)
+        for person in range(len(self.people)):
+            try:
+                ray.kill(ray.get_actor(self._person_name(person), namespace=PEOPLE_NAMESPACE), no_restart=True)
+            except ValueError:
+                pass  # already gone
         self.people = []
 
     def __enter__(self) -> HumanPool:
@@ -134,17 +178,16 @@ class HumanPool:
         """
         pending = {p: self.people[p].answer.remote(tasks) for p, tasks in assignments.items() if tasks}
         by_key: dict[tuple[int, ...], AnyAnswer] = {}
-        replaced = 0
         while pending:
             person, future = next(iter(pending.items()))
             try:
                 batch = ray.get(future)
             except RayActorError:
-                if replaced >= self.config.max_restarts:
+                if self._replacements_left <= 0:
                     raise RuntimeError(f"human pool: more than human_pool.max_restarts={self.config.max_restarts} "
                                        "people died during one request") from None
-                replaced += 1
-                self.people[person] = self._new_person(person)
+                self._replacements_left -= 1
+                self.people[person] = self._replacement(person, self.people[person])
                 pending[person] = self.people[person].answer.remote(assignments[person])
                 continue
             del pending[person]
@@ -182,6 +225,7 @@ class HumanPool:
             ValueError: ``k`` exceeds the pool size or the mechanism is unknown.
         """
         self._check_chain(mechanism, k)
+        self._start_request()
         answers = self._collect(samples, mechanism, k) if samples else {}
         chains = [[answers[(*s.key, step)] for step in range(k) if (*s.key, step) in answers] for s in samples]
         timeline = simulate_pool([s.arrival_s for s in samples], [[a.response_s for a in c] for c in chains],
@@ -203,13 +247,14 @@ class HumanPool:
             ValueError: ``k`` exceeds the pool size or the mechanism is unknown.
         """
         self._check_chain(mechanism, k)
+        self._start_request()
         assignments = self._assignments()
         for request in requests:
             for step in range(k):
                 person = routed_person(request.key, step, len(self.people))
-                assignments[person] += [dataclasses.replace(task, key=(*request.key, j, step))
-                                        for j, task in enumerate(request.tasks)]
+                assignments[person] += [dataclasses.replace(task, key=(*request.key, *task.key, step))
+                                        for task in request.tasks]
         by_key = self._ask(assignments) if any(assignments.values()) else {}
-        answers = [[[by_key[(*r.key, j, step)] for j in range(len(r.tasks))] for step in range(k)] for r in requests]
+        answers = [[[by_key[(*r.key, *t.key, step)] for t in r.tasks] for step in range(k)] for r in requests]
         durations = [[sum(a.response_s for a in step) for step in request] for request in answers]
         return ImageAnswers(answers, durations)

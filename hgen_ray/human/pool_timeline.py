@@ -61,30 +61,37 @@ def capacity_s_per_1k(people: int, rate_per_s: float) -> float:
 
 def simulate_pool(arrival_s: Sequence[float], durations: Sequence[Sequence[float]], people: int,
                   mechanism: str) -> Timeline:
-    """Serve each request's looks (``durations[i]``, in chain order) with ``people`` people sharing one queue."""
+    """Serve each request's looks (``durations[i]``, in chain order) with ``people`` people sharing one queue.
+
+    A request's wait is the longest any of its looks waited for a free person (``majority``), or the sum
+    of its looks' waits (``sequential``, where they wait one after another).
+    """
     count = len(arrival_s)
-    finish = np.zeros(count)
+    if count and people < 1:
+        raise ValueError(f"a pool of {people} people cannot serve {count} requests")
+    finish, wait = np.zeros(count), np.zeros(count)
     environment = simpy.Environment()
     crew = simpy.Resource(environment, capacity=max(people, 1))
 
-    def look(seconds: float):  # type: ignore[no-untyped-def]
+    def look(i: int, seconds: float):  # type: ignore[no-untyped-def]
+        asked = environment.now
         with crew.request() as turn:
             yield turn
+            waited = environment.now - asked
+            wait[i] = max(wait[i], waited) if mechanism == "majority" else wait[i] + waited
             yield environment.timeout(seconds)
 
     def request(i: int):  # type: ignore[no-untyped-def]
         yield environment.timeout(arrival_s[i])
         if mechanism == "majority":
-            yield simpy.AllOf(environment, [environment.process(look(d)) for d in durations[i]])
+            yield simpy.AllOf(environment, [environment.process(look(i, d)) for d in durations[i]])
         else:
             for seconds in durations[i]:
-                yield environment.process(look(seconds))
+                yield environment.process(look(i, seconds))
         finish[i] = environment.now
 
     for i in range(count):
         environment.process(request(i))
     environment.run()
-    latency = finish - np.asarray(arrival_s, dtype=np.float64)
-    in_service = np.array([(sum(d) if mechanism != "majority" else max(d, default=0.0)) for d in durations])
     labor = np.array([float(sum(d)) for d in durations])
-    return Timeline(labor_s=labor, latency_s=latency, wait_s=np.maximum(latency - in_service, 0.0))
+    return Timeline(labor_s=labor, latency_s=finish - np.asarray(arrival_s, dtype=np.float64), wait_s=wait)

@@ -245,8 +245,8 @@ def test_every_request_gets_k_full_answer_lists_in_task_order_from_its_routed_pe
         assert len(answers) == len(durations) == k
         for step, (said, seconds) in enumerate(zip(answers, durations)):
             person = routed_person(request.key, step, len(pool.people))
-            expected = [answer_any(dataclasses.replace(task, key=(*request.key, j, step)), person, SEED)
-                        for j, task in enumerate(request.tasks)]
+            expected = [answer_any(dataclasses.replace(task, key=(*request.key, *task.key, step)), person, SEED)
+                        for task in request.tasks]
             assert said == expected  # task order kept, the routed person's own answers
             assert seconds == pytest.approx(sum(a.response_s for a in said))
         assert len({routed_person(request.key, step, len(pool.people)) for step in range(k)}) == k

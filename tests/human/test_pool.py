@@ -1,21 +1,23 @@
 from __future__ import annotations
 
+import dataclasses
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 import ray
+from ray import cloudpickle
 
 from hgen_ray.config import HumanPoolConfig
 from hgen_ray.human import DeferredSample, HumanPool, HumanTask, decide
-from hgen_ray.human.pool import routed_person
+from hgen_ray.human.pool import PEOPLE_NAMESPACE, routed_person
 from hgen_ray.human.simulated_human import answer_task
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
 FOG = 9  # a category index; keys are (split, category, sample index)
-UNSURE_NETWORK = tuple([0.1] * 10)  # no opinion: ties go to the lowest class
+UNSURE_NETWORK = tuple([0.1] * 10)  # no opinion: ties go to the first vote
 
 
 def _sample(index: int, arrival_s: float = 0.0, category: int = FOG, accuracy: float = 0.6,
@@ -102,6 +104,23 @@ def test_a_person_lost_for_good_is_replaced_for_every_later_candidate() -> None:
             assert people.people[1] != lost
             np.testing.assert_array_equal(after.labels, before.labels)  # the replacement answers as the lost one did
             np.testing.assert_array_equal(after.labor_s, before.labor_s)
+
+
+def test_every_trial_s_copy_of_the_pool_finds_the_person_another_trial_replaced() -> None:
+    samples = _samples(60)
+    with HumanPool(HumanPoolConfig(size=3, max_restarts=1), seed=2) as people:
+        before = people.serve(samples, "majority", 2)
+        first_trial, later_trial = (cloudpickle.loads(cloudpickle.dumps(people)) for _ in range(2))
+        ray.kill(people.people[1], no_restart=True)
+        first_trial.serve(samples, "majority", 2)  # replaces person 1
+        later_trial.config = dataclasses.replace(later_trial.config, max_restarts=0)  # no replacement of its own
+        after = later_trial.serve(samples, "majority", 2)
+        np.testing.assert_array_equal(after.labels, before.labels)
+        replacement = ray.get_actor(people._person_name(1), namespace=PEOPLE_NAMESPACE)
+    with pytest.raises(ValueError):  # shutting the pool down ends the detached replacement too
+        ray.get_actor(people._person_name(1), namespace=PEOPLE_NAMESPACE)
+    with pytest.raises(ray.exceptions.RayActorError):
+        ray.get(replacement.pid.remote(), timeout=60)
 
 
 def test_more_losses_in_one_request_than_max_restarts_fail_it_with_a_clear_error() -> None:

@@ -31,8 +31,11 @@ def test_a_chain_of_two_uses_two_people_at_once_or_one_after_the_other() -> None
     majority = simulate_pool([0.0], [[4.0, 6.0]], people=2, mechanism="majority")
     sequential = simulate_pool([0.0], [[4.0, 6.0]], people=2, mechanism="sequential")
     assert majority.latency_s[0] == pytest.approx(6.0) and sequential.latency_s[0] == pytest.approx(10.0)
-    lone = simulate_pool([0.0], [[4.0, 6.0]], people=1, mechanism="majority")  # the second look waits
-    assert lone.latency_s[0] == pytest.approx(10.0) and lone.wait_s[0] == pytest.approx(4.0)
+    lone = simulate_pool([0.0], [[6.0, 4.0]], people=1, mechanism="majority")  # the second look waits 6 s
+    assert lone.latency_s[0] == pytest.approx(10.0) and lone.wait_s[0] == pytest.approx(6.0)
+    queued = simulate_pool([0.0, 1.0], [[5.0], [2.0, 3.0]], people=1, mechanism="sequential")
+    assert queued.wait_s[1] == pytest.approx(4.0)  # its first look waits 4 s; its second starts at once
+    assert queued.latency_s[1] == pytest.approx(9.0)
 
 
 @pytest.mark.parametrize("rho", [0.5, 0.8])
@@ -62,8 +65,14 @@ def test_the_stream_mixes_every_category_at_the_asked_rate_in_a_seeded_order() -
     assert not np.array_equal(arrivals["fog"], other["fog"])
 
 
-def test_utilisation_and_capacity_agree() -> None:
-    capacity = capacity_s_per_1k(people=8, rate_per_s=24.0)
-    assert capacity == pytest.approx(333.33, rel=1e-3)
-    window = 2600 / 24.0
-    assert pool_utilisation(capacity * 2.6, people=8, window_s=window) == pytest.approx(1.0)
+def test_utilisation_is_busy_time_over_the_people_s_time() -> None:
+    assert capacity_s_per_1k(people=8, rate_per_s=24.0) == pytest.approx(1000 * 8 / 24)
+    # 2600 queries at 24/s arrive over 108.3 s; 8 people have 866.7 person-seconds in that time
+    assert pool_utilisation(433.3, people=8, window_s=2600 / 24.0) == pytest.approx(0.5, rel=1e-4)
+    assert pool_utilisation(0.0, people=0, window_s=10.0) == 0.0
+
+
+def test_nobody_cannot_serve_anyone() -> None:
+    with pytest.raises(ValueError, match="a pool of 0 people cannot serve 1 requests"):
+        simulate_pool([0.0], [[1.0]], people=0, mechanism="majority")
+    assert len(simulate_pool([], [], people=0, mechanism="majority").latency_s) == 0
