@@ -130,7 +130,8 @@ class FinetuneConfig:
 @dataclass(frozen=True)
 class HumanPoolConfig:
     size: int = field(default=8, metadata=_range(0, 256))  # people in the pool (0 only for compression_only)
-    # queries per second the deployed app sees, all categories in one stream; 24 = the old 12 streams of 2 per second
+    # queries per second the deployed app sees, all categories in one stream (assumed; 24 = the old 12 challenge
+    # streams of 2 per second; the old clean stream made 26)
     arrival_rate_per_s: float = field(default=24.0, metadata=_range(0.0, 1e6))
     max_restarts: int = field(default=3, metadata=_range(0, 100))  # people replaced per request after a crash
     # clean-image accuracy of a majority of 3 people; 0.835 = Xiao et al. 2017's crowd (Fashion-MNIST paper)
@@ -398,6 +399,9 @@ def _check_people(config: ExperimentConfig) -> None:
     if pool.size == 0 and config.search.algorithm != "compression_only":
         raise ConfigError(f"human_pool.size: 0 people, but search.algorithm {config.search.algorithm} lets candidates "
                           "defer to people; allowed: 1 to 256, or 0 with search.algorithm compression_only")
+    if pool.size == 0 and config.search.references:
+        raise ConfigError("human_pool.size: 0 people, but search.references measures the human_only reference; "
+                          "allowed: 1 to 256, or 0 with search.references false")
 
 
 def load_config(path: str | Path) -> ExperimentConfig:

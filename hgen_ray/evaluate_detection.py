@@ -95,7 +95,8 @@ def human_cells_pass(model: nn.Module, data: DetectionSet, category: str, severi
         overlap = box_iou(torch.stack([boxes[image, r, c] for r, c in where]), data.boxes[image]).max(1)
         grid = gated.shape[-1]
         tasks = tuple(CellTask((r * grid + c,), bool(overlap.values[j] >= VERIFIED_IOU),
-                               int(data.labels[image][overlap.indices[j]]), category, severity)
+                               int(data.labels[image][overlap.indices[j]]), category, severity,
+                               pool.config.clean_majority_of_3_accuracy)
                       for j, (r, c) in enumerate(where))
         requests.append(ImageRequest(_image_key(split, category, image), tasks))
         cells.append([(image, r, c) for r, c in where])

@@ -19,8 +19,9 @@ falls behind without end. People pay for themselves
 when the accuracy they add, times w_A, beats what they cost, w_L * l + w_H * h.
 
 A feasible candidate scores above 0 whenever w_A * A > w_L * l + w_H. A feasible
-candidate keeps rho below 1, so its labour is below the pool's size / arrival rate
-person-seconds per sample (8 / 24 = 0.33 with the shipped H-CNN configs), and with
+candidate keeps rho below 1, so its labour is below about the pool's size / arrival
+rate person-seconds per sample (8 / 24 = 0.33 with the shipped H-CNN configs; up to
+13/12 of it, as rho also counts the clean samples), and with
 the shipped weights (w_L = w_H = 0.02) that holds for any A above 0.03: a feasible
 candidate then beats every infeasible one, and an infeasible one is penalised in
 proportion to how far it is from the feasible region.

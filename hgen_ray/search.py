@@ -293,7 +293,8 @@ def _labor_estimate(config: ExperimentConfig, base: nn.Module, data: Splits | De
     if math.isinf(labour_within_pool(config).labor_s_per_1k_max):
         return None
     deferral = estimated_deferral(config, base, data)
-    return LaborEstimate(TAU_GRID, deferral, mean_answer_s(config.data.severity)) if deferral is not None else None
+    answer_s = mean_answer_s(config.data.severity, config.human_pool.clean_majority_of_3_accuracy)
+    return LaborEstimate(TAU_GRID, deferral, answer_s) if deferral is not None else None
 
 
 def _max_tau(config: ExperimentConfig) -> float:

@@ -98,7 +98,10 @@ def test_config_hash_changes_with_content_only() -> None:
 
 def test_a_pool_of_nobody_is_allowed_only_when_candidates_never_defer() -> None:
     nobody = HumanPoolConfig(size=0)
-    check_consistent(ExperimentConfig(human_pool=nobody, search=SearchConfig(algorithm="compression_only")))
+    check_consistent(ExperimentConfig(human_pool=nobody,
+                                      search=SearchConfig(algorithm="compression_only", references=False)))
+    with pytest.raises(ConfigError, match="search.references measures the human_only reference"):
+        check_consistent(ExperimentConfig(human_pool=nobody, search=SearchConfig(algorithm="compression_only")))
     for algorithm in ("hgen", "random", "optuna"):
         with pytest.raises(ConfigError, match=f"human_pool.size: 0 people, but search.algorithm {algorithm}"):
             check_consistent(ExperimentConfig(human_pool=nobody, search=SearchConfig(algorithm=algorithm)))

@@ -23,6 +23,8 @@ measured single observers, so the retention applies to one person's mean.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from hgen_ray.config import CHALLENGE_CATEGORIES, CHANCE_ACCURACY
@@ -109,6 +111,7 @@ def majority_of_3_accuracy(person_accuracy: float | np.ndarray, labels: np.ndarr
     return exact if labels is not None else float(exact)
 
 
+@functools.cache
 def single_person_accuracy(target: float = CROWD_MAJORITY_OF_3_ACCURACY) -> float:
     """Per-person accuracy whose majority of 3 reaches ``target`` when every image is equally hard (bisection)."""
     low, high = CHANCE, 1.0
@@ -126,12 +129,13 @@ def retained_accuracy(clean_accuracy: float, category: str, severity: int) -> fl
     return CHANCE + (clean_accuracy - CHANCE) * (1.0 - lost)
 
 
-PERSON_CLEAN_ACCURACY = single_person_accuracy()  # about 0.77, for tasks with no per-image view
+def human_accuracy(category: str, severity: int, clean_majority_of_3: float = CROWD_MAJORITY_OF_3_ACCURACY) -> float:
+    """A category-level chance of the right class, where no per-image difficulty is known (the detectors' cells).
 
-
-def human_accuracy(category: str, severity: int) -> float:
-    """A category-level chance of the right class, where no per-image difficulty is known (the detectors' cells)."""
-    return retained_accuracy(PERSON_CLEAN_ACCURACY, category, severity)
+    Every image equally hard, so one person's clean accuracy is the one whose majority of 3
+    reaches ``clean_majority_of_3`` (about 0.77 for the crowd's 83.5%).
+    """
+    return retained_accuracy(single_person_accuracy(clean_majority_of_3), category, severity)
 
 
 def answer_median_s(person_accuracy: float | np.ndarray) -> float | np.ndarray:
@@ -145,11 +149,12 @@ def answer_median_s(person_accuracy: float | np.ndarray) -> float | np.ndarray:
     return float(median) if np.ndim(median) == 0 else median
 
 
-def mean_answer_s(severity: int) -> float:
+def mean_answer_s(severity: int, clean_majority_of_3: float = CROWD_MAJORITY_OF_3_ACCURACY) -> float:
     """One person's mean seconds per answer at the 12 categories' mean accuracies (lognormal mean).
 
-    A projection for the controller's labour cap, before any image is seen.
+    A projection for the controller's labour cap, before any image is seen. Deferred images are
+    harder than the average one, so it is optimistic; the cap keeps a margin (``LABOR_MARGIN``).
     """
     spread = float(np.exp(CLASSIFY_SIGMA**2 / 2))
-    medians = [answer_median_s(human_accuracy(c, severity)) for c in CHALLENGE_CATEGORIES]
+    medians = [answer_median_s(human_accuracy(c, severity, clean_majority_of_3)) for c in CHALLENGE_CATEGORIES]
     return float(np.mean(medians)) * spread

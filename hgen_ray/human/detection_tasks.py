@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hgen_ray.human.calibration import (
+    CROWD_MAJORITY_OF_3_ACCURACY,
     HUMAN_RETENTION_AT_SEVERITY_5,
     NUM_CLASSES,
     human_accuracy,
@@ -97,6 +98,7 @@ class CellTask:
     true_label: int  # that item's class (any value when on_item is False)
     category: str
     severity: int
+    clean_majority_of_3: float = CROWD_MAJORITY_OF_3_ACCURACY  # the crowd target people are calibrated to
 
 
 @dataclass(frozen=True)
@@ -128,7 +130,7 @@ def check_cell(task: CellTask, person: int, seed: int) -> CellAnswer:
     rng = np.random.default_rng([seed, person, *task.key])
     verdict_accuracy = 0.5 + (CELL_VERDICT_ACCURACY_CLEAN - 0.5) * (1.0 - _lost(task.category, task.severity))
     is_item = task.on_item if rng.random() < verdict_accuracy else not task.on_item
-    if task.on_item and rng.random() < human_accuracy(task.category, task.severity):
+    if task.on_item and rng.random() < human_accuracy(task.category, task.severity, task.clean_majority_of_3):
         label = task.true_label
     elif task.on_item:
         label = int(rng.choice(NUM_CLASSES, p=wrong_answer_distribution(task.true_label)))

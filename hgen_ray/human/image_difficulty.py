@@ -10,12 +10,15 @@ if their errors were independent. The difficulty has two parts:
   sample), so they err on look-alikes and odd items, not on the CNN's blind spots.
 - **Damage done by the corruption**: ``1 - SSIM`` between the corrupted image
   and its clean original (Wang et al., "Image quality assessment: from error
-  visibility to structural similarity", IEEE TIP 2004: 7x7 window, C1 = 0.01^2,
-  C2 = 0.03^2 on [0, 1] pixels).
+  visibility to structural similarity", IEEE TIP 2004: C1 = 0.01^2, C2 = 0.03^2
+  on [0, 1] pixels; their 11x11 Gaussian window is replaced by a 7x7 uniform
+  one on our 28x28 images, assumed).
 
 A person's chance on image i is ``chance + (1 - chance) * sigmoid(a_c - DIFFICULTY_SLOPE * h_i)``
-with ``h_i`` the ambiguity plus the damage. The offset ``a_c`` is solved per
-category on the images evaluated, so that the category's mean meets its target
+with ``h_i`` the ambiguity plus the damage (equal weights, assumed). The offset
+``a_c`` is solved per category on the images evaluated (each split's own, so each
+split's people meet the targets; nothing a search chooses reads the test split's),
+so that the category's mean meets its target
 (:mod:`hgen_ray.human.calibration`): on clean images the majority of 3 is the
 crowd's 83.5%; on each corruption one person's mean keeps the Geirhos share
 of the clean single-person mean.
@@ -46,7 +49,7 @@ ENSEMBLE_MEMBERS = 16  # assumed: enough members for ambiguity in steps of 1/16
 ENSEMBLE_TRAIN_IMAGES = 2000  # the first clean train images the ensemble learns from (all there are, if fewer)
 ENSEMBLE_BOOTSTRAP = 1000  # images per member, drawn with replacement: members disagree on the hard ones
 RIDGE_PENALTY = 1.0  # assumed: keeps each member's least-squares fit stable on 1000 images
-SSIM_WINDOW = 7  # Wang et al. 2004 use a local window; 7x7 suits 28x28 images
+SSIM_WINDOW = 7  # assumed: a 7x7 uniform window for 28x28 images (Wang et al. 2004: 11x11 Gaussian)
 SSIM_C1, SSIM_C2 = 0.01**2, 0.03**2  # Wang et al. 2004, for a dynamic range of 1
 _SOLVE_LOW, _SOLVE_HIGH, _SOLVE_STEPS = -30.0, 30.0, 80
 

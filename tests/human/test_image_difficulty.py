@@ -11,7 +11,7 @@ import pytest
 from hgen_ray.config import CHALLENGE_CATEGORIES, ExperimentConfig
 from hgen_ray.data.splits import EVALUATED_CATEGORIES, ChallengeSet, Splits, build_challenge_set
 from hgen_ray.human import PeopleView, decide, majority_of_3_accuracy, people_view, train_ensemble
-from hgen_ray.human.calibration import CHANCE, CLASSIFY_MEDIAN_S, CROWD_MAJORITY_OF_3_ACCURACY, retained_accuracy
+from hgen_ray.human.calibration import CROWD_MAJORITY_OF_3_ACCURACY, retained_accuracy
 from hgen_ray.human.image_difficulty import ambiguity, corruption_damage
 from hgen_ray.human.simulated_human import HumanTask, answer_task
 
@@ -82,21 +82,14 @@ def test_people_err_on_the_same_images_so_a_majority_gains_less_than_under_indep
     assert majority < independent - 0.01, message
 
 
-def test_harder_images_are_harder_and_slower_for_people(view: PeopleView, challenge: ChallengeSet) -> None:
-    for category in EVALUATED_CATEGORIES:
-        accuracy, difficulty = view.person_accuracy[category], view.difficulty[category]
-        assert np.corrcoef(accuracy, difficulty)[0, 1] < -0.9  # monotone in difficulty
-        assert (CHANCE < accuracy).all() and (accuracy <= 1).all()
-        assert np.corrcoef(accuracy, view.answer_median_s[category])[0, 1] < -0.99
-    assert view.answer_median_s["clean"].min() >= CLASSIFY_MEDIAN_S
-    assert view.difficulty["gaussian_noise"].mean() > view.difficulty["clean"].mean() + 0.2
-
-
 def test_difficulty_has_its_two_parts(challenge: ChallengeSet, splits: Splits) -> None:
     clean = challenge.images["clean"]
     assert np.allclose(corruption_damage(clean, clean), 0.0, atol=1e-6)  # an untouched image lost nothing
     noisier = corruption_damage(challenge.images["gaussian_noise"], clean)
     assert 0.2 < noisier.mean() < 1.0
+    rotated = corruption_damage(challenge.images["rotation"], clean)
+    jpeg = corruption_damage(challenge.images["jpeg"], clean)
+    assert jpeg.mean() < rotated.mean()  # block artefacts keep the structure a 45-degree turn moves
     members = train_ensemble(splits.train_images, splits.train_labels, seed=0)
     unclear = ambiguity(members, clean, challenge.labels)
     tops = np.isin(challenge.labels.numpy(), [0, 2, 4, 6])  # T-shirt, pullover, coat, shirt: the look-alikes
