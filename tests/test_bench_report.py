@@ -28,7 +28,8 @@ def _row(reward: float, accuracy: float, storage: float, latency: float = 2.0, l
     row: dict[str, Any] = {"status": status, "split": split, "reward": reward, "feasible": feasible,
                            "accuracy": accuracy, "accuracy_clean": accuracy + 0.3, "dnn_latency_ms": latency,
                            "human_turnaround_s_p95": 0.0, "energy_mj": 0.1, "energy_source": "estimate",
-                           "storage_mb": storage, "labor_s_per_1k": labor, "deferral_rate": labor / 3000}
+                           "storage_mb": storage, "labor_s_per_1k": labor, "deferral_rate": labor / 3000,
+                           "pool_utilisation": labor / 333.0}
     row.update({f"accuracy/{c}": accuracy for c in ("clean", *CHALLENGE_CATEGORIES)})
     return row
 
