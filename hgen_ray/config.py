@@ -52,6 +52,7 @@ __all__ = [
     "load_candidate",
     "load_config",
     "read_yaml_mapping",
+    "without_legacy_pool_keys",
 ]
 
 CHALLENGE_CATEGORIES: tuple[str, ...] = (
@@ -402,6 +403,24 @@ def _check_people(config: ExperimentConfig) -> None:
     if pool.size == 0 and config.search.references:
         raise ConfigError("human_pool.size: 0 people, but search.references measures the human_only reference; "
                           "allowed: 1 to 256, or 0 with search.references false")
+
+
+LEGACY_STREAMS = 12  # an H-DNN saved before the one stream timed 12 challenge streams of its own
+
+
+def without_legacy_pool_keys(document: dict[str, Any]) -> dict[str, Any]:
+    """An experiment saved before the pool had one stream: ``arrival_interval_s`` per stream becomes the rate.
+
+    Only for reading H-DNNs saved by earlier versions; a config a user writes must use the new key.
+    """
+    pool = document.get("human_pool")
+    if not isinstance(pool, dict) or "arrival_interval_s" not in pool:
+        return document
+    pool = dict(pool)
+    interval = pool.pop("arrival_interval_s")
+    if isinstance(interval, (int, float)) and interval > 0 and "arrival_rate_per_s" not in pool:
+        pool["arrival_rate_per_s"] = LEGACY_STREAMS / interval
+    return {**document, "human_pool": pool}
 
 
 def load_config(path: str | Path) -> ExperimentConfig:

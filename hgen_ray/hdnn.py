@@ -26,7 +26,15 @@ import torch
 import yaml
 from torch import nn
 
-from hgen_ray.config import Candidate, ConfigError, ExperimentConfig, as_dict, build_dataclass, read_yaml_mapping
+from hgen_ray.config import (
+    Candidate,
+    ConfigError,
+    ExperimentConfig,
+    as_dict,
+    build_dataclass,
+    read_yaml_mapping,
+    without_legacy_pool_keys,
+)
 from hgen_ray.models.detectors import detect, rebuild_detector
 from hgen_ray.models.gate import defer_mask
 from hgen_ray.models.h_cnn import IMAGE_SIDE, rebuild_h_cnn
@@ -111,7 +119,7 @@ def _saved_config(folder: Path) -> ExperimentConfig:
     if not (folder / CONFIG_FILE).is_file():
         return ExperimentConfig()
     try:
-        return build_dataclass(ExperimentConfig, read_yaml_mapping(folder / CONFIG_FILE))
+        return build_dataclass(ExperimentConfig, without_legacy_pool_keys(read_yaml_mapping(folder / CONFIG_FILE)))
     except ConfigError as error:
         raise HDNNError(f"{folder / CONFIG_FILE}: not an hgen-ray experiment ({error})") from None
 

@@ -10,9 +10,10 @@ import numpy as np
 import onnxruntime
 import pytest
 import torch
+import yaml
 
 from hgen_ray.compress.svd import factorize_linear
-from hgen_ray.config import Candidate, ExperimentConfig, HumanChoice
+from hgen_ray.config import Candidate, ExperimentConfig, HumanChoice, without_legacy_pool_keys
 from hgen_ray.evaluate_detection import DetectionData
 from hgen_ray.hdnn import HDNNError, export_onnx, load_hdnn, save_hdnn
 from hgen_ray.models.detectors import TrainedDetector, detect
@@ -33,6 +34,18 @@ def test_pruned_and_factorised_model_round_trips(tmp_path: Path) -> None:
     assert torch.equal(loaded.model(images), model(images))
     labels, deferred = loaded.predict(images)
     assert deferred.all() and labels.shape == (4,)  # tau = 1 sends every sample to people
+
+
+def test_an_h_dnn_saved_before_the_one_stream_still_loads(tmp_path: Path) -> None:
+    model = BaseCNN((12, 20), 64).eval()
+    save_hdnn(tmp_path, model, 1.1, Candidate(), ExperimentConfig())
+    saved = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    saved["human_pool"] = {"size": 8, "arrival_interval_s": 0.5, "max_restarts": 3}  # as earlier versions wrote it
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(saved))
+    loaded = load_hdnn(tmp_path)
+    images = torch.rand(3, 1, 28, 28)
+    assert torch.equal(loaded.model(images), model(images))
+    assert without_legacy_pool_keys(saved)["human_pool"] == {"size": 8, "arrival_rate_per_s": 24.0, "max_restarts": 3}
 
 
 def test_a_checkpoint_carrying_code_is_refused_without_running_it(tmp_path: Path) -> None:
