@@ -55,7 +55,8 @@ def format_measures_table(metrics: Mapping[str, float | str | bool]) -> str:
         f"H  human_turnaround_s_p95  {metrics['human_turnaround_s_p95']:.2f}   (arrival to answer, deferred samples)",
         f"E  energy_mj       {metrics['energy_mj']:.4f}   (source: {metrics['energy_source']})",
         f"S  storage_mb      {metrics['storage_mb']:.4f}   ({int(metrics['parameters']):,} parameters)",
-        f"L  labor_s_per_1k  {metrics['labor_s_per_1k']:.1f}   (deferral_rate {metrics['deferral_rate']:.3f})",
+        f"L  labor_s_per_1k  {metrics['labor_s_per_1k']:.1f}   (deferral_rate {metrics['deferral_rate']:.3f}, "
+        f"pool_utilisation {metrics['pool_utilisation']:.2f}: at 1 or more the people fall behind)",
     ]
     return f"measured on the {metrics['split']} split\n" + "\n".join(lines)
 
@@ -147,7 +148,8 @@ def _markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], n
 
 
 SUMMARY_COLUMNS = ("accuracy", "accuracy_clean", "dnn_latency_ms", "human_turnaround_s_p95", "latency_ms",
-                   "energy_mj", "storage_mb", "labor_s_per_1k", "deferral_rate", "reward", "feasible")
+                   "energy_mj", "storage_mb", "labor_s_per_1k", "deferral_rate", "pool_utilisation", "reward",
+                   "feasible")
 TEST_PREFIX = "test/"
 
 
