@@ -46,8 +46,8 @@ __all__ = ["DIFFICULTY_SLOPE", "PeopleView", "ambiguity", "corruption_damage", "
 
 DIFFICULTY_SLOPE = 3.0  # assumed: logits of a person's odds lost per unit of difficulty (ambiguity + damage)
 ENSEMBLE_MEMBERS = 16  # assumed: enough members for ambiguity in steps of 1/16
-ENSEMBLE_TRAIN_IMAGES = 2000  # the first clean train images the ensemble learns from (all there are, if fewer)
-ENSEMBLE_BOOTSTRAP = 1000  # images per member, drawn with replacement: members disagree on the hard ones
+ENSEMBLE_TRAIN_IMAGES = 2000  # assumed: the first clean train images the ensemble learns from (all, if fewer)
+ENSEMBLE_BOOTSTRAP = 1000  # assumed: images per member, drawn with replacement: members disagree on the hard ones
 RIDGE_PENALTY = 1.0  # assumed: keeps each member's least-squares fit stable on 1000 images
 SSIM_WINDOW = 7  # assumed: a 7x7 uniform window for 28x28 images (Wang et al. 2004: 11x11 Gaussian)
 SSIM_C1, SSIM_C2 = 0.01**2, 0.03**2  # Wang et al. 2004, for a dynamic range of 1
