@@ -24,6 +24,8 @@ __all__ = [
     "BENCH_STRATEGIES",
     "BenchConfig",
     "CHALLENGE_CATEGORIES",
+    "CHANCE_ACCURACY",
+    "CROWD_MAJORITY_OF_3_ACCURACY",
     "CONV_TECHNIQUES",
     "FC_TECHNIQUES",
     "MAX_BENCH_SEEDS",
@@ -75,6 +77,7 @@ SEARCH_ALGORITHMS: tuple[str, ...] = ("hgen", "random", "compression_only", "opt
 MODEL_NAMES: tuple[str, ...] = ("h_cnn", "h_yolo", "h_faster_rcnn")
 DETECTOR_NAMES: tuple[str, ...] = ("h_yolo", "h_faster_rcnn")
 CHANCE_ACCURACY = 0.1  # ten classes: what a guess gets right
+CROWD_MAJORITY_OF_3_ACCURACY = 0.835  # Xiao et al. 2017, Fashion-MNIST benchmark, human row (majority of 3)
 MAX_COMPRESSION_RATIO = 0.9  # beyond this a layer keeps too few channels to train
 
 
@@ -135,8 +138,8 @@ class HumanPoolConfig:
     # streams of 2 per second; the old clean stream made 26)
     arrival_rate_per_s: float = field(default=24.0, metadata=_range(0.0, 1e6))
     max_restarts: int = field(default=3, metadata=_range(0, 100))  # people replaced per request after a crash
-    # clean-image accuracy of a majority of 3 people; 0.835 = Xiao et al. 2017's crowd (Fashion-MNIST paper)
-    clean_majority_of_3_accuracy: float = field(default=0.835, metadata=_range(0.1, 1.0))
+    # clean-image accuracy of a majority of 3 people; default: Xiao et al. 2017's crowd (Fashion-MNIST paper)
+    clean_majority_of_3_accuracy: float = field(default=CROWD_MAJORITY_OF_3_ACCURACY, metadata=_range(0.1, 1.0))
 
 
 @dataclass(frozen=True)

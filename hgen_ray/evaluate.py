@@ -119,7 +119,10 @@ def _run_gate_and_humans(model: nn.Module, temperature: float, challenge: Challe
 def _merge_answers(dnn: dict[str, np.ndarray], deferred: dict[str, np.ndarray], where: list[tuple[str, int]],
                    answered: PoolResult | None) -> _Predictions:
     final = {c: p.copy() for c, p in dnn.items()}
-    costs = PeopleCosts(deferred, *({c: np.zeros(len(p)) for c, p in dnn.items()} for _ in range(3)))
+    def nothing_yet() -> dict[str, np.ndarray]:
+        return {c: np.zeros(len(p)) for c, p in dnn.items()}
+
+    costs = PeopleCosts(deferred, nothing_yet(), nothing_yet(), nothing_yet())
     for row, (category, index) in enumerate(where):
         assert answered is not None
         final[category][index] = answered.labels[row]
@@ -254,8 +257,8 @@ def _detector_side(config: ExperimentConfig, model: nn.Module, candidate: Candid
     counts = {c: len(o.deferred) for c, o in outcomes.items()}
     timed = time_people(outcomes, query_stream(config, data.challenges.split, counts), config.human_pool.size,
                         candidate.human.mechanism)
-    costs = PeopleCosts({c: o.deferred for c, o in outcomes.items()}, *({c: t[part] for c, t in timed.items()}
-                                                                        for part in range(3)))
+    costs = PeopleCosts({c: o.deferred for c, o in outcomes.items()}, {c: t.labor_s for c, t in timed.items()},
+                        {c: t.latency_s for c, t in timed.items()}, {c: t.wait_s for c, t in timed.items()})
     _timed(f"detector and human pool ({data.challenges.split})", started)
     sample = data.splits.val.images[:1]
     latency = measure_latency_ms(model, sample, config.profile.latency_repeats)

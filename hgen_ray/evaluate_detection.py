@@ -29,7 +29,7 @@ from hgen_ray.config import CHALLENGE_CATEGORIES, Candidate, ExperimentConfig
 from hgen_ray.data.detection_splits import DetectionChallengeSet, DetectionSet, DetectionSplits, load_detection_splits
 from hgen_ray.data.splits import EVALUATED_CATEGORIES, SPLIT_NAMES
 from hgen_ray.detection_map import map50
-from hgen_ray.human import HumanPool, ImageAnswers, ImageRequest, decide, simulate_pool
+from hgen_ray.human import HumanPool, ImageAnswers, ImageRequest, Timeline, decide, simulate_pool
 from hgen_ray.human.detection_tasks import BoxTask, CellTask
 from hgen_ray.models.detectors import detect
 from hgen_ray.models.h_faster_rcnn import HFasterRCNN, sobel_edges, unsure_images
@@ -89,11 +89,10 @@ def human_cells_pass(model: nn.Module, data: DetectionSet, category: str, severi
     plain = decode_cells(output, side)
     gated = gated_cells(output, candidate.human.tau, candidate.human.tau_high)
     boxes = cell_boxes(output, side)
-    requests, cells = [], []
+    requests, cells, grid = [], [], gated.shape[-1]
     for image in torch.nonzero(gated.flatten(1).any(1)).flatten().tolist():
         where = [tuple(c) for c in torch.nonzero(gated[image]).tolist()]
         overlap = box_iou(torch.stack([boxes[image, r, c] for r, c in where]), data.boxes[image]).max(1)
-        grid = gated.shape[-1]
         tasks = tuple(CellTask((r * grid + c,), bool(overlap.values[j] >= VERIFIED_IOU),
                                int(data.labels[image][overlap.indices[j]]), category, severity,
                                pool.config.clean_majority_of_3_accuracy)
@@ -163,17 +162,18 @@ def _category_measures(outcomes: dict[str, HumanOutcome], challenges: DetectionC
 
 
 def time_people(outcomes: dict[str, HumanOutcome], arrivals: dict[str, np.ndarray], people: int,
-                mechanism: str) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Every category's images in the pool's one queue: labour, latency and wait per image (0 where not deferred)."""
+                mechanism: str) -> dict[str, Timeline]:
+    """Every category's images in the pool's one queue: per category, a timeline over all its images (0 where
+    nobody looked)."""
     rows = [(category, image) for category, outcome in outcomes.items() for image in sorted(outcome.looks)]
     timeline = simulate_pool([float(arrivals[c][i]) for c, i in rows], [outcomes[c].looks[i] for c, i in rows],
                              people, mechanism)
-    timed = {c: (np.zeros(len(o.deferred)), np.zeros(len(o.deferred)), np.zeros(len(o.deferred)))
+    timed = {c: Timeline(np.zeros(len(o.deferred)), np.zeros(len(o.deferred)), np.zeros(len(o.deferred)))
              for c, o in outcomes.items()}
     for row, (category, image) in enumerate(rows):
-        labor, latency, wait = timed[category]
-        labor[image], latency[image], wait[image] = (timeline.labor_s[row], timeline.latency_s[row],
-                                                     timeline.wait_s[row])
+        timed[category].labor_s[image] = timeline.labor_s[row]
+        timed[category].latency_s[image] = timeline.latency_s[row]
+        timed[category].wait_s[image] = timeline.wait_s[row]
     return timed
 
 

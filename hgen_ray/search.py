@@ -17,7 +17,6 @@ import csv
 import dataclasses
 import json
 import logging
-import math
 import os
 import socket
 import time
@@ -289,9 +288,7 @@ def labour_within_pool(config: ExperimentConfig) -> Constraints:
 
 
 def _labor_estimate(config: ExperimentConfig, base: nn.Module, data: Splits | DetectionData) -> LaborEstimate | None:
-    """The base gate's labour curve, for the controller's labour limit; None when there is no limit to keep."""
-    if math.isinf(labour_within_pool(config).labor_s_per_1k_max):
-        return None
+    """The base gate's labour curve, for the labour cap (always finite: the pool's capacity); None for the detectors."""
     deferral = estimated_deferral(config, base, data)
     answer_s = mean_answer_s(config.data.severity, config.human_pool.clean_majority_of_3_accuracy)
     return LaborEstimate(TAU_GRID, deferral, answer_s) if deferral is not None else None

@@ -50,7 +50,8 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     result = score(evaluation.metrics, context.experiment.constraints, context.experiment.reward)
     metrics = {**evaluation.metrics, "reward": result.reward, "feasible": result.feasible,
                "violation": result.violation,
-               "infeasible_reason": infeasible_reason(evaluation.metrics, context.experiment.constraints), "node_id": ray.get_runtime_context().get_node_id(),
+               "infeasible_reason": infeasible_reason(evaluation.metrics, context.experiment.constraints),
+               "node_id": ray.get_runtime_context().get_node_id(),
                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # Linux reports KiB
     with tempfile.TemporaryDirectory() as folder:
         save_hdnn(Path(folder), evaluation.model, evaluation.temperature, candidate, context.experiment)

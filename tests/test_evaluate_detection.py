@@ -134,10 +134,10 @@ def test_every_category_s_images_share_one_queue() -> None:
     outcomes = {"fog": outcome({1: [4.0]}), "jpeg": outcome({2: [6.0]})}
     arrivals = {"fog": np.array([0.0, 1.0, 2.0]), "jpeg": np.array([0.5, 1.5, 1.0])}
     timed = time_people(outcomes, arrivals, people=1, mechanism="majority")
-    labor, latency, wait = timed["fog"]
+    labor, latency, wait = timed["fog"].labor_s, timed["fog"].latency_s, timed["fog"].wait_s
     np.testing.assert_allclose(labor, [0, 4.0, 0])
     np.testing.assert_allclose(latency, [0, 4.0, 0])
-    labor, latency, wait = timed["jpeg"]
+    labor, latency, wait = timed["jpeg"].labor_s, timed["jpeg"].latency_s, timed["jpeg"].wait_s
     np.testing.assert_allclose(wait, [0, 0, 4.0])  # arrived at 1 s, waited for the fog image until 5 s
     np.testing.assert_allclose(latency, [0, 0, 10.0])
 

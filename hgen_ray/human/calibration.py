@@ -27,7 +27,7 @@ import functools
 
 import numpy as np
 
-from hgen_ray.config import CHALLENGE_CATEGORIES, CHANCE_ACCURACY
+from hgen_ray.config import CHALLENGE_CATEGORIES, CHANCE_ACCURACY, CROWD_MAJORITY_OF_3_ACCURACY
 
 __all__ = [
     "CHANCE",
@@ -42,6 +42,7 @@ __all__ = [
     "majority_of_3_accuracy",
     "mean_answer_s",
     "retained_accuracy",
+    "share_lost",
     "single_person_accuracy",
     "wrong_answer_distribution",
     "wrong_answers_differ",
@@ -49,7 +50,6 @@ __all__ = [
 
 NUM_CLASSES = 10
 CHANCE = CHANCE_ACCURACY
-CROWD_MAJORITY_OF_3_ACCURACY = 0.835  # Xiao et al. 2017, Fashion-MNIST benchmark, human row
 LOOK_ALIKE_GROUPS: tuple[tuple[int, ...], ...] = ((0, 2, 3, 4, 6), (5, 7, 9), (1,), (8,))
 ERRORS_WITHIN_GROUP = 0.8  # share of a person's errors that pick a look-alike class (assumed)
 
@@ -121,12 +121,14 @@ def single_person_accuracy(target: float = CROWD_MAJORITY_OF_3_ACCURACY) -> floa
     return (low + high) / 2
 
 
+def share_lost(category: str, severity: int) -> float:
+    """Share of a person's above-chance accuracy lost on ``category`` at ``severity`` (linear in severity)."""
+    return 0.0 if category == "clean" else (1.0 - HUMAN_RETENTION_AT_SEVERITY_5[category]) * severity / 5
+
+
 def retained_accuracy(clean_accuracy: float, category: str, severity: int) -> float:
     """One person's mean accuracy on ``category`` at ``severity``, from their clean mean (Geirhos retention)."""
-    if category == "clean":
-        return clean_accuracy
-    lost = (1.0 - HUMAN_RETENTION_AT_SEVERITY_5[category]) * severity / 5
-    return CHANCE + (clean_accuracy - CHANCE) * (1.0 - lost)
+    return CHANCE + (clean_accuracy - CHANCE) * (1.0 - share_lost(category, severity))
 
 
 def human_accuracy(category: str, severity: int, clean_majority_of_3: float = CROWD_MAJORITY_OF_3_ACCURACY) -> float:

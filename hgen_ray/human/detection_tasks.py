@@ -32,6 +32,7 @@ from hgen_ray.human.calibration import (
     HUMAN_RETENTION_AT_SEVERITY_5,
     NUM_CLASSES,
     human_accuracy,
+    share_lost,
     wrong_answer_distribution,
 )
 
@@ -50,15 +51,10 @@ SMALL_ITEM_MISS_WORST = 0.5  # assumed: at the largest loss of human accuracy, h
 EDGE_VISIBILITY_FLOOR = 0.1  # assumed: strongest Sobel response (on [0, 1] pixels) a person can still see
 
 
-def _lost(category: str, severity: int) -> float:
-    """Share of above-chance human accuracy lost in this category, as in :mod:`calibration`."""
-    return 0.0 if category == "clean" else (1.0 - HUMAN_RETENTION_AT_SEVERITY_5[category]) * severity / 5
-
-
 def missed_small_item_probability(category: str, severity: int) -> float:
     """Chance that a person overlooks a small item; the worst retention (0.6) maps to the worst miss rate."""
     worst_lost = 1.0 - min(HUMAN_RETENTION_AT_SEVERITY_5.values())
-    return SMALL_ITEM_MISS_CLEAN + (SMALL_ITEM_MISS_WORST - SMALL_ITEM_MISS_CLEAN) * _lost(category, severity) / worst_lost
+    return SMALL_ITEM_MISS_CLEAN + (SMALL_ITEM_MISS_WORST - SMALL_ITEM_MISS_CLEAN) * share_lost(category, severity) / worst_lost
 
 
 def _noisy_boxes(boxes: np.ndarray, noise: float, rng: np.random.Generator) -> np.ndarray:
@@ -128,7 +124,7 @@ class BoxAnswer:
 def check_cell(task: CellTask, person: int, seed: int) -> CellAnswer:
     """Whether ``person`` says the cell's box frames an item, its class, and the time taken."""
     rng = np.random.default_rng([seed, person, *task.key])
-    verdict_accuracy = 0.5 + (CELL_VERDICT_ACCURACY_CLEAN - 0.5) * (1.0 - _lost(task.category, task.severity))
+    verdict_accuracy = 0.5 + (CELL_VERDICT_ACCURACY_CLEAN - 0.5) * (1.0 - share_lost(task.category, task.severity))
     is_item = task.on_item if rng.random() < verdict_accuracy else not task.on_item
     if task.on_item and rng.random() < human_accuracy(task.category, task.severity, task.clean_majority_of_3):
         label = task.true_label

@@ -131,24 +131,27 @@ class HumanPool:
         return SimulatedHuman.options(**options, **({"lifetime": "detached"} if detached else {})).remote(
             person, self.seed)
 
+    def _registered(self, person: int) -> Any | None:
+        """The actor Ray has under ``person``'s name now, or None once the name is free."""
+        try:
+            return ray.get_actor(self._person_name(person), namespace=PEOPLE_NAMESPACE)
+        except ValueError:
+            return None
+
     def _start_request(self) -> None:
         """A fresh replacement budget, and the people as they are now (replaced elsewhere, perhaps)."""
         self._replacements_left = self.config.max_restarts
         for person in range(len(self.people)):
-            try:
-                found = ray.get_actor(self._person_name(person), namespace=PEOPLE_NAMESPACE)
-            except ValueError:
-                continue  # dead and not replaced yet: the request replaces them when they fail to answer
-            if found != self.people[person]:  # keep the creator's handle: dropping it would end the actor
+            found = self._registered(person)  # None: dead and not replaced yet; replaced when they fail to answer
+            if found is not None and found != self.people[person]:  # keep the creator's handle: dropping it ends it
                 self.people[person] = found
 
     def _replacement(self, person: int, dead: Any) -> Any:
         """A live actor for ``person``: a new one once Ray has freed the dead one's name, or one made elsewhere."""
         deadline = time.monotonic() + NAME_RELEASE_TIMEOUT_S
         while time.monotonic() < deadline:
-            try:
-                found = ray.get_actor(self._person_name(person), namespace=PEOPLE_NAMESPACE)
-            except ValueError:
+            found = self._registered(person)
+            if found is None:
                 return self._new_person(person, detached=True)
             if found != dead:
                 return found  # another copy of this pool (another trial) replaced them already
@@ -158,10 +161,9 @@ class HumanPool:
 
     def shutdown(self) -> None:
         for person in range(len(self.people)):
-            try:
-                ray.kill(ray.get_actor(self._person_name(person), namespace=PEOPLE_NAMESPACE), no_restart=True)
-            except ValueError:
-                pass  # already gone
+            found = self._registered(person)
+            if found is not None:
+                ray.kill(found, no_restart=True)
         self.people = []
 
     def __enter__(self) -> HumanPool:
