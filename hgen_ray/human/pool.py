@@ -17,13 +17,16 @@ that defers the same image gets the same answers. When the looks are done is
 the shared queue's business (:mod:`hgen_ray.human.pool_timeline`).
 
 Answers come from Ray actors in one batched call per person per round (one
-round, or two for a sequential chain with k=3). Every person is a named actor.
-A person whose actor dies is replaced by a new actor with the same name,
-identity and seed, and its batch is sent again: at most
-``human_pool.max_restarts`` replacements per request. A replacement is
-detached, so it outlives the Tune trial that made it, and every request first
-looks its people up by name: each trial holds its own copy of the pool, and a
-person lost in one candidate costs later candidates nothing.
+round, or two for a sequential chain with k=3). Every person is a named actor,
+``<pool>/person-<p>/gen-<g>``. A person whose actor dies is replaced by the
+next generation, with the same identity and seed, and its batch is sent again:
+at most ``human_pool.max_restarts`` replacements per request. The replacement
+takes a new name rather than the dead one's, because Ray frees a name only once
+it knows the actor is dead, which after a node dies takes as long as its health
+checks (tens of seconds). A replacement is detached, so it outlives the Tune
+trial that made it, and every request first looks up each person's newest
+generation: each trial holds its own copy of the pool, and a person lost in one
+candidate costs later candidates nothing.
 
 The detectors send whole images instead (:meth:`HumanPool.answer_images`):
 every person of the chain does all of an image's tasks (checks each gated cell,
@@ -34,7 +37,6 @@ and the caller times all categories' images in one queue.
 from __future__ import annotations
 
 import dataclasses
-import time
 import uuid
 from collections import Counter
 from collections.abc import Sequence
@@ -53,7 +55,6 @@ __all__ = ["DeferredSample", "HumanPool", "ImageAnswers", "ImageRequest", "PoolR
 
 CHAIN_STEPS_MAX = 3
 PEOPLE_NAMESPACE = "hgen-ray-people"  # named people, found from any trial of the search
-NAME_RELEASE_TIMEOUT_S = 30.0  # how long a dead person's name may stay taken before Ray frees it
 _ROUTING_WEIGHTS = (7919, 104729, 1)  # primes: images next to each other go to different people
 
 
@@ -120,50 +121,63 @@ class HumanPool:
         self.seed = seed
         self.name = f"pool-{uuid.uuid4().hex[:12]}"
         self._replacements_left = config.max_restarts
-        self.people = [self._new_person(i, detached=False) for i in range(config.size)]
+        self._generations = [0] * config.size
+        self.people = [self._new_person(i, generation=0) for i in range(config.size)]
 
-    def _person_name(self, person: int) -> str:
-        return f"{self.name}/person-{person}"
+    def _person_name(self, person: int, generation: int) -> str:
+        return f"{self.name}/person-{person}/gen-{generation}"
 
-    def _new_person(self, person: int, detached: bool):  # type: ignore[no-untyped-def]
-        options = {"name": self._person_name(person), "namespace": PEOPLE_NAMESPACE, "get_if_exists": True,
-                   "max_restarts": 0}
-        return SimulatedHuman.options(**options, **({"lifetime": "detached"} if detached else {})).remote(
+    def _new_person(self, person: int, generation: int):  # type: ignore[no-untyped-def]
+        """Person ``person``'s actor of ``generation``; replacements (generation > 0) are detached."""
+        options = {"name": self._person_name(person, generation), "namespace": PEOPLE_NAMESPACE,
+                   "get_if_exists": True, "max_restarts": 0}
+        return SimulatedHuman.options(**options, **({"lifetime": "detached"} if generation else {})).remote(
             person, self.seed)
 
-    def _registered(self, person: int) -> Any | None:
-        """The actor Ray has under ``person``'s name now, or None once the name is free."""
-        try:
-            return ray.get_actor(self._person_name(person), namespace=PEOPLE_NAMESPACE)
-        except ValueError:
-            return None
+    def _registered_names(self) -> list[str]:
+        """This pool's names that Ray holds now, the dead ones it has not freed yet included."""
+        prefix = f"{self.name}/person-"
+        return [entry["name"] for entry in ray.util.list_named_actors(all_namespaces=True)
+                if entry["namespace"] == PEOPLE_NAMESPACE and entry["name"].startswith(prefix)]
+
+    def _newest_generations(self) -> dict[int, int]:
+        """Each person's newest registered generation (a person with no registered name is left out)."""
+        newest: dict[int, int] = {}
+        for name in self._registered_names():
+            person, generation = (int(part.split("-")[1]) for part in name.rsplit("/", 2)[1:])
+            newest[person] = max(generation, newest.get(person, -1))
+        return newest
+
+    def _adopt(self, person: int, generation: int) -> None:
+        self.people[person] = ray.get_actor(self._person_name(person, generation), namespace=PEOPLE_NAMESPACE)
+        self._generations[person] = generation
 
     def _start_request(self) -> None:
         """A fresh replacement budget, and the people as they are now (replaced elsewhere, perhaps)."""
         self._replacements_left = self.config.max_restarts
-        for person in range(len(self.people)):
-            found = self._registered(person)  # None: dead and not replaced yet; replaced when they fail to answer
-            if found is not None and found != self.people[person]:  # keep the creator's handle: dropping it ends it
-                self.people[person] = found
+        for person, generation in self._newest_generations().items():
+            if generation > self._generations[person]:  # keep the creator's own handle: dropping it ends it
+                self._adopt(person, generation)
 
-    def _replacement(self, person: int, dead: Any) -> Any:
-        """A live actor for ``person``: a new one once Ray has freed the dead one's name, or one made elsewhere."""
-        deadline = time.monotonic() + NAME_RELEASE_TIMEOUT_S
-        while time.monotonic() < deadline:
-            found = self._registered(person)
-            if found is None:
-                return self._new_person(person, detached=True)
-            if found != dead:
-                return found  # another copy of this pool (another trial) replaced them already
-            time.sleep(0.1)  # the kill is still reaching Ray's registry of names
-        raise RuntimeError(f"human pool: person {person} died and their name was not freed in "
-                           f"{NAME_RELEASE_TIMEOUT_S:.0f} s")
+    def _replace(self, person: int) -> None:
+        """A live actor for ``person``: one another copy of this pool made already, or the next generation."""
+        newest = self._newest_generations().get(person, -1)
+        try:
+            if newest > self._generations[person]:
+                self._adopt(person, newest)
+                return
+        except ValueError:
+            pass  # that newer one died and its name was freed in between: make our own
+        generation = max(newest, self._generations[person]) + 1
+        self.people[person] = self._new_person(person, generation)
+        self._generations[person] = generation
 
     def shutdown(self) -> None:
-        for person in range(len(self.people)):
-            found = self._registered(person)
-            if found is not None:
-                ray.kill(found, no_restart=True)
+        for name in self._registered_names():
+            try:
+                ray.kill(ray.get_actor(name, namespace=PEOPLE_NAMESPACE), no_restart=True)
+            except ValueError:
+                pass  # gone between the listing and the kill
         self.people = []
 
     def __enter__(self) -> HumanPool:
@@ -189,7 +203,7 @@ class HumanPool:
                     raise RuntimeError(f"human pool: more than human_pool.max_restarts={self.config.max_restarts} "
                                        "people died during one request") from None
                 self._replacements_left -= 1
-                self.people[person] = self._replacement(person, self.people[person])
+                self._replace(person)
                 pending[person] = self.people[person].answer.remote(assignments[person])
                 continue
             del pending[person]

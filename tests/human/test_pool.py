@@ -116,9 +116,9 @@ def test_every_trial_s_copy_of_the_pool_finds_the_person_another_trial_replaced(
         later_trial.config = dataclasses.replace(later_trial.config, max_restarts=0)  # no replacement of its own
         after = later_trial.serve(samples, "majority", 2)
         np.testing.assert_array_equal(after.labels, before.labels)
-        replacement = ray.get_actor(people._person_name(1), namespace=PEOPLE_NAMESPACE)
-    with pytest.raises(ValueError):  # shutting the pool down ends the detached replacement too
-        ray.get_actor(people._person_name(1), namespace=PEOPLE_NAMESPACE)
+        assert later_trial._generations[1] == 1  # it adopted the generation the first trial made
+        replacement = ray.get_actor(people._person_name(1, generation=1), namespace=PEOPLE_NAMESPACE)
+    assert people._registered_names() == []  # shutting the pool down ends the detached replacement too
     with pytest.raises(ray.exceptions.RayActorError):
         ray.get(replacement.pid.remote(), timeout=60)
 
