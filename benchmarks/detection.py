@@ -28,9 +28,9 @@ import torch
 
 from figures import peak_rss_gb, timing_summary, verdict  # benchmarks/figures.py, next to this script
 from hgen_ray.config import ExperimentConfig, load_config
-from hgen_ray.evaluate import evaluate_candidate
-from hgen_ray.evaluate_detection import load_detection_data
-from hgen_ray.models.detectors import detection_map50, load_or_train_detector
+from hgen_ray.architectures import get_architecture
+from hgen_ray.data.detection_splits import load_detection_data
+from hgen_ray.trial import evaluate_candidate
 
 TRAIN_TARGET_S = 600.0
 TRAIN_TARGET_MAP50 = 0.5
@@ -43,9 +43,9 @@ def _train_from_scratch(config: ExperimentConfig) -> None:
         fresh = dataclasses.replace(config, cache_dir=fresh_cache)
         data = load_detection_data(fresh, "test")  # the clean test canvases, for the base detector's figure
         started = time.perf_counter()
-        base = load_or_train_detector(fresh, data.splits.train, data.splits.val)
+        base = get_architecture(fresh.model.name).load_base(fresh, data)
         train_s = time.perf_counter() - started
-    clean = detection_map50(base.model, data.splits.test)
+    clean = get_architecture(fresh.model.name).map50(base, data.splits.test)
     print(f"  base training: {train_s:.1f} s ({verdict(train_s <= TRAIN_TARGET_S)} <= {TRAIN_TARGET_S:.0f} s), "
           f"clean test mAP@0.5 {clean:.3f} on {len(data.splits.test)} canvases "
           f"({verdict(clean >= TRAIN_TARGET_MAP50)} >= {TRAIN_TARGET_MAP50})", flush=True)
@@ -53,7 +53,7 @@ def _train_from_scratch(config: ExperimentConfig) -> None:
 
 def _time_evaluations(config: ExperimentConfig, repeats: int) -> None:
     data = load_detection_data(config)
-    load_or_train_detector(config, data.splits.train, data.splits.val)  # cached before timing
+    get_architecture(config.model.name).load_base(config, data)  # cached before timing
     timings = []
     for _ in range(repeats):
         started = time.perf_counter()

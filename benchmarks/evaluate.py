@@ -29,8 +29,9 @@ import torch
 from figures import peak_rss_gb, timing_summary, verdict  # benchmarks/figures.py, next to this script
 from hgen_ray.config import load_config
 from hgen_ray.data.splits import load_splits
-from hgen_ray.evaluate import evaluate_candidate
-from hgen_ray.models import load_or_train_base, predict_logits
+from hgen_ray.architectures import get_architecture
+from hgen_ray.architectures.training import predict_logits
+from hgen_ray.trial import evaluate_candidate
 
 TRAIN_TARGET_S = 90.0
 TRAIN_TARGET_ACCURACY = 0.90
@@ -52,7 +53,7 @@ def main() -> int:
         fresh = dataclasses.replace(config, cache_dir=fresh_cache)
         splits = load_splits(fresh.data, fresh.seed)
         started = time.perf_counter()
-        base = load_or_train_base(fresh, splits)
+        base = get_architecture("h_cnn").trained_base(fresh, splits)
         train_s = time.perf_counter() - started
     full_test = dataclasses.replace(fresh.data, test_per_category=10000)
     test = load_splits(full_test, fresh.seed, with_test=True)
@@ -62,7 +63,7 @@ def main() -> int:
           f"({verdict(accuracy >= TRAIN_TARGET_ACCURACY)} >= {TRAIN_TARGET_ACCURACY:.2f})")
 
     ray.init(address="local", include_dashboard=False, logging_level="WARNING")
-    load_or_train_base(config, splits)  # make sure the cached model exists before timing
+    get_architecture("h_cnn").trained_base(config, splits)  # make sure the cached model exists before timing
     timings = []
     for _ in range(args.repeats):
         started = time.perf_counter()

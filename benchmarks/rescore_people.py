@@ -24,7 +24,7 @@ from typing import Any
 import ray
 
 from hgen_ray.config import load_config
-from hgen_ray.evaluate import load_split_data, measure_network
+from hgen_ray.trial import load_split_data, measure_network
 from hgen_ray.hdnn import load_hdnn
 from hgen_ray.human import HumanPool
 from hgen_ray.metric import score

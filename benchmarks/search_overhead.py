@@ -19,7 +19,7 @@ import warnings
 
 import ray
 
-from hgen_ray.bench_system import measure_overhead
+from hgen_ray.bench.system import measure_overhead
 from hgen_ray.config import load_config
 
 TARGET_RATIO = 1.10

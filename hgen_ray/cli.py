@@ -37,12 +37,17 @@ log = logging.getLogger("hgen_ray")
 def _evaluate(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     candidate = load_candidate(args.candidate) if args.candidate else config.candidate
-    from hgen_ray.architecture import compressible_layers
+    from hgen_ray.architectures import architecture_for
     from hgen_ray.compress import validate_candidate
-    from hgen_ray.evaluate import evaluate_candidate
     from hgen_ray.report import format_measures_table
+    from hgen_ray.trial import evaluate_candidate
 
-    validate_candidate(candidate, compressible_layers(config))
+    layers = architecture_for(config).declared_layers(config)  # the model settings are checked before any work
+    if layers is not None:  # else the candidate is checked against the layers found on the network
+        validate_candidate(candidate, layers)
+    from hgen_ray.search.cluster import init_ray
+
+    init_ray(None)  # the people are Ray actors
     evaluation = evaluate_candidate(config, candidate, split=args.split)
     out = Path(args.out)
     write_text_atomic(out / "metrics.json", json.dumps(evaluation.metrics, indent=2, sort_keys=True) + "\n")
@@ -55,11 +60,15 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _search(args: argparse.Namespace) -> int:
     if not args.resume and not (args.config and args.out):
         raise ConfigError("search: give --config and --out for a new search, or --resume DIR")
-    from hgen_ray.bench_system import git_commit
+    from hgen_ray.bench.system import git_commit
     from hgen_ray.report import summary_table, write_search_report
-    from hgen_ray.search import SEARCH_CONFIG_FILE, run_search
+    from hgen_ray.architectures import architecture_for
+    from hgen_ray.search import run_search
+    from hgen_ray.search.output_dir import SEARCH_CONFIG_FILE
 
     config = None if args.resume else load_config(args.config)
+    if config is not None:
+        architecture_for(config)  # the model settings are checked before any work
     commit = git_commit()
     run = run_search(config, Path(args.resume or args.out), resume=bool(args.resume), address=args.address)
     config = load_config(run.out / SEARCH_CONFIG_FILE)  # on resume, the search's own config
@@ -96,16 +105,15 @@ def _export(args: argparse.Namespace) -> int:
 
 def _show_data(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    from hgen_ray.data.detection_splits import load_detection_splits
+    from hgen_ray.architectures import architecture_for
     from hgen_ray.data.preview import draw_canvas_grid, draw_challenge_grid
-    from hgen_ray.data.splits import load_splits
+    from hgen_ray.data.splits import Splits
 
-    if config.model.name == "h_cnn":
-        splits = load_splits(config.data, config.seed)
-        print(f"wrote {draw_challenge_grid(splits.val_images, Path(args.out), config.seed)}")
+    data = architecture_for(config).load_data(config, "validation")
+    if isinstance(data, Splits):
+        print(f"wrote {draw_challenge_grid(data.val_images, Path(args.out), config.seed)}")
     else:
-        _, challenges = load_detection_splits(config, "validation")
-        print(f"wrote {draw_canvas_grid(challenges.sets, Path(args.out))}")
+        print(f"wrote {draw_canvas_grid(data.challenges.sets, Path(args.out))}")
     return 0
 
 

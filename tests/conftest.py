@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import ray
+from torch import nn
 
 from hgen_ray.config import (
     DataConfig,
@@ -18,10 +19,10 @@ from hgen_ray.config import (
     ModelConfig,
     ProfileConfig,
 )
+from hgen_ray.architectures import get_architecture
+from hgen_ray.architectures.classifier import TrainedBase
+from hgen_ray.data.detection_splits import DetectionData, load_detection_data
 from hgen_ray.data.splits import Splits, load_splits
-from hgen_ray.evaluate_detection import DetectionData, load_detection_data
-from hgen_ray.models import TrainedBase, load_or_train_base
-from hgen_ray.models.detectors import TrainedDetector, load_or_train_detector
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -56,8 +57,7 @@ def splits(tiny_config: ExperimentConfig) -> Splits:
 
 @pytest.fixture(scope="session")
 def trained_base(tiny_config: ExperimentConfig, splits: Splits) -> TrainedBase:
-    return load_or_train_base(tiny_config, splits)
-
+    return get_architecture("h_cnn").trained_base(tiny_config, splits)  # type: ignore[attr-defined]
 
 
 def _detector_config(base: ExperimentConfig, name: str) -> ExperimentConfig:
@@ -85,15 +85,11 @@ def detection_data(yolo_config: ExperimentConfig) -> DetectionData:
     return load_detection_data(yolo_config)
 
 
-def _trained(config: ExperimentConfig, data: DetectionData) -> TrainedDetector:
-    return load_or_train_detector(config, data.splits.train, data.splits.val)
+@pytest.fixture(scope="session")
+def trained_yolo(yolo_config: ExperimentConfig, detection_data: DetectionData) -> nn.Module:
+    return get_architecture("h_yolo").load_base(yolo_config, detection_data)
 
 
 @pytest.fixture(scope="session")
-def trained_yolo(yolo_config: ExperimentConfig, detection_data: DetectionData) -> TrainedDetector:
-    return _trained(yolo_config, detection_data)
-
-
-@pytest.fixture(scope="session")
-def trained_frcnn(frcnn_config: ExperimentConfig, detection_data: DetectionData) -> TrainedDetector:
-    return _trained(frcnn_config, detection_data)
+def trained_frcnn(frcnn_config: ExperimentConfig, detection_data: DetectionData) -> nn.Module:
+    return get_architecture("h_faster_rcnn").load_base(frcnn_config, detection_data)

@@ -45,7 +45,6 @@ def test_missing_sections_take_documented_defaults() -> None:
         ({"data": {"severity": 6}}, "data.severity: 6 is out of range [1, 5]"),
         ({"data": {"severity": "3"}}, "data.severity: expected an integer"),
         ({"model": {"epochs": 1.5}}, "model.epochs: expected an integer"),
-        ({"model": {"name": "resnet"}}, "model.name: 'resnet' is not one of h_cnn"),
         ({"data": {"download": "yes"}}, "data.download: expected true or false"),
         ({"constraints": {"latency_ms_max": float("nan")}}, "constraints.latency_ms_max: expected a number, got NaN"),
         ({"constraints": {"energy_mj_max": -1.0}}, "constraints.energy_mj_max: -1.0 is out of range"),

@@ -24,17 +24,25 @@ class Leaf:
     path: tuple[str, ...]
     hint: Any
     meta: typing.Mapping[str, Any]
+    optional: bool  # ``X | None``: null is a valid value
+
+
+def _without_none(hint: Any) -> tuple[Any, bool]:
+    args = typing.get_args(hint)
+    if len(args) == 2 and type(None) in args:
+        return next(a for a in args if a is not type(None)), True
+    return hint, False
 
 
 def _leaves(cls: type, prefix: tuple[str, ...] = ()) -> list[Leaf]:
     hints = typing.get_type_hints(cls)
     found = []
     for f in dataclasses.fields(cls):
-        hint = hints[f.name]
+        hint, optional = _without_none(hints[f.name])
         if dataclasses.is_dataclass(hint):
             found += _leaves(hint, (*prefix, f.name))
-        elif typing.get_origin(hint) is not dict:  # candidate.layers is covered by its own cases below
-            found.append(Leaf((*prefix, f.name), hint, f.metadata))
+        elif typing.get_origin(hint) is not dict:  # mappings (candidate.layers, ...) have their own cases
+            found.append(Leaf((*prefix, f.name), hint, f.metadata, optional))
     return found
 
 
@@ -91,7 +99,7 @@ def malformed(draw: st.DrawFn) -> tuple[Any, str]:
             name += "_x"
         target[name] = 1
         return document, (".".join(leaf.path[:-1]) + "." if len(leaf.path) > 1 else "") + f"{name}: unknown key"
-    target[leaf.path[-1]] = draw(st.sampled_from(_bad_values(leaf)))
+    target[leaf.path[-1]] = draw(st.sampled_from([v for v in _bad_values(leaf) if not (leaf.optional and v is None)]))
     return document, f"{dotted}:"
 
 

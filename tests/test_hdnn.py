@@ -10,14 +10,15 @@ import numpy as np
 import onnxruntime
 import pytest
 import torch
+from torch import nn
 import yaml
 
 from hgen_ray.compress.svd import factorize_linear
 from hgen_ray.config import Candidate, ExperimentConfig, HumanChoice, without_legacy_pool_keys
-from hgen_ray.evaluate_detection import DetectionData
+from hgen_ray.data.detection_splits import DetectionData
 from hgen_ray.hdnn import HDNNError, export_onnx, load_hdnn, save_hdnn
-from hgen_ray.models.detectors import TrainedDetector, detect
-from hgen_ray.models.h_cnn import BaseCNN
+from hgen_ray.architectures import get_architecture
+from hgen_ray.architectures.h_cnn.network import BaseCNN
 
 
 class _RunsCode:
@@ -28,7 +29,7 @@ class _RunsCode:
 def test_pruned_and_factorised_model_round_trips(tmp_path: Path) -> None:
     model = BaseCNN((12, 20), 64).eval()
     model.fc1 = factorize_linear(model.fc1, 9)  # type: ignore[assignment]
-    save_hdnn(tmp_path, model, 1.3, Candidate(human=HumanChoice("majority", 1.0, 2)), ExperimentConfig())
+    save_hdnn(tmp_path, model, 1.3, Candidate(human=HumanChoice("majority", 1.0, 2)), ExperimentConfig(), (1, 28, 28))
     loaded = load_hdnn(tmp_path)
     images = torch.rand(4, 1, 28, 28)
     assert torch.equal(loaded.model(images), model(images))
@@ -38,7 +39,7 @@ def test_pruned_and_factorised_model_round_trips(tmp_path: Path) -> None:
 
 def test_an_h_dnn_saved_before_the_one_stream_still_loads(tmp_path: Path) -> None:
     model = BaseCNN((12, 20), 64).eval()
-    save_hdnn(tmp_path, model, 1.1, Candidate(), ExperimentConfig())
+    save_hdnn(tmp_path, model, 1.1, Candidate(), ExperimentConfig(), (1, 28, 28))
     saved = yaml.safe_load((tmp_path / "config.yaml").read_text())
     saved["human_pool"] = {"size": 8, "arrival_interval_s": 0.5, "max_restarts": 3}  # as earlier versions wrote it
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(saved))
@@ -49,7 +50,7 @@ def test_an_h_dnn_saved_before_the_one_stream_still_loads(tmp_path: Path) -> Non
 
 
 def test_a_checkpoint_carrying_code_is_refused_without_running_it(tmp_path: Path) -> None:
-    save_hdnn(tmp_path, BaseCNN(), 1.0, Candidate(), ExperimentConfig())
+    save_hdnn(tmp_path, BaseCNN(), 1.0, Candidate(), ExperimentConfig(), (1, 28, 28))
     _RunsCode.marker = str(tmp_path / "pwned")
     with open(tmp_path / "model.pt", "wb") as handle:
         pickle.dump({"state_dict": _RunsCode(), "temperature": 1.0}, handle)
@@ -72,7 +73,7 @@ def test_a_corrupt_or_foreign_best_gives_one_line_and_exit_2(tmp_path: Path, spo
     from hgen_ray.cli import main
 
     best = tmp_path / "best"
-    save_hdnn(best, BaseCNN(), 1.0, Candidate(), ExperimentConfig())
+    save_hdnn(best, BaseCNN(), 1.0, Candidate(), ExperimentConfig(), (1, 28, 28))
     spoil(best / "model.pt")
     assert main(["export", str(best), "--out", str(tmp_path / "onnx")]) == 2
     error = capsys.readouterr().err.strip().splitlines()
@@ -89,14 +90,14 @@ def test_missing_files_are_named(tmp_path: Path) -> None:
 def test_a_saved_detector_reloads_predicts_and_exports_to_onnx(
         name: str, request: pytest.FixtureRequest, detection_data: DetectionData, tmp_path: Path) -> None:
     config: ExperimentConfig = request.getfixturevalue("yolo_config" if name == "h_yolo" else "frcnn_config")
-    base: TrainedDetector = request.getfixturevalue("trained_yolo" if name == "h_yolo" else "trained_frcnn")
+    base: nn.Module = request.getfixturevalue("trained_yolo" if name == "h_yolo" else "trained_frcnn")
     candidate = Candidate(human=HumanChoice("majority", 0.3, 1, tau_high=0.9))
-    save_hdnn(tmp_path, base.model, 1.0, candidate, config)
+    save_hdnn(tmp_path, base, 1.0, candidate, config, (1, 96, 96))
     loaded = load_hdnn(tmp_path)
     assert loaded.architecture == name
     canvases = detection_data.splits.val.images[:4]
     detections, deferred = loaded.predict(canvases)
-    expected = detect(base.model, canvases)
+    expected = get_architecture(name).detect(base, canvases)  # type: ignore[attr-defined]
     assert all(torch.equal(a["boxes"], b["boxes"]) for a, b in zip(detections, expected))
     assert deferred.shape == (4,) and deferred.dtype == torch.bool
     written = export_onnx(tmp_path)
@@ -104,8 +105,8 @@ def test_a_saved_detector_reloads_predicts_and_exports_to_onnx(
     image = canvases[:1] if name == "h_yolo" else canvases[0]
     onnx_out = session.run(None, {session.get_inputs()[0].name: image.numpy()})
     if name == "h_yolo":
-        assert np.allclose(onnx_out[0], base.model(canvases[:1]).detach().numpy(), atol=1e-4)
+        assert np.allclose(onnx_out[0], base(canvases[:1]).detach().numpy(), atol=1e-4)
     else:
-        assert np.allclose(onnx_out[0], base.model.detect(canvases[:1])[0]["boxes"].numpy(), atol=1e-3)
+        assert np.allclose(onnx_out[0], base.detect(canvases[:1])[0]["boxes"].numpy(), atol=1e-3)
     gate = json.loads((tmp_path / "gate.json").read_text())
     assert gate["architecture"] == name and gate["tau"] == 0.3

@@ -31,9 +31,8 @@ with warnings.catch_warnings():
 
 from hgen_ray.compress.nni_compat import apply_nni_compat
 from hgen_ray.config import LayerChoice
-from hgen_ray.models.training import batches, training_step
 
-__all__ = ["TAYLOR_TRAINING_STEPS", "TaylorData", "classifier_taylor_data", "prune_conv_channels"]
+__all__ = ["TAYLOR_TRAINING_STEPS", "TaylorData", "prune_conv_channels"]
 
 apply_nni_compat()  # every process that imports this module can speed up
 # NNI's speedup logs every replaced layer at INFO; route it to our own logger.
@@ -41,7 +40,6 @@ _speedup_log = logging.getLogger(__name__ + ".speedup")
 _speedup_log.setLevel(logging.WARNING)
 
 TAYLOR_TRAINING_STEPS = 20  # batches of gradients Taylor averages before scoring channels
-TAYLOR_BATCH = 64
 _NORM_PRUNERS = {"l1": L1NormPruner, "l2": L2NormPruner, "fpgm": FPGMPruner}
 
 Masks = dict[str, dict[str, torch.Tensor]]
@@ -73,10 +71,6 @@ class TaylorData:
 
     batches: Callable[[], Iterable[Any]]
     step: Callable[[Any, nn.Module], torch.Tensor]
-
-
-def classifier_taylor_data(images: torch.Tensor, labels: torch.Tensor, seed: int) -> TaylorData:
-    return TaylorData(lambda: batches(images, labels, TAYLOR_BATCH, seed), training_step)
 
 
 def _taylor_evaluator(data: TaylorData) -> TorchEvaluator:

@@ -16,7 +16,8 @@ from typing import Any
 from ray import tune
 from ray.tune.search import Searcher
 
-from hgen_ray.controller.space import SearchSpace, candidate_to_config
+from hgen_ray.config import candidate_to_config
+from hgen_ray.controller.space import SearchSpace
 
 __all__ = ["ProjectedSearcher", "action_space"]
 

@@ -28,7 +28,8 @@ from ray.tune.search import Searcher
 
 from hgen_ray.config import RewardConfig, SearchConfig
 from hgen_ray.controller.agents import ContinuousAgent, DiscreteAgent
-from hgen_ray.controller.space import NUM_DISCRETE_ACTIONS, SearchSpace, candidate_to_config
+from hgen_ray.config import candidate_to_config
+from hgen_ray.controller.space import NUM_DISCRETE_ACTIONS, SearchSpace
 from hgen_ray.controller.state_digest import state_digest
 from hgen_ray.metric import failed_reward
 

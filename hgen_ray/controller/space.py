@@ -21,7 +21,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -35,8 +34,6 @@ from hgen_ray.config import (
     Constraints,
     HumanChoice,
     LayerChoice,
-    as_dict,
-    build_dataclass,
 )
 
 __all__ = [
@@ -45,8 +42,6 @@ __all__ = [
     "LaborEstimate",
     "LayerSpec",
     "SearchSpace",
-    "candidate_to_config",
-    "config_to_candidate",
     "describe_layers",
     "kept_fraction",
 ]
@@ -75,14 +70,13 @@ LABOR_SCALE_S_PER_1K = 9_000.0  # every sample to a chain of 3 people at ~3 s ea
 
 @dataclass(frozen=True)
 class LaborEstimate:
-    """What the base model's gate would cost in people: deferral share at each tau, seconds per answer."""
+    """What the base model's gate would cost in people: one person's mean seconds per sample at each tau."""
 
     taus: np.ndarray
-    deferral: np.ndarray  # share of challenge samples deferred at each tau
-    answer_s: float  # one person's mean seconds per answer
+    person_s_per_sample: np.ndarray  # for one look (a chain of k looks k times)
 
     def labor_s_per_1k(self, tau: float, k: int) -> float:
-        return float(np.interp(tau, self.taus, self.deferral)) * k * self.answer_s * 1000.0
+        return float(np.interp(tau, self.taus, self.person_s_per_sample)) * k * 1000.0
 
 
 @dataclass(frozen=True)
@@ -140,16 +134,27 @@ def kept_fraction(spec: LayerSpec, technique: str, ratio: float) -> float:
     return 1.0 - ratio
 
 
-def _tau_caps(labor: LaborEstimate | None, limit: float, max_tau: float,
-              options: tuple[tuple[str, int], ...]) -> dict[int, float]:
-    """Per chain length k, the largest tau whose estimated labour fits the limit (none without a limit)."""
+def _falls(labor: LaborEstimate, max_tau: float) -> bool:
+    """Whether people's work shrinks as tau grows: a band ``[tau, tau_high]`` narrows (H-YOLO)."""
+    inside = labor.taus[(labor.taus > 0) & (labor.taus <= max_tau)]
+    return len(inside) > 1 and labor.labor_s_per_1k(float(inside[-1]), 1) < labor.labor_s_per_1k(float(inside[0]), 1)
+
+
+def _tau_bounds(labor: LaborEstimate | None, limit: float, max_tau: float,
+                options: tuple[tuple[str, int], ...]) -> tuple[dict[int, float], dict[int, float]]:
+    """Per chain length k, the taus whose estimated labour fits the limit: an upper cap where people's work
+    grows with tau, a floor where it falls (none without a limit)."""
     if labor is None or math.isinf(limit):
-        return {}
-    caps = {}
+        return {}, {}
+    caps, floors = {}, {}
+    falls = _falls(labor, max_tau)
     for k in {k for mechanism, k in options if mechanism != "off"}:
         affordable = [t for t in labor.taus if labor.labor_s_per_1k(t, k) <= LABOR_MARGIN * limit]
-        caps[k] = min(max(affordable, default=0.0), max_tau)
-    return caps
+        if falls:
+            floors[k] = min((t for t in affordable if t > 0), default=max_tau)
+        else:
+            caps[k] = min(max(affordable, default=0.0), max_tau)
+    return caps, floors
 
 
 def _normalised_limit(limit: float, scale: float) -> float:
@@ -167,7 +172,7 @@ class SearchSpace:
         pool_size: People in the pool; longer chains are left out of the space.
         max_tau: Largest gate threshold, also every candidate's ``tau_high`` (H-YOLO's band
             ``[tau, tau_high]`` needs ``tau <= tau_high``; the other models ignore ``tau_high``).
-        labor: The base gate's deferral curve, to keep tau within the labour limit (H-CNN).
+        labor: The base gate's labour curve, to keep tau within the labour limit.
     """
 
     def __init__(self, layers: list[LayerSpec], constraints: Constraints, reference: Mapping[str, float],
@@ -177,7 +182,8 @@ class SearchSpace:
         self.max_tau = max_tau
         self.human_enabled = human_enabled
         self.human_options = tuple(o for o in HUMAN_OPTIONS if o[1] <= pool_size) if human_enabled else (HUMAN_OFF,)
-        self.tau_caps = _tau_caps(labor, constraints.labor_s_per_1k_max, max_tau, self.human_options)
+        self.tau_caps, self.tau_floors = _tau_bounds(labor, constraints.labor_s_per_1k_max, max_tau,
+                                                     self.human_options)
         self.total_params = sum(s.params for s in layers)
         self.total_flops = sum(s.flops for s in layers)
         self.max_channels = max(max(s.in_channels, s.out_channels) for s in layers)
@@ -285,9 +291,13 @@ class SearchSpace:
 
     def _within_labor(self, action: int, value: float) -> float:
         mechanism, k = self.option(len(self.layers), action)  # type: ignore[misc]
-        if mechanism == "off" or k not in self.tau_caps:
+        if mechanism == "off":
             return value
-        return min(value, 2.0 * self.tau_caps[k] / self.max_tau - 1.0)
+        if k in self.tau_caps:
+            value = min(value, 2.0 * self.tau_caps[k] / self.max_tau - 1.0)
+        if k in self.tau_floors:
+            value = max(value, 2.0 * self.tau_floors[k] / self.max_tau - 1.0)
+        return value
 
     def legal_actions(self, discrete: list[int], continuous: list[float]) -> tuple[list[int], list[float]]:
         """Whole episodes through :meth:`within_budget`, step by step, as hgen's rollouts are.
@@ -306,13 +316,3 @@ class SearchSpace:
         """Uniform actions over the whole space (the ``random`` baseline and warm-up)."""
         discrete = [int(rng.integers(len(self.options(s)))) for s in range(self.num_steps)]
         return discrete, [float(rng.uniform(-1, 1)) for _ in range(self.num_steps)]
-
-
-def candidate_to_config(candidate: Candidate) -> dict[str, Any]:
-    """A candidate as nested plain values, the form Tune trials receive."""
-    return as_dict(candidate)
-
-
-def config_to_candidate(config: Mapping[str, Any]) -> Candidate:
-    """Inverse of :func:`candidate_to_config`, validated; keys other than layers and human are ignored."""
-    return build_dataclass(Candidate, {k: v for k, v in config.items() if k in ("layers", "human")}, "candidate")

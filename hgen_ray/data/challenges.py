@@ -1,15 +1,19 @@
 """The 12 challenge categories: hard inputs on which compressed DNNs lose most.
 
-Each category maps a float batch ``[N, 1, H, W]`` in ``[0, 1]`` to a corrupted
-batch of the same shape, at severity 1 (mild) to 5 (harsh). Every random draw
-comes from a ``torch.Generator``, so a (seed, category, severity) triple always
-gives the same images. torchvision.transforms.v2 is used where it has the
+Each category maps a float batch ``[N, C, H, W]`` in ``[0, 1]`` (C = 1 grey or
+3 RGB, sides of 16 px or more) to a corrupted batch of the same shape, at
+severity 1 (mild) to 5 (harsh). Every random draw comes from a
+``torch.Generator``, so a (seed, category, severity) triple always gives the
+same images. torchvision.transforms.v2 is used where it has the
 operation (resize, brightness, contrast, JPEG, erase); motion blur, defocus,
 fog, impulse noise and per-image rotation are written here with torch ops.
 
 Severity tables follow the spirit of ImageNet-C (Hendrycks & Dietterich,
 ICLR 2019), rescaled for 28 px greyscale items; severity 3 is roughly where a
-small CNN keeps half to three quarters of its clean accuracy.
+small CNN keeps half to three quarters of its clean accuracy. Sizes given in
+pixels are for a 28 px side and scale with the image's side, so that a blur,
+an occluder or a squeeze hides the same share of any image; at 28 px they are
+exactly the table's. Noise is drawn per channel; fog and the occluder are grey.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from hgen_ray.config import CHALLENGE_CATEGORIES
 __all__ = ["CHALLENGES", "SEVERITY_LEVELS", "apply_challenge"]
 
 SEVERITY_LEVELS = 5
+_TABLE_SIDE_PX = 28  # the pixel sizes below are for a 28 x 28 image (Fashion-MNIST)
 _LOW_RESOLUTION_PX = (18, 14, 12, 10, 8)  # side the image is squeezed to, then restored
 _SMALL_SIZE_SCALE = (0.75, 0.6, 0.5, 0.42, 0.35)  # item side as a fraction of the canvas
 _MOTION_LENGTH_PX = (3, 5, 7, 9, 11)  # length of the straight motion path
@@ -45,29 +50,41 @@ def _level(table: tuple, severity: int):  # type: ignore[no-untyped-def]
     return table[severity - 1]
 
 
+def _scaled(px: float, side: int) -> float:
+    """A table size in pixels, for an image side of ``side`` px instead of 28."""
+    return px * side / _TABLE_SIDE_PX
+
+
+def _shorter_side(x: torch.Tensor) -> int:
+    return min(x.shape[-2:])
+
+
 def _per_image_conv(images: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
-    """Convolve image i with kernel i, using the batch as channel groups."""
-    n, _, h, w = images.shape
+    """Convolve every channel of image i with kernel i, using the batch's channels as groups."""
+    n, c, h, w = images.shape
     size = kernels.shape[-1]
-    padded = F.pad(images.reshape(1, n, h, w), [size // 2] * 4, mode="replicate")
-    return F.conv2d(padded, kernels.unsqueeze(1), groups=n).reshape(n, 1, h, w)
+    padded = F.pad(images.reshape(1, n * c, h, w), [size // 2] * 4, mode="replicate")
+    per_channel = kernels.repeat_interleave(c, dim=0).unsqueeze(1)
+    return F.conv2d(padded, per_channel, groups=n * c).reshape(n, c, h, w)
 
 
 def low_resolution(x: torch.Tensor, severity: int, gen: torch.Generator) -> torch.Tensor:
-    side = _level(_LOW_RESOLUTION_PX, severity)
-    small = TF.resize(x, [side, side], antialias=True)
+    px = _level(_LOW_RESOLUTION_PX, severity)
+    squeezed = [max(2, round(_scaled(px, side))) for side in x.shape[-2:]]
+    small = TF.resize(x, squeezed, antialias=True)
     return TF.resize(small, list(x.shape[-2:]), antialias=False).clamp(0, 1)
 
 
 def small_size(x: torch.Tensor, severity: int, gen: torch.Generator) -> torch.Tensor:
     height, width = x.shape[-2:]
-    side = max(4, round(_level(_SMALL_SIZE_SCALE, severity) * height))
-    small = TF.resize(x, [side, side], antialias=True)
+    scale = _level(_SMALL_SIZE_SCALE, severity)
+    item_height, item_width = max(4, round(scale * height)), max(4, round(scale * width))
+    small = TF.resize(x, [item_height, item_width], antialias=True)
     out = torch.zeros_like(x)
-    tops = torch.randint(0, height - side + 1, (len(x),), generator=gen)
-    lefts = torch.randint(0, width - side + 1, (len(x),), generator=gen)
+    tops = torch.randint(0, height - item_height + 1, (len(x),), generator=gen)
+    lefts = torch.randint(0, width - item_width + 1, (len(x),), generator=gen)
     for i, (top, left) in enumerate(zip(tops.tolist(), lefts.tolist())):
-        out[i, :, top : top + side, left : left + side] = small[i]
+        out[i, :, top : top + item_height, left : left + item_width] = small[i]
     return out
 
 
@@ -84,11 +101,13 @@ def _line_kernels(length: int, angles: torch.Tensor) -> torch.Tensor:
 
 def motion_blur(x: torch.Tensor, severity: int, gen: torch.Generator) -> torch.Tensor:
     angles = torch.rand(len(x), generator=gen) * math.pi
-    return _per_image_conv(x, _line_kernels(_level(_MOTION_LENGTH_PX, severity), angles)).clamp(0, 1)
+    length = round(_scaled(_level(_MOTION_LENGTH_PX, severity), _shorter_side(x)))
+    length += 1 - length % 2  # odd, so that the kernel has a centre pixel
+    return _per_image_conv(x, _line_kernels(length, angles)).clamp(0, 1)
 
 
 def defocus_blur(x: torch.Tensor, severity: int, gen: torch.Generator) -> torch.Tensor:
-    radius = _level(_DEFOCUS_RADIUS_PX, severity)
+    radius = _scaled(_level(_DEFOCUS_RADIUS_PX, severity), _shorter_side(x))
     half = math.ceil(radius)
     coords = torch.arange(-half, half + 1, dtype=torch.float32)
     distance = torch.sqrt(coords[:, None] ** 2 + coords[None, :] ** 2)
@@ -134,7 +153,7 @@ def fog(x: torch.Tensor, severity: int, gen: torch.Generator) -> torch.Tensor:
 
 
 def occlusion(x: torch.Tensor, severity: int, gen: torch.Generator) -> torch.Tensor:
-    side = _level(_OCCLUSION_SIDE_PX, severity)
+    side = round(_scaled(_level(_OCCLUSION_SIDE_PX, severity), _shorter_side(x)))
     height, width = x.shape[-2:]
     tops = torch.randint(0, height - side + 1, (len(x),), generator=gen).tolist()
     lefts = torch.randint(0, width - side + 1, (len(x),), generator=gen).tolist()
@@ -176,10 +195,10 @@ assert tuple(CHALLENGES) == CHALLENGE_CATEGORIES
 
 
 def apply_challenge(images: torch.Tensor, category: str, severity: int, seed: int) -> torch.Tensor:
-    """Corrupt a float batch ``[N, 1, H, W]`` in ``[0, 1]``; ``clean`` returns it unchanged.
+    """Corrupt a float batch ``[N, C, H, W]`` in ``[0, 1]``; ``clean`` returns it unchanged.
 
     Args:
-        images: Float images in ``[0, 1]``.
+        images: Float images in ``[0, 1]``, C = 1 (grey) or 3 (RGB), sides of 16 px or more.
         category: One of the 12 categories or ``"clean"``.
         severity: 1 (mild) to 5 (harsh).
         seed: Seeds every random draw, with the category folded in.

@@ -28,16 +28,16 @@ from pathlib import Path
 import torch
 import torchvision.transforms.v2.functional as TF
 
-import hgen_ray
 from hgen_ray.atomic_write import replaced_atomically
 from hgen_ray.config import CHALLENGE_CATEGORIES, ExperimentConfig, config_hash
 from hgen_ray.data.canvases import SMALL_ITEM_SIDE_PX, Canvases, compose_canvases
 from hgen_ray.data.challenges import apply_challenge
 from hgen_ray.data.fashion_mnist import load_fashion_mnist, resolve_data_root
 from hgen_ray.data.splits import EVALUATED_CATEGORIES, corruption_seed
+from hgen_ray.version import __version__
 
-__all__ = ["DetectionChallengeSet", "DetectionSet", "DetectionSplits", "build_detection_challenges",
-           "load_detection_splits"]
+__all__ = ["DetectionChallengeSet", "DetectionData", "DetectionSet", "DetectionSplits", "build_detection_challenges",
+           "load_detection_data", "load_detection_splits"]
 
 log = logging.getLogger(__name__)
 ITEM_SIDE_PX = 28  # Fashion-MNIST's side: the classification severity tables are set for it
@@ -90,7 +90,7 @@ def _as_set(canvases: Canvases) -> DetectionSet:
 def _cache_path(config: ExperimentConfig, part: str) -> Path:
     """Where one part's canvases are cached: ``search`` (train and validation) or ``test``."""
     key = config_hash(config.detection, config.data.validation_size, config.data.severity, config.seed,
-                      hgen_ray.__version__)
+                      __version__)
     return Path(config.cache_dir) / f"canvases-{key}-{part}.pt"
 
 
@@ -177,6 +177,19 @@ def load_detection_splits(config: ExperimentConfig, split: str) -> tuple[Detecti
         sets = {**sets, **_canvas_sets(config, "test")}
     splits = DetectionSplits(train=sets["train"], val=sets["val"], test=sets["test"] if split == "test" else None)
     return splits, build_detection_challenges(sets, config.data.severity, config.seed, split)
+
+
+@dataclass(frozen=True)
+class DetectionData:
+    """What a detector's search or report reads: the canvases and one split's challenge sets."""
+
+    splits: DetectionSplits
+    challenges: DetectionChallengeSet
+
+
+def load_detection_data(config: ExperimentConfig, split: str = "validation") -> DetectionData:
+    """Canvases with one split's challenge sets: ``validation`` for a search, ``test`` for the report."""
+    return DetectionData(*load_detection_splits(config, split))
 
 
 def _low_resolution(images: torch.Tensor, severity: int) -> torch.Tensor:

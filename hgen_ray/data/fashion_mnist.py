@@ -1,4 +1,4 @@
-"""Fashion-MNIST from its four original idx .gz files.
+"""Fashion-MNIST: its class names, how to recognise it, and its four idx .gz files.
 
 The Debian package ``dataset-fashion-mnist`` ships them under
 ``/usr/share/datasets/fashion-mnist``; ``make data`` unpacks that package into
@@ -7,32 +7,36 @@ The Debian package ``dataset-fashion-mnist`` ships them under
 
 from __future__ import annotations
 
-import gzip
+import hashlib
 import os
-import struct
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-__all__ = ["CLASS_NAMES", "DatasetError", "FashionMNIST", "load_fashion_mnist", "resolve_data_root"]
+from hgen_ray.data.dataset_error import DatasetError
+from hgen_ray.data.idx_files import IDX_FILES, find_idx_file, read_idx_split
+
+__all__ = [
+    "CLASS_NAMES",
+    "DATASET_NAME",
+    "DatasetError",
+    "FashionMNIST",
+    "download_if_missing",
+    "is_fashion_mnist",
+    "load_fashion_mnist",
+    "resolve_data_root",
+]
 
 CLASS_NAMES: tuple[str, ...] = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 )
-_FILES = {
-    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", 60000),
-    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz", 10000),
-}
-_IMAGES_MAGIC = 2051  # idx3, unsigned byte (LeCun's MNIST file format)
-_LABELS_MAGIC = 2049  # idx1, unsigned byte
-_HOW_TO_GET = "run `make data` (unpacks the Debian package dataset-fashion-mnist) or set HGEN_DATA"
-
-
-class DatasetError(RuntimeError):
-    """The dataset is missing or corrupt; the message says how to fix it."""
+DATASET_NAME = "fashion-mnist"
+# sha256 of the 60,000 train labels, one byte each, as stored in train-labels-idx1-ubyte. The labels alone
+# identify the data whatever its format, and are read without touching the test split.
+_TRAIN_LABELS_SHA256 = "657fbd221bfc9f4198cc14b5619cc33ec57c58dd0e47af4d99d6650759e869a7"
+_TRAIN_COUNT = 60000
 
 
 @dataclass(frozen=True)
@@ -48,56 +52,48 @@ def resolve_data_root(configured: str) -> Path:
     return Path(os.environ.get("HGEN_DATA") or configured)
 
 
-def _read_gz(path: Path) -> bytes:
-    if not path.is_file():
-        raise DatasetError(f"Fashion-MNIST file {path} not found; {_HOW_TO_GET}")
-    try:
-        with gzip.open(path, "rb") as handle:
-            return handle.read()
-    except (OSError, EOFError, zlib.error) as error:
-        raise DatasetError(f"Fashion-MNIST file {path} is corrupt ({error}); {_HOW_TO_GET}") from None
-
-
-def _parse_idx(raw: bytes, path: Path, magic: int, count: int) -> torch.Tensor:
-    dims = 3 if magic == _IMAGES_MAGIC else 1
-    header = 4 + 4 * dims
-    if len(raw) < header or struct.unpack(">I", raw[:4])[0] != magic:
-        raise DatasetError(f"{path} has the wrong idx magic number (expected {magic}); {_HOW_TO_GET}")
-    shape = struct.unpack(f">{dims}I", raw[4:header])
-    expected = header + int(torch.tensor(shape).prod())
-    if shape[0] != count or len(raw) != expected:
-        raise DatasetError(f"{path} is truncated or has the wrong shape {shape}; {_HOW_TO_GET}")
-    return torch.frombuffer(bytearray(raw[header:]), dtype=torch.uint8).reshape(shape)
+def is_fashion_mnist(train_labels: torch.Tensor) -> bool:
+    """Whether these train labels are Fashion-MNIST's, in its published order (by content, not folder name)."""
+    if len(train_labels) != _TRAIN_COUNT or not 0 <= int(train_labels.min()) <= int(train_labels.max()) < 256:
+        return False
+    digest = hashlib.sha256(train_labels.to(torch.uint8).numpy().tobytes()).hexdigest()
+    return digest == _TRAIN_LABELS_SHA256
 
 
 def _download(root: Path) -> None:
+    """Fetch the four files with torchvision's downloader (needs internet) into ``root``."""
     from torchvision.datasets import FashionMNIST as TorchvisionFashionMNIST
 
+    root.mkdir(parents=True, exist_ok=True)
     raw = root / "_torchvision"
     TorchvisionFashionMNIST(str(raw), train=True, download=True)
     TorchvisionFashionMNIST(str(raw), train=False, download=True)
-    for name in (n for files in _FILES.values() for n in files[:2]):
+    for name in (f"{n}.gz" for names in IDX_FILES.values() for n in names):
         (root / name).write_bytes((raw / "FashionMNIST" / "raw" / name).read_bytes())
 
 
+def download_if_missing(root: Path, split: str) -> None:
+    """Download Fashion-MNIST into ``root`` unless the split's images are there already."""
+    if find_idx_file(root, IDX_FILES[split][0]) is None:
+        _download(root)
+
+
 def load_fashion_mnist(root: str | Path, split: str, download: bool = False) -> FashionMNIST:
-    """Load the ``train`` or ``test`` split.
+    """Load the ``train`` or ``test`` split of Fashion-MNIST (or of idx data with its ten labels).
 
     Args:
-        root: Folder holding the four idx .gz files.
-        split: ``"train"`` (60,000 images) or ``"test"`` (10,000 images).
+        root: Folder holding the four idx files, gzipped or not.
+        split: ``"train"`` or ``"test"``.
         download: Use torchvision's downloader when files are missing (needs internet).
 
     Raises:
-        DatasetError: The files are missing or corrupt.
+        DatasetError: The files are missing or corrupt, or a label is outside 0-9.
     """
     root = Path(root)
-    images_name, labels_name, count = _FILES[split]
-    if download and not (root / images_name).is_file():
-        root.mkdir(parents=True, exist_ok=True)
-        _download(root)
-    images = _parse_idx(_read_gz(root / images_name), root / images_name, _IMAGES_MAGIC, count)
-    labels = _parse_idx(_read_gz(root / labels_name), root / labels_name, _LABELS_MAGIC, count)
-    if int(labels.max()) >= len(CLASS_NAMES):
-        raise DatasetError(f"{root / labels_name} has labels outside 0-9; {_HOW_TO_GET}")
-    return FashionMNIST(images=images, labels=labels.long())
+    if download:
+        download_if_missing(root, split)
+    images, labels = read_idx_split(root, split)
+    if len(labels) and int(labels.max()) >= len(CLASS_NAMES):
+        raise DatasetError(f"data.root: the {split} labels in {root} go beyond 0-9, Fashion-MNIST's classes; "
+                           "allowed: labels 0 to 9")
+    return FashionMNIST(images=images, labels=labels)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from hgen_ray.data.challenges import SEVERITY_LEVELS, apply_challenge
@@ -56,11 +57,17 @@ def draw_canvas_grid(sets: dict[str, DetectionSet], out: Path, shown: int = CANV
     return path
 
 
+def _side_by_side(images: torch.Tensor) -> np.ndarray:
+    """A batch ``[N, C, H, W]`` as one picture imshow takes: ``[H, N*W]`` grey or ``[H, N*W, 3]`` RGB."""
+    strip = torch.cat(list(images), dim=2)
+    return strip[0].numpy() if strip.shape[0] == 1 else strip.permute(1, 2, 0).numpy()
+
+
 def draw_challenge_grid(images: torch.Tensor, out: Path, seed: int, examples: int = 2) -> Path:
     """Save a categories x severities grid of ``examples`` images per cell to ``out``.
 
     Args:
-        images: Float ``[N, 1, H, W]`` clean test images in ``[0, 1]``; the first ``examples`` are shown.
+        images: Float ``[N, C, H, W]`` clean images in ``[0, 1]``, grey or RGB; the first ``examples`` are shown.
         out: PNG path to write.
         seed: Seed of the corruptions, as in evaluation.
         examples: Images side by side in each cell.
@@ -72,9 +79,8 @@ def draw_challenge_grid(images: torch.Tensor, out: Path, seed: int, examples: in
     for row, category in enumerate(EVALUATED_CATEGORIES):
         for column in range(SEVERITY_LEVELS):
             corrupted = apply_challenge(shown, category, column + 1, seed)
-            strip = torch.cat(list(corrupted[:, 0]), dim=1)
             axis = axes[row, column]
-            axis.imshow(strip.numpy(), cmap="gray", vmin=0, vmax=1)
+            axis.imshow(_side_by_side(corrupted), cmap="gray", vmin=0, vmax=1)  # RGB ignores the grey map
             axis.set_xticks([])
             axis.set_yticks([])
             if column == 0:

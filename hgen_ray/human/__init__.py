@@ -1,6 +1,12 @@
 """Simulated people (Ray actors), how hard each image is for them, and the pool's one queue."""
 
-from hgen_ray.human.calibration import human_accuracy, majority_of_3_accuracy, single_person_accuracy
+from hgen_ray.human.calibration import (
+    PeopleCalibration,
+    human_accuracy,
+    majority_of_3_accuracy,
+    resolve_calibration,
+    single_person_accuracy,
+)
 from hgen_ray.human.image_difficulty import PeopleView, people_view, train_ensemble
 from hgen_ray.human.pool import DeferredSample, HumanPool, ImageAnswers, ImageRequest, PoolResult, decide
 from hgen_ray.human.pool_timeline import Timeline, pool_utilisation, simulate_pool, stream_arrivals
@@ -13,6 +19,7 @@ __all__ = [
     "HumanTask",
     "ImageAnswers",
     "ImageRequest",
+    "PeopleCalibration",
     "PeopleView",
     "PoolResult",
     "SimulatedHuman",
@@ -22,6 +29,7 @@ __all__ = [
     "majority_of_3_accuracy",
     "people_view",
     "pool_utilisation",
+    "resolve_calibration",
     "simulate_pool",
     "single_person_accuracy",
     "stream_arrivals",

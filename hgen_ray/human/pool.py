@@ -41,13 +41,13 @@ import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import ray
 from ray.exceptions import RayActorError
 
 from hgen_ray.config import HumanPoolConfig
+from hgen_ray.human.calibration import FASHION_MNIST_CALIBRATION, PeopleCalibration
 from hgen_ray.human.pool_timeline import simulate_pool
 from hgen_ray.human.simulated_human import AnyAnswer, AnyTask, HumanAnswer, HumanTask, SimulatedHuman
 
@@ -114,11 +114,14 @@ class HumanPool:
     Args:
         config: Pool size, arrival rate, replacements allowed per request.
         seed: Seeds every person; the same seed gives the same answers.
+        calibration: What people are calibrated to on this data (classes, crowd accuracy, retention).
     """
 
-    def __init__(self, config: HumanPoolConfig, seed: int) -> None:
+    def __init__(self, config: HumanPoolConfig, seed: int,
+                 calibration: PeopleCalibration = FASHION_MNIST_CALIBRATION) -> None:
         self.config = config
         self.seed = seed
+        self.calibration = calibration
         self.name = f"pool-{uuid.uuid4().hex[:12]}"
         self._replacements_left = config.max_restarts
         self._generations = [0] * config.size
@@ -132,7 +135,7 @@ class HumanPool:
         options = {"name": self._person_name(person, generation), "namespace": PEOPLE_NAMESPACE,
                    "get_if_exists": True, "max_restarts": 0}
         return SimulatedHuman.options(**options, **({"lifetime": "detached"} if generation else {})).remote(
-            person, self.seed)
+            person, self.seed, self.calibration)
 
     def _registered_names(self) -> list[str]:
         """This pool's names that Ray holds now, the dead ones it has not freed yet included."""

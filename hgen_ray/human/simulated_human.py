@@ -10,7 +10,9 @@ answer from the same person: common random numbers across candidates.
 
 A classification task carries the image's difficulty for people (one person's
 chance of the right class and their median time, :mod:`hgen_ray.human.image_difficulty`),
-shared by everyone who looks at it.
+shared by everyone who looks at it. Which wrong class a person names depends on the
+data (its classes and look-alikes), so a person holds the pool's calibration from
+construction: one pool serves one data set, and tasks stay small.
 """
 
 from __future__ import annotations
@@ -21,7 +23,12 @@ from dataclasses import dataclass
 import numpy as np
 import ray
 
-from hgen_ray.human.calibration import CLASSIFY_SIGMA, NUM_CLASSES, wrong_answer_distribution
+from hgen_ray.human.calibration import (
+    CLASSIFY_SIGMA,
+    FASHION_MNIST_CALIBRATION,
+    PeopleCalibration,
+    wrong_answer_distribution,
+)
 from hgen_ray.human.detection_tasks import BoxAnswer, BoxTask, CellAnswer, CellTask, check_cell, draw_boxes
 
 __all__ = ["AnyAnswer", "AnyTask", "HumanAnswer", "HumanTask", "SimulatedHuman", "answer_any", "answer_task"]
@@ -42,13 +49,15 @@ class HumanAnswer:
     response_s: float
 
 
-def answer_task(task: HumanTask, person: int, seed: int) -> HumanAnswer:
-    """What ``person`` answers to ``task``, and how long it takes them."""
+def answer_task(task: HumanTask, person: int, seed: int,
+                calibration: PeopleCalibration = FASHION_MNIST_CALIBRATION) -> HumanAnswer:
+    """What ``person`` answers to ``task``, and how long it takes them; a wrong answer is one of the data's classes."""
     rng = np.random.default_rng([seed, person, *task.key])
     if rng.random() < task.person_accuracy:
         label = task.true_label
     else:
-        label = int(rng.choice(NUM_CLASSES, p=wrong_answer_distribution(task.true_label)))
+        wrong = wrong_answer_distribution(task.true_label, calibration)
+        label = int(rng.choice(calibration.num_classes, p=wrong))
     return HumanAnswer(task.key, label, float(rng.lognormal(np.log(task.answer_median_s), CLASSIFY_SIGMA)))
 
 
@@ -56,13 +65,14 @@ AnyTask = HumanTask | CellTask | BoxTask
 AnyAnswer = HumanAnswer | CellAnswer | BoxAnswer
 
 
-def answer_any(task: AnyTask, person: int, seed: int) -> AnyAnswer:
-    """Route a task to what a person does with its kind."""
+def answer_any(task: AnyTask, person: int, seed: int,
+               calibration: PeopleCalibration = FASHION_MNIST_CALIBRATION) -> AnyAnswer:
+    """Route a task to what a person does with its kind (the detectors' tasks are on Fashion-MNIST canvases)."""
     if isinstance(task, CellTask):
         return check_cell(task, person, seed)
     if isinstance(task, BoxTask):
         return draw_boxes(task, person, seed)
-    return answer_task(task, person, seed)
+    return answer_task(task, person, seed, calibration)
 
 
 @ray.remote(num_cpus=0)
@@ -71,14 +81,20 @@ class SimulatedHuman:
 
     Zero CPUs also keeps actors created inside a Tune trial from deadlocking
     a small machine whose CPUs the trials already hold.
+
+    Args:
+        person: Who this is in the pool.
+        seed: The pool's seed.
+        calibration: The data's figures (:func:`hgen_ray.human.calibration.resolve_calibration`).
     """
 
-    def __init__(self, person: int, seed: int) -> None:
+    def __init__(self, person: int, seed: int, calibration: PeopleCalibration = FASHION_MNIST_CALIBRATION) -> None:
         self.person = person
         self.seed = seed
+        self.calibration = calibration
 
     def answer(self, tasks: list[AnyTask]) -> list[AnyAnswer]:
-        return [answer_any(task, self.person, self.seed) for task in tasks]
+        return [answer_any(task, self.person, self.seed, self.calibration) for task in tasks]
 
     def pid(self) -> int:
         """The worker process id, so tests can kill a person mid-request."""

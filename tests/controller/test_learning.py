@@ -16,8 +16,9 @@ import pytest
 import torch
 
 from hgen_ray.config import Candidate, Constraints, ModelConfig, RewardConfig, SearchConfig
-from hgen_ray.controller import HGenSearcher, RandomSearcher, SearchSpace, describe_layers, config_to_candidate
-from hgen_ray.models import COMPRESSIBLE_LAYERS, build_h_cnn
+from hgen_ray.config import config_to_candidate
+from hgen_ray.controller import HGenSearcher, RandomSearcher, SearchSpace, describe_layers
+from hgen_ray.architectures.h_cnn.network import COMPRESSIBLE_LAYERS, build_h_cnn
 
 TARGET_LAYERS = {"conv1": ("fpgm", 0.3), "conv2": ("l2", 0.6), "fc1": ("svd", 0.7)}
 TARGET_HUMAN = ("majority", 2, 0.55)

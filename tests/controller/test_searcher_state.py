@@ -12,7 +12,7 @@ from hgen_ray.config import Constraints, ModelConfig, RewardConfig, SearchConfig
 from hgen_ray.controller import HGenSearcher, SearchSpace, describe_layers
 from hgen_ray.controller.state_digest import state_digest
 from hgen_ray.metric import failed_reward
-from hgen_ray.models import COMPRESSIBLE_LAYERS, build_h_cnn
+from hgen_ray.architectures.h_cnn.network import COMPRESSIBLE_LAYERS, build_h_cnn
 
 
 @pytest.fixture(scope="module")

@@ -4,17 +4,18 @@ import numpy as np
 import pytest
 import torch
 
-from hgen_ray.config import Candidate, ConfigError, Constraints, HumanChoice, LayerChoice, ModelConfig
-from hgen_ray.controller.space import (
-    NUM_DISCRETE_ACTIONS,
-    LaborEstimate,
-    SearchSpace,
-    kept_fraction,
+from hgen_ray.architectures.h_cnn.network import COMPRESSIBLE_LAYERS, build_h_cnn
+from hgen_ray.config import (
+    Candidate,
+    ConfigError,
+    Constraints,
+    HumanChoice,
+    LayerChoice,
+    ModelConfig,
     candidate_to_config,
     config_to_candidate,
-    describe_layers,
 )
-from hgen_ray.models import COMPRESSIBLE_LAYERS, build_h_cnn
+from hgen_ray.controller.space import NUM_DISCRETE_ACTIONS, LaborEstimate, SearchSpace, describe_layers, kept_fraction
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +96,7 @@ def test_layers_shrink_just_enough_to_keep_the_storage_limit_reachable(specs) ->
 
 def test_tau_is_lowered_until_the_estimated_labour_fits_the_limit(specs) -> None:  # type: ignore[no-untyped-def]
     taus = np.linspace(0.0, 1.0, 101)
-    labor = LaborEstimate(taus, deferral=taus.copy(), answer_s=4.0)  # the gate defers a share tau of samples
+    labor = LaborEstimate(taus, person_s_per_sample=taus * 4.0)  # the gate defers a share tau of samples
     space = SearchSpace(specs, Constraints(labor_s_per_1k_max=700.0), {"storage_mb": 1.69, "energy_mj": 0.2},
                         labor=labor)
     human = len(specs)
@@ -104,6 +105,18 @@ def test_tau_is_lowered_until_the_estimated_labour_fits_the_limit(specs) -> None
     assert action == pair and space.tau(value) == pytest.approx(0.07)  # 2 people x 4 s: 0.07 gives 560 <= 0.9 x 700, 0.08 gives 640
     assert space.within_budget(human, [0, 0, 0], [0.0] * 3, pair, -0.99) == (pair, -0.99)  # already affordable
     assert space.within_budget(human, [0, 0, 0], [0.0] * 3, 0, 1.0) == (0, 1.0)  # people off: nothing to limit
+
+
+def test_a_band_that_narrows_as_tau_grows_gets_a_floor_under_tau(specs) -> None:  # type: ignore[no-untyped-def]
+    taus = np.linspace(0.0, 1.0, 101)
+    cells = np.where(taus > 0, 1.0 - taus, 0.0)  # H-YOLO: the band [tau, 1] holds fewer cells as tau grows
+    space = SearchSpace(specs, Constraints(labor_s_per_1k_max=700.0), {"storage_mb": 1.69, "energy_mj": 0.2},
+                        labor=LaborEstimate(taus, person_s_per_sample=cells * 4.0))
+    assert not space.tau_caps and set(space.tau_floors) == {1, 2, 3}
+    human, pair = len(specs), space.human_options.index(("majority", 2))
+    action, value = space.within_budget(human, [0, 0, 0], [0.0] * 3, pair, -0.9)
+    assert action == pair and space.tau(value) == pytest.approx(0.93)  # 2 x 4 s x 0.07 = 560 <= 630; 0.92 gives 640
+    assert space.within_budget(human, [0, 0, 0], [0.0] * 3, pair, 0.99) == (pair, 0.99)  # already affordable
 
 
 def _kept_share(space: SearchSpace, candidate: Candidate) -> float:
@@ -123,7 +136,7 @@ def test_random_and_optuna_proposals_get_the_same_projection_as_hgens(specs, str
     from hgen_ray.controller.projection import ProjectedSearcher, action_space
 
     taus = np.linspace(0.0, 1.0, 101)
-    labor = LaborEstimate(taus, deferral=taus.copy(), answer_s=4.0)
+    labor = LaborEstimate(taus, person_s_per_sample=taus * 4.0)
     space = SearchSpace(specs, Constraints(storage_mb_max=0.42, labor_s_per_1k_max=700.0),
                         {"storage_mb": 1.69, "energy_mj": 0.2}, labor=labor)
     searcher = (RandomSearcher(space, seed=3) if strategy == "random" else
@@ -143,7 +156,7 @@ def test_hgens_warm_up_rollouts_get_exactly_the_projection_the_baselines_get(spe
     taus = np.linspace(0.0, 1.0, 101)
     space = SearchSpace(specs, Constraints(storage_mb_max=0.42, labor_s_per_1k_max=700.0),
                         {"storage_mb": 1.69, "energy_mj": 0.2},
-                        labor=LaborEstimate(taus, deferral=taus.copy(), answer_s=4.0))
+                        labor=LaborEstimate(taus, person_s_per_sample=taus * 4.0))
     hgen = HGenSearcher(space, RewardConfig(), SearchConfig(trials=20, warmup_trials=10), seed=5)
     same_draws = np.random.default_rng([5, 1])  # the warm-up's own stream (see HGenSearcher._build)
     for index in range(10):

@@ -1,0 +1,187 @@
+"""The Architecture interface: what an H-DNN brings to a search, a trial and a saved H-DNN.
+
+Everything that differs between H-DNNs lives behind this one interface, in the
+style of Optuna's ``BaseSampler``: abstract core methods every architecture
+must write, and hooks with defaults it may override. The search, the trial's
+evaluation path and the saved H-DNN call only these methods, so they read the
+same for every architecture, and adding one is a folder under
+``hgen_ray/architectures/`` plus a line in its registry (:mod:`hgen_ray.architectures`).
+
+The three stages:
+
+- **Setup** (once per search): :meth:`load_data`, :meth:`load_base`,
+  :meth:`compressible_layers`, :meth:`input_sample`, :meth:`labour_curve` and
+  :meth:`reference_candidates`.
+- **Trial** (once per candidate): :meth:`compress` (calling the generic
+  :mod:`hgen_ray.compress`, which knows no model or data), :meth:`temperature`,
+  and :meth:`run_with_people`, whose per-category outcomes carry the accuracy.
+- **Saved H-DNN**: :meth:`rebuild`, :meth:`predict`, :attr:`gate_rule` and :meth:`export`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from hgen_ray.config import Candidate, ConfigError, ExperimentConfig, FinetuneConfig, HumanChoice
+from hgen_ray.data.fashion_mnist import CLASS_NAMES
+from hgen_ray.human import HumanPool
+from hgen_ray.human.calibration import FASHION_MNIST, PeopleCalibration, resolve_calibration
+
+__all__ = ["Architecture", "CategoryOutcome", "Prediction", "TAU_GRID"]
+
+TAU_GRID = np.linspace(0.0, 1.0, 101)  # the taus a labour curve is given at
+ONNX_OPSET = 18
+FASHION_MNIST_INPUT_SHAPE = (1, 28, 28)
+
+
+@dataclass
+class CategoryOutcome:
+    """One challenge category after the network and its people; arrays hold one entry per sample."""
+
+    accuracy: float  # with people (classification accuracy, or mAP@0.5 for a detector)
+    dnn_accuracy: float  # the network alone
+    deferred: np.ndarray  # bool: people looked at this sample
+    labor_s: np.ndarray  # person-seconds spent on it
+    latency_s: np.ndarray  # arrival to final answer
+    wait_s: np.ndarray  # of that, waiting for a free person
+    tasks: np.ndarray | None = None  # people's tasks on it (a detector's cells checked or boxes drawn)
+
+
+@dataclass
+class Prediction:
+    """A saved H-DNN's answer for a batch: the network's output and which samples go to people."""
+
+    answers: torch.Tensor | list[dict[str, torch.Tensor]]  # classes, or detections per image
+    to_people: torch.Tensor  # bool per sample
+
+
+class Architecture(ABC):
+    """One H-DNN: a network, its data, its gate and how people help it.
+
+    Subclasses set :attr:`name` (the ``model.name`` users write), :attr:`gate_rule` (the
+    sentence ``gate.json`` carries) and :attr:`output_names` (the ONNX outputs).
+    """
+
+    name: ClassVar[str]
+    gate_rule: ClassVar[str]
+    output_names: ClassVar[tuple[str, ...]]
+
+    def check_config(self, config: ExperimentConfig) -> None:
+        """Refuse model settings this architecture cannot use (:class:`ConfigError`, one line), before any work."""
+
+    # --- setup ---------------------------------------------------------------------------------
+
+    @abstractmethod
+    def load_data(self, config: ExperimentConfig, split: str) -> Any:
+        """Train data plus one split's challenge sets: ``validation`` for a search, ``test`` for the report.
+
+        Test images must be read only when ``split == "test"``.
+        """
+
+    def data_for(self, config: ExperimentConfig, split: str, data: Any | None) -> Any:
+        """``data`` when it holds ``split``'s challenge sets, else the data loaded for ``split``."""
+        return data if data is not None and self.data_split(data) == split else self.load_data(config, split)
+
+    @abstractmethod
+    def data_split(self, data: Any) -> str:
+        """Which split's challenge sets ``data`` holds (``test`` data also holds validation's)."""
+
+    @abstractmethod
+    def load_base(self, config: ExperimentConfig, data: Any) -> nn.Module:
+        """The trained base network, cached so that every trial only loads it."""
+
+    @abstractmethod
+    def compressible_layers(self, config: ExperimentConfig, base: nn.Module) -> dict[str, str]:
+        """Layer name -> ``conv`` (channel pruning) or ``fc`` (SVD), in the order an episode walks them."""
+
+    def declared_layers(self, config: ExperimentConfig) -> dict[str, str] | None:
+        """The compressible layers when they are known without a network (so candidates are checked before any
+        work); None when they are found on the network."""
+        return None
+
+    @abstractmethod
+    def input_sample(self, config: ExperimentConfig, data: Any) -> torch.Tensor:
+        """One random input of the network's shape (batch 1), for tracing and FLOP counts."""
+
+    @abstractmethod
+    def labour_curve(self, config: ExperimentConfig, base: nn.Module, data: Any) -> np.ndarray:
+        """One person's mean seconds per challenge sample at each tau of :data:`TAU_GRID`, for the base gate.
+
+        The search caps tau with it so that every strategy's labour fits ``L_c``. Measured on
+        the validation challenge sets only. An architecture that cannot estimate it must raise
+        :class:`ConfigError` when a labour limit is set, never ignore the limit.
+        """
+
+    def people_calibration(self, config: ExperimentConfig, data: Any) -> PeopleCalibration:
+        """What the simulated people are calibrated to on this data; Fashion-MNIST's sourced figures by default."""
+        return resolve_calibration(config.human_pool.calibration, FASHION_MNIST, CLASS_NAMES)
+
+    def reference_candidates(self, config: ExperimentConfig) -> dict[str, Candidate]:
+        """``original`` (uncompressed, no people) and ``human_only`` (every sample to one person)."""
+        return {"original": Candidate(), "human_only": Candidate(human=HumanChoice("sequential", tau=1.0, k=1))}
+
+    def max_tau(self, config: ExperimentConfig) -> float:
+        """The largest tau the search may propose."""
+        return 1.0
+
+    def check_candidate(self, candidate: Candidate, config: ExperimentConfig) -> None:
+        """Refuse a candidate this architecture cannot run (:class:`ConfigError`, one line)."""
+        human = candidate.human
+        if human.tau > 0 and human.k > config.human_pool.size:
+            raise ConfigError(f"candidate.human.k: {human.k} people per chain exceeds human_pool.size "
+                              f"{config.human_pool.size}; allowed: 1 to {min(3, config.human_pool.size)}")
+
+    # --- trial ---------------------------------------------------------------------------------
+
+    @abstractmethod
+    def compress(self, config: ExperimentConfig, base: nn.Module, candidate: Candidate, data: Any,
+                 finetune: FinetuneConfig) -> nn.Module:
+        """A compressed, fine-tuned copy of ``base``; ``base`` itself is untouched."""
+
+    def temperature(self, model: nn.Module, data: Any) -> float:
+        """The gate's calibration, fitted on clean validation data; 1.0 for gates on raw scores."""
+        return 1.0
+
+    @abstractmethod
+    def run_with_people(self, config: ExperimentConfig, model: nn.Module, temperature: float, candidate: Candidate,
+                        data: Any, pool: HumanPool) -> dict[str, CategoryOutcome]:
+        """Run the network, its gate and the people on every evaluated category (``clean`` first).
+
+        People's looks are timed in the pool's one queue: the outcomes carry their labour and latency.
+        """
+
+    # --- saved H-DNN ---------------------------------------------------------------------------
+
+    @abstractmethod
+    def rebuild(self, config: ExperimentConfig, state_dict: dict[str, torch.Tensor],
+                input_shape: tuple[int, ...]) -> nn.Module:
+        """A network for ``input_shape`` (one sample's), shaped like a (possibly compressed) state dict, loaded with it.
+
+        Raises:
+            KeyError, RuntimeError: The state dict is not this architecture's.
+        """
+
+    def input_shape_before_it_was_saved(self, config: ExperimentConfig) -> tuple[int, ...]:
+        """One input's shape for H-DNNs saved before ``model.pt`` held it: then all data was Fashion-MNIST's."""
+        return FASHION_MNIST_INPUT_SHAPE
+
+    @abstractmethod
+    def predict(self, model: nn.Module, temperature: float, human: HumanChoice, images: torch.Tensor) -> Prediction:
+        """The network's answers and the gate's choice for a batch."""
+
+    def gate_settings(self, human: HumanChoice) -> dict[str, float]:
+        """Settings of the gate beyond tau, k and the temperature, for ``gate.json``."""
+        return {}
+
+    def export(self, model: nn.Module, sample: torch.Tensor, path: Path) -> None:
+        """Write the network as ONNX, with a dynamic batch dimension."""
+        torch.onnx.export(model.eval(), (sample.expand(2, *sample.shape[1:]).clone(),), path, input_names=["image"],
+                          output_names=list(self.output_names), dynamic_shapes=[{0: torch.export.Dim("batch")}],
+                          opset_version=ONNX_OPSET, external_data=False)

@@ -1,0 +1,256 @@
+"""Image classifiers with a confidence gate: what H-CNN, torchvision models and custom networks share.
+
+A subclass only says how to build its network (:meth:`ImageClassifier.build`)
+and, when it wants, which layers to compress. The rest is the same for every
+classifier:
+
+- **Base model**, cached on disk by config hash: training takes minutes and every
+  candidate of a search starts from the same base, so it is trained once and
+  loaded from ``cache_dir/base-<hash>.pt``. The hash covers everything that changes
+  the weights. Checkpoints hold only tensors and numbers and are loaded with
+  ``weights_only=True``, so a cache file cannot run code; a corrupt one is retrained over.
+- **Gate**: max softmax with a temperature fitted on clean validation images; a
+  sample below tau goes to a chain of k people, whose answer replaces the network's.
+- **Saved H-DNN**: rebuilt by shaping a fresh network like the saved tensors
+  (:mod:`hgen_ray.architectures.reshape`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from abc import abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from hgen_ray.architectures.base import TAU_GRID, Architecture, CategoryOutcome, Prediction
+from hgen_ray.architectures.gate import confidence, defer_mask, fit_temperature
+from hgen_ray.architectures.reshape import reshape_like
+from hgen_ray.architectures.stream import query_stream
+from hgen_ray.architectures.training import batches, predict_logits, train_classifier, training_step
+from hgen_ray.atomic_write import replaced_atomically
+from hgen_ray.compress import CompressionPlan, TaylorData, compress_network
+from hgen_ray.config import CHALLENGE_CATEGORIES, Candidate, ExperimentConfig, FinetuneConfig, HumanChoice, config_hash
+from hgen_ray.data.splits import EVALUATED_CATEGORIES, SPLIT_NAMES, ChallengeSet, Splits, build_challenge_set, load_splits
+from hgen_ray.human import DeferredSample, HumanPool, PeopleView, people_view, train_ensemble
+from hgen_ray.human.calibration import PeopleCalibration, mean_answer_s, resolve_calibration
+from hgen_ray.version import __version__
+
+__all__ = ["ImageClassifier", "TrainedBase", "automatic_layers"]
+
+log = logging.getLogger(__name__)
+TAYLOR_BATCH = 64
+DUMMY_BATCH = 2  # batch norm in train mode needs more than one sample per channel
+# A network of a zoo has dozens of convs; an episode over all of them would teach the agents little in a
+# few dozen trials. By default the few that hold the most weights are searched (assumed; set model.layers).
+AUTOMATIC_CONVS = 4
+
+
+@dataclass
+class TrainedBase:
+    model: nn.Module
+    temperature: float  # gate calibration on the clean validation split
+    val_accuracy: float  # clean validation accuracy of the base model
+
+
+def automatic_layers(model: nn.Module, names: tuple[str, ...] = ()) -> dict[str, str]:
+    """Compressible layers of any network: the named ones, or its biggest plain convs and hidden linears.
+
+    A conv is prunable when it is not grouped (depthwise convs follow their input's channels);
+    the last linear layer is the head, whose width is the class count, and is left whole.
+    """
+    kinds = {n: ("conv" if isinstance(m, nn.Conv2d) else "fc") for n, m in model.named_modules()
+             if isinstance(m, nn.Linear) or (isinstance(m, nn.Conv2d) and m.groups == 1)}
+    if names:
+        return {n: kinds[n] for n in names}
+    linears = [n for n, k in kinds.items() if k == "fc"][:-1]
+    convs = [n for n, k in kinds.items() if k == "conv"][1:]  # the stem sees the raw image: keep it whole
+    biggest = sorted(convs, key=lambda n: model.get_submodule(n).weight.numel(), reverse=True)[:AUTOMATIC_CONVS]
+    return {n: kinds[n] for n in kinds if n in biggest or n in linears}
+
+
+class ImageClassifier(Architecture):
+    """A classifier of one image into one of the data's classes, gated by calibrated confidence."""
+
+    gate_rule = "defer when max(softmax(logits / temperature)) < tau, or always when tau >= 1"
+    output_names = ("logits",)
+
+    @abstractmethod
+    def build(self, config: ExperimentConfig, channels: int, num_classes: int) -> nn.Module:
+        """A freshly initialised network taking ``[N, channels, H, W]`` images in ``[0, 1]``."""
+
+    def starting_weights(self, config: ExperimentConfig, model: nn.Module) -> bool:
+        """Load weights the user supplied into ``model``; True when it then needs no training."""
+        return False
+
+    # --- setup ---------------------------------------------------------------------------------
+
+    def load_data(self, config: ExperimentConfig, split: str) -> Splits:
+        return load_splits(config.data, config.seed, with_test=split == "test")
+
+    def data_split(self, data: Splits) -> str:
+        return "validation" if data.test_images is None else "test"
+
+    def data_for(self, config: ExperimentConfig, split: str, data: Any | None) -> Splits:
+        if isinstance(data, Splits) and (split == "validation" or data.test_images is not None):
+            return data
+        return self.load_data(config, split)
+
+    def trial_data(self, config: ExperimentConfig, data: Splits) -> Splits:
+        """What every trial needs: the train part cut to the fine-tuning subset, and validation."""
+        subset = config.finetune.subset or len(data.train_images)
+        return dataclasses.replace(data, train_images=data.train_images[:subset],
+                                   train_labels=data.train_labels[:subset])
+
+    def _cache_path(self, config: ExperimentConfig) -> Path:
+        data = config.data
+        key = config_hash(config.model, data.root, data.format, data.image_size, data.validation_size, config.seed,
+                          __version__)
+        return Path(config.cache_dir) / f"base-{self.name}-{key}.pt"
+
+    def load_base(self, config: ExperimentConfig, data: Splits) -> nn.Module:
+        return self.trained_base(config, data).model
+
+    def trained_base(self, config: ExperimentConfig, splits: Splits) -> TrainedBase:
+        """Load the cached base model for this config, or train (or take the user's weights) and cache it."""
+        path = self._cache_path(config)
+        if path.is_file():
+            cached = self._load_cached(config, splits, path)
+            if cached is not None:
+                log.info("loaded base model from %s", path)
+                return cached
+        base = self._train(config, splits)
+        payload = {"state_dict": base.model.state_dict(), "temperature": base.temperature,
+                   "val_accuracy": base.val_accuracy}
+        with replaced_atomically(path) as temporary:  # a concurrent reader sees old or new, never half
+            torch.save(payload, temporary)
+        log.info("base model: clean val accuracy %.4f, temperature %.3f, cached at %s",
+                 base.val_accuracy, base.temperature, path)
+        return base
+
+    def _fresh(self, config: ExperimentConfig, splits: Splits) -> nn.Module:
+        return self.build(config, int(splits.val_images.shape[1]), len(splits.class_names))
+
+    def _train(self, config: ExperimentConfig, splits: Splits) -> TrainedBase:
+        torch.manual_seed(config.seed)
+        model = self._fresh(config, splits)
+        if not self.starting_weights(config, model):
+            images, labels = splits.train_images, splits.train_labels
+            if config.model.train_subset:
+                images, labels = images[: config.model.train_subset], labels[: config.model.train_subset]
+            log.info("training the base %s on %d clean images", self.name, len(images))
+            train_classifier(model, images, labels, epochs=config.model.epochs, batch_size=config.model.batch_size,
+                             learning_rate=config.model.learning_rate, seed=config.seed, label="base")
+        logits = predict_logits(model, splits.val_images)
+        accuracy = float((logits.argmax(1) == splits.val_labels).float().mean())
+        return TrainedBase(model.eval(), fit_temperature(logits, splits.val_labels), accuracy)
+
+    def _load_cached(self, config: ExperimentConfig, splits: Splits, path: Path) -> TrainedBase | None:
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+            model = self._fresh(config, splits)
+            model.load_state_dict(payload["state_dict"])
+            return TrainedBase(model.eval(), float(payload["temperature"]), float(payload["val_accuracy"]))
+        except Exception as error:  # any unreadable or foreign file: retrain rather than fail
+            log.warning("ignoring unusable cached base model %s (%s); retraining", path, error)
+            return None
+
+    def compressible_layers(self, config: ExperimentConfig, base: nn.Module) -> dict[str, str]:
+        return automatic_layers(base, tuple(config.model.layers or ()))
+
+    def input_sample(self, config: ExperimentConfig, data: Splits) -> torch.Tensor:
+        return torch.rand(1, *data.val_images.shape[1:], generator=torch.Generator().manual_seed(config.seed))
+
+    def labour_curve(self, config: ExperimentConfig, base: nn.Module, data: Splits) -> np.ndarray:
+        """The base gate's deferral share at each tau, times one person's mean seconds per answer."""
+        temperature = fit_temperature(predict_logits(base, data.val_images), data.val_labels)
+        challenge = build_challenge_set(data, config.data, config.seed, "validation")
+        scores = torch.cat([confidence(predict_logits(base, challenge.images[c]), temperature)
+                            for c in CHALLENGE_CATEGORIES])
+        deferral = np.array([float((scores < tau).float().mean()) for tau in TAU_GRID])
+        return deferral * mean_answer_s(config.data.severity, calibration=self.people_calibration(config, data))
+
+    def people_calibration(self, config: ExperimentConfig, data: Splits) -> PeopleCalibration:
+        return resolve_calibration(config.human_pool.calibration, data.dataset, data.class_names)
+
+    # --- trial ---------------------------------------------------------------------------------
+
+    def compress(self, config: ExperimentConfig, base: nn.Module, candidate: Candidate, data: Splits,
+                 finetune: FinetuneConfig) -> nn.Module:
+        subset = finetune.subset or len(data.train_images)
+        images, labels = data.train_images[:subset], data.train_labels[:subset]
+
+        def tune(model: nn.Module) -> None:
+            train_classifier(model, images, labels, epochs=finetune.epochs, batch_size=finetune.batch_size,
+                             learning_rate=finetune.learning_rate, seed=config.seed, label="fine-tune")
+
+        taylor = TaylorData(lambda: batches(images, labels, TAYLOR_BATCH, config.seed), training_step)
+        plan = CompressionPlan(data.train_images[:DUMMY_BATCH], lambda _model: taylor, tune)
+        return compress_network(base, candidate, self.compressible_layers(config, base), plan)
+
+    def temperature(self, model: nn.Module, data: Splits) -> float:
+        return fit_temperature(predict_logits(model, data.val_images), data.val_labels)
+
+    def run_with_people(self, config: ExperimentConfig, model: nn.Module, temperature: float, candidate: Candidate,
+                        data: Splits, pool: HumanPool) -> dict[str, CategoryOutcome]:
+        split = self.data_split(data)
+        challenge = build_challenge_set(data, config.data, config.seed, split)
+        calibration = self.people_calibration(config, data)
+        ensemble = train_ensemble(data.train_images, data.train_labels, config.seed, calibration.num_classes)
+        people = people_view(challenge.images, challenge.labels, challenge.severity, ensemble,
+                             calibration=calibration)
+        per_category = len(challenge.labels)
+        arrivals = query_stream(config, split, {c: per_category for c in EVALUATED_CATEGORIES})
+        return _gate_and_people(model, temperature, challenge, candidate.human, pool, people, arrivals)
+
+    # --- saved H-DNN ---------------------------------------------------------------------------
+
+    def rebuild(self, config: ExperimentConfig, state_dict: dict[str, torch.Tensor],
+                input_shape: tuple[int, ...]) -> nn.Module:
+        return reshape_like(self.build(config, input_shape[0], 2), state_dict)  # the head takes the saved width
+
+    def predict(self, model: nn.Module, temperature: float, human: HumanChoice, images: torch.Tensor) -> Prediction:
+        logits = model.eval()(images)
+        return Prediction(logits.argmax(1), defer_mask(logits, temperature, human.tau))
+
+
+def deferred_sample(challenge: ChallengeSet, category: str, index: int, arrival_s: float, people: PeopleView,
+                    probabilities: torch.Tensor) -> DeferredSample:
+    """Sample ``index`` of ``category`` as the pool sees it: its image key, arrival, difficulty and the network's view."""
+    key = (SPLIT_NAMES.index(challenge.split), EVALUATED_CATEGORIES.index(category), index)
+    return DeferredSample(key, arrival_s, int(challenge.labels[index]), float(people.person_accuracy[category][index]),
+                          float(people.answer_median_s[category][index]), tuple(probabilities[index].tolist()))
+
+
+@torch.no_grad()
+def _gate_and_people(model: nn.Module, temperature: float, challenge: ChallengeSet, human: HumanChoice,
+                     pool: HumanPool, people: PeopleView, arrivals: dict[str, np.ndarray]) -> dict[str, CategoryOutcome]:
+    """Every category through the network and its gate; the deferred samples of all of them to the pool at once."""
+    dnn, deferred, requests, where = {}, {}, [], []
+    for category in EVALUATED_CATEGORIES:
+        logits = predict_logits(model, challenge.images[category])
+        dnn[category] = logits.argmax(1).numpy()
+        deferred[category] = defer_mask(logits, temperature, human.tau).numpy()
+        probabilities = torch.softmax(logits / temperature, dim=1)
+        for index in np.flatnonzero(deferred[category]).tolist():
+            requests.append(deferred_sample(challenge, category, index, float(arrivals[category][index]), people,
+                                            probabilities))
+            where.append((category, index))
+    answered = pool.serve(requests, human.mechanism, human.k) if requests else None
+    final = {c: p.copy() for c, p in dnn.items()}
+    costs = {name: {c: np.zeros(len(p)) for c, p in dnn.items()} for name in ("labor_s", "latency_s", "wait_s")}
+    for row, (category, index) in enumerate(where):
+        assert answered is not None
+        final[category][index] = answered.labels[row]
+        costs["labor_s"][category][index] = answered.labor_s[row]
+        costs["latency_s"][category][index] = answered.latency_s[row]
+        costs["wait_s"][category][index] = answered.wait_s[row]
+    labels = challenge.labels.numpy()
+    return {c: CategoryOutcome(float(np.mean(final[c] == labels)), float(np.mean(dnn[c] == labels)), deferred[c],
+                               costs["labor_s"][c], costs["latency_s"][c], costs["wait_s"][c])
+            for c in EVALUATED_CATEGORIES}

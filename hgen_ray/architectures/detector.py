@@ -1,0 +1,236 @@
+"""Detectors on Fashion-MNIST canvases: what H-YOLO and H-Faster-RCNN share.
+
+The two differ in their heads and in how people help (a subclass writes
+:meth:`Detector.build`, :meth:`~Detector.loss`, :meth:`~Detector.detect` and
+:meth:`~Detector.people_pass`), but their data, base training, cache,
+fine-tuning after compression and the timing of people's looks are the same
+steps, held here. ``accuracy`` is mAP@0.5; labour and latency are per image.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from abc import abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from hgen_ray.architectures.base import Architecture, CategoryOutcome
+from hgen_ray.architectures.map50 import map50
+from hgen_ray.architectures.stream import query_stream
+from hgen_ray.atomic_write import replaced_atomically
+from hgen_ray.compress import CompressionPlan, TaylorData, compress_network
+from hgen_ray.config import Candidate, ExperimentConfig, FinetuneConfig, config_hash
+from hgen_ray.data.detection_splits import DetectionData, DetectionSet, load_detection_data
+from hgen_ray.data.splits import EVALUATED_CATEGORIES, SPLIT_NAMES
+from hgen_ray.human import HumanPool, ImageAnswers, ImageRequest, Timeline, simulate_pool
+from hgen_ray.version import __version__
+
+__all__ = ["Detector", "HumanOutcome", "detection_batches", "image_key", "looks_of", "time_people"]
+
+log = logging.getLogger(__name__)
+INFERENCE_BATCH = 100
+GRADIENT_CLIP_NORM = 10.0  # Faster R-CNN's early box-regression losses spike without it
+TAYLOR_BATCH = 16
+DUMMY_BATCH = 2  # batch norm in train mode needs more than one sample per channel
+
+
+@dataclass
+class HumanOutcome:
+    """One category's detections after people, and what it cost, per image."""
+
+    detections: list[dict[str, torch.Tensor]]
+    dnn_detections: list[dict[str, torch.Tensor]]  # the network's own, before people
+    deferred: np.ndarray  # bool: people looked at this image
+    looks: dict[int, list[float]]  # per image people looked at: seconds each person of the chain spent on it
+    tasks: np.ndarray  # cells checked (H-YOLO) or boxes drawn (H-Faster-RCNN), all people together
+
+
+def image_key(split: str, category: str, image: int) -> tuple[int, int, int]:
+    """An image's key for the pool: fixed by the image, so every candidate's people see it the same."""
+    return SPLIT_NAMES.index(split), EVALUATED_CATEGORIES.index(category), image
+
+
+def looks_of(served: ImageAnswers, requests: list[ImageRequest]) -> dict[int, list[float]]:
+    return {request.key[2]: durations for request, durations in zip(requests, served.durations)}
+
+
+def detection_batches(data: DetectionSet, batch_size: int, seed: int) -> Iterator[tuple[torch.Tensor, list]]:
+    """Shuffled ``(images, targets)`` mini-batches, in an order fixed by ``seed``."""
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed)).tolist()
+    targets = data.targets()
+    for start in range(0, len(order), batch_size):
+        index = order[start : start + batch_size]
+        yield data.images[index], [targets[i] for i in index]
+
+
+def time_people(outcomes: dict[str, HumanOutcome], arrivals: dict[str, np.ndarray], people: int,
+                mechanism: str) -> dict[str, Timeline]:
+    """Every category's images in the pool's one queue: per category, a timeline over all its images (0 where
+    nobody looked)."""
+    rows = [(category, image) for category, outcome in outcomes.items() for image in sorted(outcome.looks)]
+    timeline = simulate_pool([float(arrivals[c][i]) for c, i in rows], [outcomes[c].looks[i] for c, i in rows],
+                             people, mechanism)
+    timed = {c: Timeline(np.zeros(len(o.deferred)), np.zeros(len(o.deferred)), np.zeros(len(o.deferred)))
+             for c, o in outcomes.items()}
+    for row, (category, image) in enumerate(rows):
+        timed[category].labor_s[image] = timeline.labor_s[row]
+        timed[category].latency_s[image] = timeline.latency_s[row]
+        timed[category].wait_s[image] = timeline.wait_s[row]
+    return timed
+
+
+class Detector(Architecture):
+    """A detector of Fashion-MNIST items on canvases, helped by people per cell or per image."""
+
+    @abstractmethod
+    def build(self, config: ExperimentConfig) -> nn.Module:
+        """A freshly initialised detector for the configured canvas side."""
+
+    @abstractmethod
+    def loss(self, model: nn.Module, images: torch.Tensor, targets: list[dict[str, torch.Tensor]]) -> torch.Tensor:
+        """The training loss of one batch (the model is in train mode)."""
+
+    @abstractmethod
+    def detect_batch(self, model: nn.Module, images: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+        """Boxes, scores and labels (0-9) per image of one batch, no people involved."""
+
+    @abstractmethod
+    def people_pass(self, model: nn.Module, data: DetectionSet, category: str, severity: int, candidate: Candidate,
+                    pool: HumanPool, split: str) -> HumanOutcome:
+        """One category's images through the network, its gate and the people."""
+
+    @torch.no_grad()
+    def detect(self, model: nn.Module, images: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+        model.eval()
+        return [found for start in range(0, len(images), INFERENCE_BATCH)
+                for found in self.detect_batch(model, images[start : start + INFERENCE_BATCH])]
+
+    def train(self, model: nn.Module, data: DetectionSet, *, epochs: int, batch_size: int, learning_rate: float,
+              seed: int, label: str = "train") -> float:
+        """Adam with a one-cycle schedule; returns the last epoch's mean loss. ``epochs=0`` changes nothing."""
+        if epochs == 0 or len(data) == 0:
+            return float("nan")
+        torch.manual_seed(seed)
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        model.to(device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
+        steps = epochs * -(-len(data) // batch_size)
+        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=learning_rate, total_steps=steps)
+        mean_loss = float("nan")
+        for epoch in range(epochs):
+            model.train()
+            total, count = 0.0, 0
+            for images, targets in detection_batches(data, batch_size, seed + epoch):
+                optimizer.zero_grad(set_to_none=True)
+                loss = self.loss(model, images.to(device), targets)
+                loss.backward()
+                nn.utils.clip_grad_norm_(model.parameters(), GRADIENT_CLIP_NORM)
+                optimizer.step()
+                schedule.step()
+                total += loss.item() * len(images)
+                count += len(images)
+            mean_loss = total / count
+            log.info("%s epoch %d/%d: loss %.4f", label, epoch + 1, epochs, mean_loss)
+        model.to("cpu").eval()
+        return mean_loss
+
+    # --- setup ---------------------------------------------------------------------------------
+
+    def load_data(self, config: ExperimentConfig, split: str) -> DetectionData:
+        return load_detection_data(config, split)
+
+    def data_split(self, data: DetectionData) -> str:
+        return data.challenges.split
+
+    def trial_data(self, config: ExperimentConfig, data: DetectionData) -> DetectionData:
+        """What every trial needs: the train canvases cut to the fine-tuning subset, and validation."""
+        if not config.finetune.subset:
+            return data
+        return dataclasses.replace(data, splits=dataclasses.replace(
+            data.splits, train=data.splits.train.subset(config.finetune.subset)))
+
+    def _cache_path(self, config: ExperimentConfig) -> Path:
+        """Keyed by what shapes the weights: test and validation canvas counts do not, so they share a base."""
+        detection = config.detection
+        key = config_hash(config.model, detection.canvas_size, detection.max_items, detection.train_canvases,
+                          config.data.validation_size, config.seed, __version__)
+        return Path(config.cache_dir) / f"base-{self.name}-{key}.pt"
+
+    def map50(self, model: nn.Module, data: DetectionSet) -> float:
+        """mAP@0.5 of the network alone on a set of canvases."""
+        return map50(self.detect(model, data.images), data.targets())
+
+    def load_base(self, config: ExperimentConfig, data: DetectionData) -> nn.Module:
+        """The cached base detector for this config, or a freshly trained (and cached) one."""
+        path = self._cache_path(config)
+        if path.is_file():
+            try:
+                payload = torch.load(path, map_location="cpu", weights_only=True)
+                return self.rebuild(config, payload["state_dict"], self.input_shape(config))
+            except Exception as error:  # an unreadable or foreign file: retrain rather than fail
+                log.warning("ignoring unusable cached base detector %s (%s); retraining", path, error)
+        torch.manual_seed(config.seed)
+        model = self.build(config)
+        train = data.splits.train
+        subset = train.subset(config.model.train_subset) if config.model.train_subset else train
+        log.info("training the base %s on %d canvases", self.name, len(subset))
+        self.train(model, subset, epochs=config.model.epochs, batch_size=config.model.batch_size,
+                   learning_rate=config.model.learning_rate, seed=config.seed, label="base")
+        val_map50 = self.map50(model, data.splits.val)
+        with replaced_atomically(path) as temporary:
+            torch.save({"state_dict": model.state_dict(), "val_map50": val_map50}, temporary)
+        log.info("trained base %s: clean val mAP@0.5 %.4f, cached at %s", self.name, val_map50, path)
+        return model
+
+    def input_shape(self, config: ExperimentConfig) -> tuple[int, int, int]:
+        side = config.detection.canvas_size
+        return 1, side, side
+
+    def input_shape_before_it_was_saved(self, config: ExperimentConfig) -> tuple[int, ...]:
+        return self.input_shape(config)
+
+    def input_sample(self, config: ExperimentConfig, data: Any) -> torch.Tensor:
+        return torch.rand(1, *self.input_shape(config), generator=torch.Generator().manual_seed(config.seed))
+
+    # --- trial ---------------------------------------------------------------------------------
+
+    def compression_plan(self, config: ExperimentConfig, train: DetectionSet, finetune: FinetuneConfig) -> CompressionPlan:
+        """Taylor scores from the whole detector's loss in training mode: NNI puts only the pruned part in it."""
+        def taylor(model: nn.Module) -> TaylorData:
+            return TaylorData(lambda: detection_batches(train, TAYLOR_BATCH, config.seed),
+                              lambda batch, _part: self.loss(model.train(), *batch))
+
+        def tune(model: nn.Module) -> None:
+            self.train(model, train, epochs=finetune.epochs, batch_size=finetune.batch_size,
+                       learning_rate=finetune.learning_rate, seed=config.seed, label="fine-tune")
+
+        return CompressionPlan(train.images[:DUMMY_BATCH], taylor, tune)
+
+    def compress(self, config: ExperimentConfig, base: nn.Module, candidate: Candidate, data: DetectionData,
+                 finetune: FinetuneConfig) -> nn.Module:
+        train = data.splits.train.subset(finetune.subset) if finetune.subset else data.splits.train
+        plan = self.compression_plan(config, train, finetune)
+        return compress_network(base, candidate, self.compressible_layers(config, base), plan)
+
+    def run_with_people(self, config: ExperimentConfig, model: nn.Module, temperature: float, candidate: Candidate,
+                        data: DetectionData, pool: HumanPool) -> dict[str, CategoryOutcome]:
+        severity, split = data.challenges.severity, data.challenges.split
+        outcomes = {category: self.people_pass(model, canvases, category, severity, candidate, pool, split)
+                    for category, canvases in data.challenges.sets.items()}
+        arrivals = query_stream(config, split, {c: len(o.deferred) for c, o in outcomes.items()})
+        timed = time_people(outcomes, arrivals, config.human_pool.size, candidate.human.mechanism)
+        result = {}
+        for category in EVALUATED_CATEGORIES:
+            targets = data.challenges.sets[category].targets()
+            outcome, timeline = outcomes[category], timed[category]
+            result[category] = CategoryOutcome(map50(outcome.detections, targets),
+                                               map50(outcome.dnn_detections, targets), outcome.deferred,
+                                               timeline.labor_s, timeline.latency_s, timeline.wait_s, outcome.tasks)
+        return result

@@ -1,0 +1,133 @@
+"""Build and run the search: a Ray Tune Tuner whose searcher is the H-Gen controller.
+
+    hgen-ray search --config configs/quickstart.yaml --out runs/q1
+    hgen-ray search --resume runs/q1
+
+Trials are scored on validation challenge images only; once the search is over,
+the H-DNNs it chose and the references are measured on the test split
+(:mod:`hgen_ray.search.final_evaluation`). Runs on the local node by default, or attaches
+to a cluster given ``RAY_ADDRESS`` or ``--address``. Tune's experiment directory is ``DIR/tune``, so Tune's own tools
+(``ExperimentAnalysis``, ``Tuner.restore``, TensorBoard) read it; the searcher's
+state is saved there by Tune, which is what ``--resume`` restores.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from ray import tune
+
+from hgen_ray.atomic_write import unwritable_cause, write_text_atomic
+from hgen_ray.config import ExperimentConfig, as_dict, build_dataclass, read_yaml_mapping
+from hgen_ray.human import HumanPool
+from hgen_ray.metric import failed_reward
+from hgen_ray.report import trial_rows
+from hgen_ray.search.callbacks import OutputGuard, Progress, TrialsTable
+from hgen_ray.search.cluster import check_cluster_fits, init_ray, leave_job_working_dir
+from hgen_ray.search.final_evaluation import evaluate_references, with_test_columns
+from hgen_ray.search.output_dir import SEARCH_CONFIG_FILE, SEARCH_FORMAT, SEARCH_FORMAT_FILE, TUNE_DIR, prepare_output_dir
+from hgen_ray.search.setup import Prepared, absolute_paths, check_budget_is_possible, prepare, searcher
+from hgen_ray.trial import TrialContext, run_trial
+from hgen_ray.search.tune_state import KeepWholeState
+
+__all__ = ["SearchRun", "run_search"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SearchRun:
+    out: Path
+    results: tune.ResultGrid
+    rows: list[dict[str, Any]]  # trials.csv: validation measures, plus test/ columns on the chosen rows
+    references: dict[str, dict[str, dict[str, Any]]]  # split -> reference name -> measures
+    elapsed_s: float
+
+
+def trainable(context: TrialContext) -> Any:
+    resources = {"cpu": context.experiment.search.cpus_per_trial, "gpu": context.experiment.search.gpus_per_trial}
+    return tune.with_resources(tune.with_parameters(run_trial, context=context), resources)
+
+
+def run_search(config: ExperimentConfig | None, out: Path, *, resume: bool = False,
+               address: str | None = None) -> SearchRun:
+    """Run (or resume) a search into ``out`` and return Tune's results.
+
+    Args:
+        config: The experiment; ``None`` with ``resume`` reads ``out/search.yaml``.
+        out: The output directory.
+        resume: Continue the search in ``out``.
+        address: A Ray cluster address; default ``RAY_ADDRESS`` or a local node.
+
+    Raises:
+        ConfigError: Bad output dir, impossible budget, or nothing to resume.
+    """
+    out = prepare_output_dir(out, resume)
+    if resume:
+        config = build_dataclass(ExperimentConfig, read_yaml_mapping(out / SEARCH_CONFIG_FILE))
+    assert config is not None
+    started = time.perf_counter()
+    config = absolute_paths(config)  # while the cwd still exists (see leave_job_working_dir)
+    init_ray(address)
+    leave_job_working_dir(out)
+    check_cluster_fits(config)
+    prepared = prepare(config)
+    config, data = prepared.config, prepared.data
+    if not resume:
+        check_budget_is_possible(prepared)
+        write_text_atomic(out / SEARCH_CONFIG_FILE, yaml.safe_dump(as_dict(config), sort_keys=False))
+        write_text_atomic(out / SEARCH_FORMAT_FILE, json.dumps(SEARCH_FORMAT) + "\n")
+    pool = HumanPool(config.human_pool, config.seed, prepared.architecture.people_calibration(config, data))
+    try:
+        trial = trainable(TrialContext(experiment=config, data=data, pool=pool,
+                                       input_shape=tuple(prepared.sample.shape[1:])))
+        if resume:
+            log.info("resuming the search in %s", out / TUNE_DIR)
+            tuner = tune.Tuner.restore(str(out / TUNE_DIR), trainable=trial, resume_unfinished=True,
+                                       resume_errored=False, restart_errored=False)
+        else:
+            tuner = new_tuner(prepared, trial, out, Progress(config.search.trials))
+        try:
+            results = tuner.fit()
+        except Exception as error:
+            cause = unwritable_cause(error)  # Tune wraps what stopped it; a full disk should read as one
+            if cause is None:
+                raise
+            raise cause from None
+        # The search is over: only now are the test images read, for what it chose and the references.
+        rows = with_test_columns(config, trial_rows(results, failed_reward(config.reward)), pool)
+        references = (evaluate_references(config, data, pool, ("validation", "test")) if config.search.references
+                      else {})
+    finally:
+        pool.shutdown()
+    return SearchRun(out=out, results=results, rows=rows, references=references,
+                     elapsed_s=time.perf_counter() - started)
+
+
+def new_tuner(prepared: Prepared, trial: Any, out: Path, progress: Progress) -> Any:
+    config = prepared.config
+    tune_config = tune.TuneConfig(
+        search_alg=searcher(prepared),
+        num_samples=config.search.trials,
+        max_concurrent_trials=config.search.max_concurrent_trials,
+        reuse_actors=config.search.reuse_actors,  # a fresh trial process re-imports torch, NNI, Tune
+        metric="reward",
+        mode="max",
+    )
+    run_config = tune.RunConfig(
+        name=TUNE_DIR,
+        storage_path=str(out),
+        # Tune cannot tell a trial whose node died from one whose candidate crashed, so every
+        # failed trial is rerun trial_retries times; a crash that repeats then scores infeasible.
+        failure_config=tune.FailureConfig(max_failures=config.search.trial_retries, fail_fast=False),
+        callbacks=[progress, TrialsTable(out, failed_reward(config.reward)), OutputGuard(out),
+                   KeepWholeState(out / TUNE_DIR)],
+        verbose=0,
+    )
+    return tune.Tuner(trial, tune_config=tune_config, run_config=run_config)

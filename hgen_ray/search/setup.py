@@ -1,0 +1,118 @@
+"""A search's setup: its data and base model, and the space every strategy searches, with the same help.
+
+The space carries the same storage projection and labour cap for every strategy;
+``compression_only`` is the same space with the human step always off.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from hgen_ray.architectures import TAU_GRID, Architecture, architecture_for
+from hgen_ray.config import MAX_COMPRESSION_RATIO, Candidate, ConfigError, Constraints, ExperimentConfig, LayerChoice
+from hgen_ray.controller import HGenSearcher, RandomSearcher, SearchSpace, describe_layers
+from hgen_ray.controller.projection import ProjectedSearcher, action_space
+from hgen_ray.controller.space import LaborEstimate
+from hgen_ray.data.fashion_mnist import resolve_data_root
+from hgen_ray.human.pool_timeline import capacity_s_per_1k
+from hgen_ray.profile import estimate_energy_mj, storage_mb
+
+__all__ = ["Prepared", "absolute_paths", "check_budget_is_possible", "labour_within_pool", "prepare", "search_space",
+           "searcher"]
+
+
+def absolute_paths(config: ExperimentConfig) -> ExperimentConfig:
+    """Trials run in their own directories (and on other nodes): make paths absolute."""
+    data = dataclasses.replace(config.data, root=str(resolve_data_root(config.data.root).resolve()))
+    return dataclasses.replace(config, data=data, cache_dir=str(Path(config.cache_dir).resolve()))
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A search's setup, done once: trials only load the base and read the data shipped to them."""
+
+    config: ExperimentConfig  # paths made absolute
+    architecture: Architecture
+    data: Any  # the architecture's validation data, train part cut to the fine-tuning subset
+    base: nn.Module
+    layers: dict[str, str]  # the compressible layers an episode walks
+    sample: torch.Tensor  # one input, for tracing and FLOP counts
+
+
+def prepare(config: ExperimentConfig) -> Prepared:
+    """Load the validation data and the base model (trained and cached here, once), for a search or a bench.
+
+    Raises:
+        ConfigError: The experiment's model settings are wrong.
+    """
+    config = absolute_paths(config)
+    architecture = architecture_for(config)
+    data = architecture.load_data(config, "validation")
+    architecture.people_calibration(config, data)  # the people's figures are checked before any work
+    base = architecture.load_base(config, data)
+    return Prepared(config, architecture, architecture.trial_data(config, data), base,
+                    architecture.compressible_layers(config, base), architecture.input_sample(config, data))
+
+
+def smallest_candidate(layers: dict[str, str]) -> Candidate:
+    return Candidate(layers={n: LayerChoice("l1" if k == "conv" else "svd", MAX_COMPRESSION_RATIO)
+                             for n, k in layers.items()})
+
+
+def check_budget_is_possible(prepared: Prepared) -> None:
+    """Refuse a storage limit below the smallest model the space can produce."""
+    config = prepared.config
+    limit = config.constraints.storage_mb_max
+    if limit == float("inf"):
+        return
+    no_finetune = dataclasses.replace(config.finetune, epochs=0)
+    smallest = storage_mb(prepared.architecture.compress(config, prepared.base, smallest_candidate(prepared.layers),
+                                                         prepared.data, no_finetune))
+    if limit < smallest:
+        raise ConfigError(f"constraints.storage_mb_max: {limit} MB is below the smallest model this search space "
+                          f"can produce ({smallest:.4f} MB); allowed: at least {smallest:.4f}")
+
+
+def labour_within_pool(config: ExperimentConfig) -> Constraints:
+    """The constraints with L_c lowered to what the pool can do (rho < 1) when that is less."""
+    pool = config.human_pool
+    capacity = capacity_s_per_1k(pool.size, pool.arrival_rate_per_s)
+    return dataclasses.replace(config.constraints,
+                               labor_s_per_1k_max=min(config.constraints.labor_s_per_1k_max, capacity))
+
+
+def search_space(prepared: Prepared) -> SearchSpace:
+    """The space every strategy searches, with the same storage projection and labour cap for all.
+
+    The labour cap is always finite (at most the pool's capacity), so every architecture gives its labour curve.
+    """
+    config, base, sample = prepared.config, prepared.base, prepared.sample
+    human = config.search.algorithm != "compression_only"
+    reference = {"storage_mb": storage_mb(base), "energy_mj": estimate_energy_mj(base, sample)}
+    specs = describe_layers(base, prepared.layers, sample)
+    labor = (LaborEstimate(TAU_GRID, prepared.architecture.labour_curve(config, base, prepared.data)) if human
+             else None)
+    return SearchSpace(specs, labour_within_pool(config), reference, human_enabled=human,
+                       pool_size=config.human_pool.size, max_tau=prepared.architecture.max_tau(config), labor=labor)
+
+
+def searcher(prepared: Prepared) -> Any:
+    """The strategy ``search.algorithm`` names, over the one space."""
+    config = prepared.config
+    space = search_space(prepared)
+    algorithm = config.search.algorithm
+    if algorithm == "optuna":
+        from ray.tune.search.optuna import OptunaSearch
+
+        # Single-objective TPE on the same reward hgen maximises, over the same actions.
+        tpe = OptunaSearch(space=action_space(space), metric="reward", mode="max", seed=config.seed)
+        return ProjectedSearcher(tpe, space)
+    if algorithm == "random":
+        return RandomSearcher(space, config.seed)
+    return HGenSearcher(space, config.reward, config.search, config.seed)

@@ -1,0 +1,57 @@
+"""The Ray Tune trainable: one candidate in, its measures and reward out.
+
+Each trial evaluates one candidate with the core evaluation. It reports DESIGN.md's
+measures plus ``reward``, ``feasible``, ``violation`` and the trial process's peak memory
+(``peak_rss_mb``; a reused trial process carries its peak over), and a checkpoint holding the
+compressed H-DNN, so that the search can keep the best one without evaluating it
+again. An exception (an NNI speedup error, OOM) or a lost process or node makes Tune run
+the trial again ``search.trial_retries`` times; if it fails each time, Tune marks it ERROR,
+the searcher scores it as infeasible and the search goes on.
+"""
+
+from __future__ import annotations
+
+import resource
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ray
+import torch
+from ray import tune
+
+from hgen_ray.config import ExperimentConfig, config_to_candidate
+from hgen_ray.hdnn import save_hdnn
+from hgen_ray.human import HumanPool
+from hgen_ray.metric import infeasible_reason, score
+from hgen_ray.trial.evaluation import evaluate_candidate
+
+__all__ = ["TrialContext", "run_trial"]
+
+
+@dataclass
+class TrialContext:
+    """What every trial shares, shipped once through Ray's object store."""
+
+    experiment: ExperimentConfig  # paths already absolute: trials run in their own directories
+    data: Any  # the architecture's data: train images or canvases cut to the fine-tuning subset, and validation
+    pool: HumanPool  # the search's people; actor handles travel with it
+    input_shape: tuple[int, ...]  # one sample's, saved with every H-DNN
+
+
+def run_trial(config: dict[str, Any], context: TrialContext) -> None:
+    """Evaluate the candidate in ``config`` and report to Tune."""
+    torch.set_num_threads(max(1, int(context.experiment.search.cpus_per_trial)))
+    candidate = config_to_candidate(config)
+    evaluation = evaluate_candidate(context.experiment, candidate, data=context.data, pool=context.pool)
+    result = score(evaluation.metrics, context.experiment.constraints, context.experiment.reward)
+    metrics = {**evaluation.metrics, "reward": result.reward, "feasible": result.feasible,
+               "violation": result.violation,
+               "infeasible_reason": infeasible_reason(evaluation.metrics, context.experiment.constraints),
+               "node_id": ray.get_runtime_context().get_node_id(),
+               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # Linux reports KiB
+    with tempfile.TemporaryDirectory() as folder:
+        save_hdnn(Path(folder), evaluation.model, evaluation.temperature, candidate, context.experiment,
+                  context.input_shape)
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
