@@ -106,14 +106,9 @@ def _export(args: argparse.Namespace) -> int:
 def _show_data(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     from hgen_ray.architectures import architecture_for
-    from hgen_ray.data.preview import draw_canvas_grid, draw_challenge_grid
-    from hgen_ray.data.splits import Splits
 
-    data = architecture_for(config).load_data(config, "validation")
-    if isinstance(data, Splits):
-        print(f"wrote {draw_challenge_grid(data.val_images, Path(args.out), config.seed)}")
-    else:
-        print(f"wrote {draw_canvas_grid(data.challenges.sets, Path(args.out))}")
+    architecture = architecture_for(config)
+    print(f"wrote {architecture.draw_preview(config, architecture.load_data(config, 'validation'), Path(args.out))}")
     return 0
 
 

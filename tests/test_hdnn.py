@@ -37,6 +37,18 @@ def test_pruned_and_factorised_model_round_trips(tmp_path: Path) -> None:
     assert deferred.all() and labels.shape == (4,)  # tau = 1 sends every sample to people
 
 
+def test_an_h_dnn_saved_before_model_pt_held_its_input_shape_still_loads_as_fashion_mnist_s(tmp_path: Path) -> None:
+    model = BaseCNN((12, 20), 64).eval()
+    save_hdnn(tmp_path, model, 1.3, Candidate(), ExperimentConfig(), (1, 28, 28))
+    payload = torch.load(tmp_path / "model.pt", weights_only=True)
+    del payload["input_shape"]  # as earlier versions wrote it
+    torch.save(payload, tmp_path / "model.pt")
+    loaded = load_hdnn(tmp_path)
+    assert loaded.input_shape == (1, 28, 28)
+    images = torch.rand(2, 1, 28, 28)
+    assert torch.equal(loaded.model(images), model(images))
+
+
 def test_an_h_dnn_saved_before_the_one_stream_still_loads(tmp_path: Path) -> None:
     model = BaseCNN((12, 20), 64).eval()
     save_hdnn(tmp_path, model, 1.1, Candidate(), ExperimentConfig(), (1, 28, 28))

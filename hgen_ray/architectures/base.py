@@ -98,7 +98,7 @@ class Architecture(ABC):
         """The trained base network, cached so that every trial only loads it."""
 
     @abstractmethod
-    def compressible_layers(self, config: ExperimentConfig, base: nn.Module) -> dict[str, str]:
+    def compressible_layers(self, config: ExperimentConfig, base: nn.Module, data: Any) -> dict[str, str]:
         """Layer name -> ``conv`` (channel pruning) or ``fc`` (SVD), in the order an episode walks them."""
 
     def declared_layers(self, config: ExperimentConfig) -> dict[str, str] | None:
@@ -111,17 +111,29 @@ class Architecture(ABC):
         """One random input of the network's shape (batch 1), for tracing and FLOP counts."""
 
     @abstractmethod
+    def profile_sample(self, data: Any) -> torch.Tensor:
+        """One real clean validation input (batch 1) that latency and energy are measured on: a detector's
+        work depends on what the image holds, so a random input would not do."""
+
+    def trial_data(self, config: ExperimentConfig, data: Any) -> Any:
+        """What every trial of a search is shipped: by default all of the validation data."""
+        return data
+
+    @abstractmethod
     def labour_curve(self, config: ExperimentConfig, base: nn.Module, data: Any) -> np.ndarray:
         """One person's mean seconds per challenge sample at each tau of :data:`TAU_GRID`, for the base gate.
 
-        The search caps tau with it so that every strategy's labour fits ``L_c``. Measured on
-        the validation challenge sets only. An architecture that cannot estimate it must raise
-        :class:`ConfigError` when a labour limit is set, never ignore the limit.
+        The search bounds tau with it so that every strategy's labour fits ``L_c`` (or the pool's
+        capacity, which is always finite). Measured on the validation challenge sets only.
         """
 
     def people_calibration(self, config: ExperimentConfig, data: Any) -> PeopleCalibration:
         """What the simulated people are calibrated to on this data; Fashion-MNIST's sourced figures by default."""
         return resolve_calibration(config.human_pool.calibration, FASHION_MNIST, CLASS_NAMES)
+
+    @abstractmethod
+    def draw_preview(self, config: ExperimentConfig, data: Any, out: Path) -> Path:
+        """A PNG of the challenge categories on this data, for ``hgen-ray show-data``."""
 
     def reference_candidates(self, config: ExperimentConfig) -> dict[str, Candidate]:
         """``original`` (uncompressed, no people) and ``human_only`` (every sample to one person)."""

@@ -35,7 +35,17 @@ from hgen_ray.architectures.stream import query_stream
 from hgen_ray.architectures.training import batches, predict_logits, train_classifier, training_step
 from hgen_ray.atomic_write import replaced_atomically
 from hgen_ray.compress import CompressionPlan, TaylorData, compress_network
-from hgen_ray.config import CHALLENGE_CATEGORIES, Candidate, ExperimentConfig, FinetuneConfig, HumanChoice, config_hash
+from hgen_ray.config import (
+    CHALLENGE_CATEGORIES,
+    Candidate,
+    ConfigError,
+    ExperimentConfig,
+    FinetuneConfig,
+    HumanChoice,
+    config_hash,
+)
+from hgen_ray.data.fashion_mnist import resolve_data_root
+from hgen_ray.data.preview import draw_challenge_grid
 from hgen_ray.data.splits import EVALUATED_CATEGORIES, SPLIT_NAMES, ChallengeSet, Splits, build_challenge_set, load_splits
 from hgen_ray.human import DeferredSample, HumanPool, PeopleView, people_view, train_ensemble
 from hgen_ray.human.calibration import PeopleCalibration, mean_answer_s, resolve_calibration
@@ -47,7 +57,7 @@ log = logging.getLogger(__name__)
 TAYLOR_BATCH = 64
 DUMMY_BATCH = 2  # batch norm in train mode needs more than one sample per channel
 # A network of a zoo has dozens of convs; an episode over all of them would teach the agents little in a
-# few dozen trials. By default the few that hold the most weights are searched (assumed; set model.layers).
+# few dozen trials. By default the few that do the most work are searched (assumed; set model.layers).
 AUTOMATIC_CONVS = 4
 
 
@@ -58,20 +68,50 @@ class TrainedBase:
     val_accuracy: float  # clean validation accuracy of the base model
 
 
-def automatic_layers(model: nn.Module, names: tuple[str, ...] = ()) -> dict[str, str]:
-    """Compressible layers of any network: the named ones, or its biggest plain convs and hidden linears.
+@torch.no_grad()
+def _macs(model: nn.Module, convs: list[str], sample: torch.Tensor) -> dict[str, int]:
+    """Multiply-accumulates of each conv on one sample: weights times output pixels."""
+    macs: dict[str, int] = {}
+    hooks = [model.get_submodule(n).register_forward_hook(
+        lambda module, _inputs, out, name=n: macs.__setitem__(name, module.weight.numel() * out.shape[-1] * out.shape[-2]))
+        for n in convs]
+    try:
+        model.eval()(sample)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return macs
 
-    A conv is prunable when it is not grouped (depthwise convs follow their input's channels);
-    the last linear layer is the head, whose width is the class count, and is left whole.
+
+def automatic_layers(model: nn.Module, sample: torch.Tensor, names: tuple[str, ...] = ()) -> dict[str, str]:
+    """Compressible layers of any network: the named ones, or its costliest plain convs and hidden linears.
+
+    A conv is prunable when it is not grouped (depthwise convs follow their input's channels).
+    The stem sees the raw image and the last linear layer is the head, whose width is the class
+    count: both are left whole. Convs are ranked by their work on one sample, so a squeeze-and-
+    excitation block's 1x1 convs, run on a single pixel, rank below the main path's.
+
+    Raises:
+        ConfigError: A named layer is not a plain conv or linear layer, or the network has none to compress.
     """
     kinds = {n: ("conv" if isinstance(m, nn.Conv2d) else "fc") for n, m in model.named_modules()
              if isinstance(m, nn.Linear) or (isinstance(m, nn.Conv2d) and m.groups == 1)}
+    unknown = [n for n in names if n not in kinds]
+    if unknown:
+        shown = ", ".join(list(kinds)[:12]) + (", ..." if len(kinds) > 12 else "")
+        raise ConfigError(f"model.layers: {unknown[0]!r} is not a plain conv or linear layer of the network; "
+                          f"allowed: {shown}")
     if names:
         return {n: kinds[n] for n in names}
     linears = [n for n, k in kinds.items() if k == "fc"][:-1]
-    convs = [n for n, k in kinds.items() if k == "conv"][1:]  # the stem sees the raw image: keep it whole
-    biggest = sorted(convs, key=lambda n: model.get_submodule(n).weight.numel(), reverse=True)[:AUTOMATIC_CONVS]
-    return {n: kinds[n] for n in kinds if n in biggest or n in linears}
+    convs = [n for n, k in kinds.items() if k == "conv"][1:]
+    macs = _macs(model, convs, sample)
+    costliest = sorted(convs, key=lambda n: macs.get(n, 0), reverse=True)[:AUTOMATIC_CONVS]
+    layers = {n: kinds[n] for n in kinds if n in costliest or n in linears}
+    if not layers:
+        raise ConfigError("model.layers: the network has no plain conv past its first and no linear layer before "
+                          "its head to compress; allowed: name its layers in model.layers")
+    return layers
 
 
 class ImageClassifier(Architecture):
@@ -83,6 +123,10 @@ class ImageClassifier(Architecture):
     @abstractmethod
     def build(self, config: ExperimentConfig, channels: int, num_classes: int) -> nn.Module:
         """A freshly initialised network taking ``[N, channels, H, W]`` images in ``[0, 1]``."""
+
+    def starting_point(self, config: ExperimentConfig) -> str:
+        """What the base starts from beyond the config (a weights file's or a factory's contents), for the cache."""
+        return ""
 
     def starting_weights(self, config: ExperimentConfig, model: nn.Module) -> bool:
         """Load weights the user supplied into ``model``; True when it then needs no training."""
@@ -97,9 +141,11 @@ class ImageClassifier(Architecture):
         return "validation" if data.test_images is None else "test"
 
     def data_for(self, config: ExperimentConfig, split: str, data: Any | None) -> Splits:
-        if isinstance(data, Splits) and (split == "validation" or data.test_images is not None):
-            return data
-        return self.load_data(config, split)
+        if not isinstance(data, Splits):
+            return self.load_data(config, split)
+        if split == "validation":
+            return data.without_test()  # measured on validation: the test images must not be what is read
+        return data if data.test_images is not None else self.load_data(config, split)
 
     def trial_data(self, config: ExperimentConfig, data: Splits) -> Splits:
         """What every trial needs: the train part cut to the fine-tuning subset, and validation."""
@@ -107,10 +153,12 @@ class ImageClassifier(Architecture):
         return dataclasses.replace(data, train_images=data.train_images[:subset],
                                    train_labels=data.train_labels[:subset])
 
-    def _cache_path(self, config: ExperimentConfig) -> Path:
+    def base_cache_path(self, config: ExperimentConfig) -> Path:
         data = config.data
-        key = config_hash(config.model, data.root, data.format, data.image_size, data.validation_size, config.seed,
-                          __version__)
+        root = str(resolve_data_root(data.root).resolve())  # relative or absolute, the same files: the same base
+        model = dataclasses.replace(config.model, layers=None)  # which layers to compress does not shape the base
+        key = config_hash(model, self.starting_point(config), root, data.format, data.image_size,
+                          data.validation_size, config.seed, __version__)
         return Path(config.cache_dir) / f"base-{self.name}-{key}.pt"
 
     def load_base(self, config: ExperimentConfig, data: Splits) -> nn.Module:
@@ -118,7 +166,7 @@ class ImageClassifier(Architecture):
 
     def trained_base(self, config: ExperimentConfig, splits: Splits) -> TrainedBase:
         """Load the cached base model for this config, or train (or take the user's weights) and cache it."""
-        path = self._cache_path(config)
+        path = self.base_cache_path(config)
         if path.is_file():
             cached = self._load_cached(config, splits, path)
             if cached is not None:
@@ -139,6 +187,7 @@ class ImageClassifier(Architecture):
     def _train(self, config: ExperimentConfig, splits: Splits) -> TrainedBase:
         torch.manual_seed(config.seed)
         model = self._fresh(config, splits)
+        _check_it_classifies(self.name, model, splits)
         if not self.starting_weights(config, model):
             images, labels = splits.train_images, splits.train_labels
             if config.model.train_subset:
@@ -160,8 +209,14 @@ class ImageClassifier(Architecture):
             log.warning("ignoring unusable cached base model %s (%s); retraining", path, error)
             return None
 
-    def compressible_layers(self, config: ExperimentConfig, base: nn.Module) -> dict[str, str]:
-        return automatic_layers(base, tuple(config.model.layers or ()))
+    def compressible_layers(self, config: ExperimentConfig, base: nn.Module, data: Any) -> dict[str, str]:
+        return automatic_layers(base, self.input_sample(config, data), tuple(config.model.layers or ()))
+
+    def draw_preview(self, config: ExperimentConfig, data: Splits, out: Path) -> Path:
+        return draw_challenge_grid(data.val_images, out, config.seed)
+
+    def profile_sample(self, data: Splits) -> torch.Tensor:
+        return data.val_images[:1]
 
     def input_sample(self, config: ExperimentConfig, data: Splits) -> torch.Tensor:
         return torch.rand(1, *data.val_images.shape[1:], generator=torch.Generator().manual_seed(config.seed))
@@ -191,7 +246,7 @@ class ImageClassifier(Architecture):
 
         taylor = TaylorData(lambda: batches(images, labels, TAYLOR_BATCH, config.seed), training_step)
         plan = CompressionPlan(data.train_images[:DUMMY_BATCH], lambda _model: taylor, tune)
-        return compress_network(base, candidate, self.compressible_layers(config, base), plan)
+        return compress_network(base, candidate, self.compressible_layers(config, base, data), plan)
 
     def temperature(self, model: nn.Module, data: Splits) -> float:
         return fit_temperature(predict_logits(model, data.val_images), data.val_labels)
@@ -217,6 +272,27 @@ class ImageClassifier(Architecture):
     def predict(self, model: nn.Module, temperature: float, human: HumanChoice, images: torch.Tensor) -> Prediction:
         logits = model.eval()(images)
         return Prediction(logits.argmax(1), defer_mask(logits, temperature, human.tau))
+
+
+@torch.no_grad()
+def _check_it_classifies(name: str, model: nn.Module, splits: Splits) -> None:
+    """Refuse, in one line, a network that cannot take this data's images or does not return one logit per class.
+
+    Run in eval mode, so that batch norm's statistics are not touched before training.
+    """
+    shape, classes = tuple(splits.val_images.shape[1:]), len(splits.class_names)
+    allowed = "a network taking [N, C, H, W] images in [0, 1] and returning [N, classes] logits " \
+              "(fixed-size networks: set data.image_size)"
+    try:
+        out = model.eval()(splits.val_images[:2])
+    except Exception as error:  # whatever the user's network raises, the answer is the same: it does not fit
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ConfigError(f"model: the {name} network does not run on {shape} images ({reason}); allowed: {allowed}") \
+            from None
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, classes):
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ConfigError(f"model: the {name} network returns {got} for 2 images of {classes} classes; "
+                          f"allowed: {allowed}")
 
 
 def deferred_sample(challenge: ChallengeSet, category: str, index: int, arrival_s: float, people: PeopleView,

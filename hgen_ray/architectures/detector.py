@@ -26,8 +26,9 @@ from hgen_ray.architectures.map50 import map50
 from hgen_ray.architectures.stream import query_stream
 from hgen_ray.atomic_write import replaced_atomically
 from hgen_ray.compress import CompressionPlan, TaylorData, compress_network
-from hgen_ray.config import Candidate, ExperimentConfig, FinetuneConfig, config_hash
+from hgen_ray.config import Candidate, ConfigError, ExperimentConfig, FinetuneConfig, config_hash
 from hgen_ray.data.detection_splits import DetectionData, DetectionSet, load_detection_data
+from hgen_ray.data.preview import draw_canvas_grid
 from hgen_ray.data.splits import EVALUATED_CATEGORIES, SPLIT_NAMES
 from hgen_ray.human import HumanPool, ImageAnswers, ImageRequest, Timeline, simulate_pool
 from hgen_ray.version import __version__
@@ -141,6 +142,13 @@ class Detector(Architecture):
         model.to("cpu").eval()
         return mean_loss
 
+    def check_config(self, config: ExperimentConfig) -> None:
+        """The canvases are composed from Fashion-MNIST's idx files: other data settings would be ignored."""
+        data = config.data
+        if data.format != "idx" or data.image_size is not None or data.classes is not None:
+            raise ConfigError(f"data: {self.name} composes its canvases from Fashion-MNIST's idx files; allowed: "
+                              "data.format idx, with no data.image_size or data.classes")
+
     # --- setup ---------------------------------------------------------------------------------
 
     def load_data(self, config: ExperimentConfig, split: str) -> DetectionData:
@@ -156,7 +164,7 @@ class Detector(Architecture):
         return dataclasses.replace(data, splits=dataclasses.replace(
             data.splits, train=data.splits.train.subset(config.finetune.subset)))
 
-    def _cache_path(self, config: ExperimentConfig) -> Path:
+    def base_cache_path(self, config: ExperimentConfig) -> Path:
         """Keyed by what shapes the weights: test and validation canvas counts do not, so they share a base."""
         detection = config.detection
         key = config_hash(config.model, detection.canvas_size, detection.max_items, detection.train_canvases,
@@ -169,7 +177,7 @@ class Detector(Architecture):
 
     def load_base(self, config: ExperimentConfig, data: DetectionData) -> nn.Module:
         """The cached base detector for this config, or a freshly trained (and cached) one."""
-        path = self._cache_path(config)
+        path = self.base_cache_path(config)
         if path.is_file():
             try:
                 payload = torch.load(path, map_location="cpu", weights_only=True)
@@ -196,6 +204,12 @@ class Detector(Architecture):
     def input_shape_before_it_was_saved(self, config: ExperimentConfig) -> tuple[int, ...]:
         return self.input_shape(config)
 
+    def draw_preview(self, config: ExperimentConfig, data: DetectionData, out: Path) -> Path:
+        return draw_canvas_grid(data.challenges.sets, out)
+
+    def profile_sample(self, data: DetectionData) -> torch.Tensor:
+        return data.splits.val.images[:1]
+
     def input_sample(self, config: ExperimentConfig, data: Any) -> torch.Tensor:
         return torch.rand(1, *self.input_shape(config), generator=torch.Generator().manual_seed(config.seed))
 
@@ -217,7 +231,7 @@ class Detector(Architecture):
                  finetune: FinetuneConfig) -> nn.Module:
         train = data.splits.train.subset(finetune.subset) if finetune.subset else data.splits.train
         plan = self.compression_plan(config, train, finetune)
-        return compress_network(base, candidate, self.compressible_layers(config, base), plan)
+        return compress_network(base, candidate, self.compressible_layers(config, base, data), plan)
 
     def run_with_people(self, config: ExperimentConfig, model: nn.Module, temperature: float, candidate: Candidate,
                         data: DetectionData, pool: HumanPool) -> dict[str, CategoryOutcome]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import torch
@@ -9,7 +10,13 @@ from torch import nn
 
 from hgen_ray.config import ConfigError
 
-__all__ = ["load_user_weights"]
+__all__ = ["file_digest", "load_user_weights"]
+
+
+def file_digest(path: str) -> str:
+    """A file's sha256, or "" when it is missing (then loading it will say so)."""
+    file = Path(path)
+    return hashlib.sha256(file.read_bytes()).hexdigest() if file.is_file() else ""
 
 
 def load_user_weights(model: nn.Module, path: str) -> None:

@@ -151,7 +151,7 @@ def _tau_bounds(labor: LaborEstimate | None, limit: float, max_tau: float,
     for k in {k for mechanism, k in options if mechanism != "off"}:
         affordable = [t for t in labor.taus if labor.labor_s_per_1k(t, k) <= LABOR_MARGIN * limit]
         if falls:
-            floors[k] = min((t for t in affordable if t > 0), default=max_tau)
+            floors[k] = min((t for t in affordable if 0 < t <= max_tau), default=max_tau)
         else:
             caps[k] = min(max(affordable, default=0.0), max_tau)
     return caps, floors
@@ -267,8 +267,8 @@ class SearchSpace:
         A layer is compressed at least as much as it takes for the storage limit
         to stay reachable when every later layer is compressed to the maximum; a
         "none" technique then becomes the first real one. At the human step, tau
-        is lowered until the base gate's estimated labour fits LABOR_MARGIN of the
-        labour limit. Without limits,
+        is moved (lowered, or raised where people's work falls as tau grows) until
+        the base gate's estimated labour fits LABOR_MARGIN of the labour limit. Without limits,
         choices are left as made.
         """
         if step == len(self.layers):

@@ -99,15 +99,15 @@ def _line_kernels(length: int, angles: torch.Tensor) -> torch.Tensor:
     return kernels / kernels.sum(dim=(1, 2), keepdim=True)
 
 
-def motion_blur(x: torch.Tensor, severity: int, gen: torch.Generator) -> torch.Tensor:
+def motion_blur(x: torch.Tensor, severity: int, gen: torch.Generator, item_side: int | None = None) -> torch.Tensor:
     angles = torch.rand(len(x), generator=gen) * math.pi
-    length = round(_scaled(_level(_MOTION_LENGTH_PX, severity), _shorter_side(x)))
+    length = round(_scaled(_level(_MOTION_LENGTH_PX, severity), item_side or _shorter_side(x)))
     length += 1 - length % 2  # odd, so that the kernel has a centre pixel
     return _per_image_conv(x, _line_kernels(length, angles)).clamp(0, 1)
 
 
-def defocus_blur(x: torch.Tensor, severity: int, gen: torch.Generator) -> torch.Tensor:
-    radius = _scaled(_level(_DEFOCUS_RADIUS_PX, severity), _shorter_side(x))
+def defocus_blur(x: torch.Tensor, severity: int, gen: torch.Generator, item_side: int | None = None) -> torch.Tensor:
+    radius = _scaled(_level(_DEFOCUS_RADIUS_PX, severity), item_side or _shorter_side(x))
     half = math.ceil(radius)
     coords = torch.arange(-half, half + 1, dtype=torch.float32)
     distance = torch.sqrt(coords[:, None] ** 2 + coords[None, :] ** 2)
@@ -176,7 +176,7 @@ def rotation(x: torch.Tensor, severity: int, gen: torch.Generator) -> torch.Tens
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-Challenge = Callable[[torch.Tensor, int, torch.Generator], torch.Tensor]
+Challenge = Callable[..., torch.Tensor]  # (images, severity, generator[, item_side])
 CHALLENGES: dict[str, Challenge] = {
     "low_resolution": low_resolution,
     "small_size": small_size,
@@ -194,7 +194,11 @@ CHALLENGES: dict[str, Challenge] = {
 assert tuple(CHALLENGES) == CHALLENGE_CATEGORIES
 
 
-def apply_challenge(images: torch.Tensor, category: str, severity: int, seed: int) -> torch.Tensor:
+_SIZED_BY_ITEMS = ("motion_blur", "defocus_blur")  # the whole-image challenges whose size is in item pixels
+
+
+def apply_challenge(images: torch.Tensor, category: str, severity: int, seed: int,
+                    item_side: int | None = None) -> torch.Tensor:
     """Corrupt a float batch ``[N, C, H, W]`` in ``[0, 1]``; ``clean`` returns it unchanged.
 
     Args:
@@ -202,6 +206,8 @@ def apply_challenge(images: torch.Tensor, category: str, severity: int, seed: in
         category: One of the 12 categories or ``"clean"``.
         severity: 1 (mild) to 5 (harsh).
         seed: Seeds every random draw, with the category folded in.
+        item_side: The side of the items in the image, when they are smaller than it (a detection canvas holds
+            28 px items): the blurs are sized for the items. Default: the image's shorter side.
     """
     if category == "clean":
         return images.clone()
@@ -210,4 +216,5 @@ def apply_challenge(images: torch.Tensor, category: str, severity: int, seed: in
     if not 1 <= severity <= SEVERITY_LEVELS:
         raise ValueError(f"severity must be 1-{SEVERITY_LEVELS}, got {severity}")
     gen = torch.Generator().manual_seed(seed * 1000 + CHALLENGE_CATEGORIES.index(category) * 10 + severity)
-    return CHALLENGES[category](images.float(), severity, gen).contiguous()
+    sized = {"item_side": item_side} if item_side and category in _SIZED_BY_ITEMS else {}
+    return CHALLENGES[category](images.float(), severity, gen, **sized).contiguous()

@@ -226,7 +226,7 @@ def build_detection_challenges(sets: dict[str, DetectionSet], severity: int, see
         elif category == "occlusion":
             out[category] = DetectionSet(_occlude_one_item(clean, severity, noise_seed), clean.boxes, clean.labels)
         else:
-            out[category] = DetectionSet(apply_challenge(clean.images, category, severity, noise_seed), clean.boxes,
+            out[category] = DetectionSet(apply_challenge(clean.images, category, severity, noise_seed, item_side=ITEM_SIDE_PX), clean.boxes,
                                          clean.labels)
     assert tuple(out) == ("clean", *CHALLENGE_CATEGORIES)
     return DetectionChallengeSet(out, severity, split)

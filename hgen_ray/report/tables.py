@@ -84,7 +84,7 @@ def trial_rows(results: Iterable[Any], failed_reward: float) -> list[dict[str, A
 _RESULT_COLUMNS = ("reward", "feasible", "violation", "infeasible_reason", "accuracy", "accuracy_clean", "dnn_accuracy",
                    "latency_ms", "dnn_latency_ms", "human_turnaround_s_p95", "human_wait_s_p95", "pool_utilisation",
                    "energy_mj", "energy_source", "energy_shared_gpu", "storage_mb",
-                   "labor_s_per_1k", "deferral_rate", "parameters", "node_id", "peak_rss_mb",
+                   "labor_s_per_1k", "deferral_rate", "parameters", "node_id", "peak_rss_mb", "people_calibration",
                    *(f"accuracy/{c}" for c in EVALUATED_CATEGORIES))
 
 

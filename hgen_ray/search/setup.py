@@ -16,9 +16,9 @@ from torch import nn
 
 from hgen_ray.architectures import TAU_GRID, Architecture, architecture_for
 from hgen_ray.config import MAX_COMPRESSION_RATIO, Candidate, ConfigError, Constraints, ExperimentConfig, LayerChoice
-from hgen_ray.controller import HGenSearcher, RandomSearcher, SearchSpace, describe_layers
-from hgen_ray.controller.projection import ProjectedSearcher, action_space
+from hgen_ray.controller import SearchSpace, describe_layers
 from hgen_ray.controller.space import LaborEstimate
+from hgen_ray.controller.strategies import make_searcher
 from hgen_ray.data.fashion_mnist import resolve_data_root
 from hgen_ray.human.pool_timeline import capacity_s_per_1k
 from hgen_ray.profile import estimate_energy_mj, storage_mb
@@ -57,7 +57,7 @@ def prepare(config: ExperimentConfig) -> Prepared:
     architecture.people_calibration(config, data)  # the people's figures are checked before any work
     base = architecture.load_base(config, data)
     return Prepared(config, architecture, architecture.trial_data(config, data), base,
-                    architecture.compressible_layers(config, base), architecture.input_sample(config, data))
+                    architecture.compressible_layers(config, base, data), architecture.input_sample(config, data))
 
 
 def smallest_candidate(layers: dict[str, str]) -> Candidate:
@@ -104,15 +104,4 @@ def search_space(prepared: Prepared) -> SearchSpace:
 
 def searcher(prepared: Prepared) -> Any:
     """The strategy ``search.algorithm`` names, over the one space."""
-    config = prepared.config
-    space = search_space(prepared)
-    algorithm = config.search.algorithm
-    if algorithm == "optuna":
-        from ray.tune.search.optuna import OptunaSearch
-
-        # Single-objective TPE on the same reward hgen maximises, over the same actions.
-        tpe = OptunaSearch(space=action_space(space), metric="reward", mode="max", seed=config.seed)
-        return ProjectedSearcher(tpe, space)
-    if algorithm == "random":
-        return RandomSearcher(space, config.seed)
-    return HGenSearcher(space, config.reward, config.search, config.seed)
+    return make_searcher(search_space(prepared), prepared.config)

@@ -14,10 +14,12 @@ the references. Measure names are DESIGN.md's, used unchanged in results and rep
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
 
+import ray
 import torch
 from torch import nn
 
@@ -25,6 +27,7 @@ from hgen_ray.architectures import Architecture, architecture_for
 from hgen_ray.config import Candidate, ConfigError, ExperimentConfig
 from hgen_ray.data.splits import SPLIT_NAMES
 from hgen_ray.human import HumanPool
+from hgen_ray.human.calibration import PeopleCalibration
 from hgen_ray.profile import EnergyReading, measure_energy, measure_latency_ms, storage_mb
 from hgen_ray.profile.energy import measure_exclusive_gpu_energy
 from hgen_ray.trial.measures import accuracy_measures, people_measures
@@ -74,12 +77,20 @@ def _timed(label: str, started: float) -> float:
     return now
 
 
+def _started_pool(config: ExperimentConfig, calibration: PeopleCalibration) -> HumanPool:
+    """A pool for one measurement; for a library caller without Ray, a fresh local node (never a stray cluster)."""
+    if not ray.is_initialized():
+        ray.init(address=os.environ.get("RAY_ADDRESS") or "local", include_dashboard=False,
+                 logging_level=logging.WARNING)
+    return HumanPool(config.human_pool, config.seed, calibration)
+
+
 def _with_people(architecture: Architecture, config: ExperimentConfig, model: nn.Module, temperature: float,
                  candidate: Candidate, data: Any, pool: HumanPool) -> dict[str, float | str | bool]:
     started = time.perf_counter()
     outcomes = architecture.run_with_people(config, model, temperature, candidate, data, pool)
     _timed(f"network, gate and human pool ({architecture.data_split(data)})", started)
-    latency = measure_latency_ms(model, architecture.input_sample(config, data), config.profile.latency_repeats)
+    latency = measure_latency_ms(model, architecture.profile_sample(data), config.profile.latency_repeats)
     window = stream_window_s(config, sum(len(o.deferred) for o in outcomes.values()))
     return {**accuracy_measures(outcomes), **people_measures(outcomes, latency, config.human_pool.size, window)}
 
@@ -103,9 +114,13 @@ def measure_network(config: ExperimentConfig, model: nn.Module, temperature: flo
     architecture = architecture_for(config)
     architecture.check_candidate(candidate, config)
     data = load_split_data(config, split, data)
+    calibration = architecture.people_calibration(config, data)
     own_pool = pool is None
-    pool = pool or HumanPool(config.human_pool, config.seed,  # on the Ray the caller started (the CLI: search.cluster)
-                             architecture.people_calibration(config, data))
+    pool = pool or _started_pool(config, calibration)
+    if pool.calibration != calibration:
+        raise ValueError(f"the pool's people are calibrated to {pool.calibration.source!r} "
+                         f"({pool.calibration.num_classes} classes), but this data needs {calibration.source!r} "
+                         f"({calibration.num_classes} classes): make the pool with architecture.people_calibration")
     try:
         metrics = _with_people(architecture, config, model, temperature, candidate, data, pool)
         metrics["people_calibration"] = pool.calibration.source
@@ -113,7 +128,7 @@ def measure_network(config: ExperimentConfig, model: nn.Module, temperature: flo
         if own_pool:
             pool.shutdown()
     started = time.perf_counter()
-    energy, shared_gpu = _energy(model, architecture.input_sample(config, data), config)
+    energy, shared_gpu = _energy(model, architecture.profile_sample(data), config)
     metrics["split"] = split
     metrics["energy_mj"] = energy.energy_mj
     metrics["energy_source"] = energy.source

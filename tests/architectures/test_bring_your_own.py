@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ from hgen_ray.config import (
     SearchConfig,
     as_dict,
 )
-from hgen_ray.search import prepare, run_search, search_space
+from hgen_ray.search import prepare, search_space
 from hgen_ray.trial import evaluate_candidate
 from tests.datasets import write_idx_subset, write_image_folder
 
@@ -50,13 +51,18 @@ def test_a_torchvision_model_on_an_rgb_image_folder_evaluates_and_searches(
     assert measured["split"] == "validation" and 0 < measured["accuracy_clean"] <= 1
     assert measured["storage_mb"] > 1.0  # mobilenet_v3_small for 10 classes: about 1.5 M parameters
     search = SearchConfig(trials=4, max_concurrent_trials=2, warmup_trials=2, updates_per_trial=2)
-    run = run_search(dataclasses.replace(config, search=search), tmp_path / "out")
+    searched = _write(tmp_path / "search.yaml", dataclasses.replace(config, search=search))
+    assert main(["search", "--config", str(searched), "--out", str(tmp_path / "out")]) == 0
     with open(tmp_path / "out" / "trials.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 4 and all(r["status"] == "TERMINATED" for r in rows), [r.get("error") for r in rows]
-    assert any(key.startswith("layers/network.") for key in rows[0])  # the zoo network's own layer names
-    assert set(run.references["test"]) == {"original", "human_only"}
-    assert run.references["test"]["human_only"]["deferral_rate"] == 1.0
+    assert any(key.startswith("layers/features.") for key in rows[0])  # the zoo network's own layer names
+    assert (tmp_path / "out" / "best" / "model.pt").is_file() and json.loads((tmp_path / "out" / "pareto.json").read_text())
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "original" in report and "human_only" in report  # the references, measured on test
+    # not Fashion-MNIST, and no human_pool.calibration: every row and the report say the people are assumed
+    assert all(r["people_calibration"].startswith("generic default (assumed)") for r in rows)
+    assert "simulated people calibrated to: generic default (assumed)" in report
 
 
 def test_idx_data_of_other_sizes_evaluates(tiny_config: ExperimentConfig, tmp_path: Path) -> None:

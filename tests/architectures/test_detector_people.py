@@ -49,7 +49,7 @@ def test_compression_shrinks_each_detector_and_it_still_detects(
     architecture = get_architecture(name)
     small = architecture.compress(config, base, Candidate(layers=SHRINK[name]), detection_data, config.finetune)
     assert storage_mb(small) < 0.8 * storage_mb(base)
-    layers = architecture.compressible_layers(config, base)
+    layers = architecture.compressible_layers(config, base, detection_data)
     for conv in (n for n, kind in layers.items() if kind == "conv" and n in SHRINK[name]):
         # every technique really removes channels, Taylor (scored from the detector's loss) included
         assert small.get_submodule(conv).out_channels == base.get_submodule(conv).out_channels // 2, conv

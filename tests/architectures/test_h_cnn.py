@@ -13,7 +13,7 @@ H_CNN = get_architecture("h_cnn")
 
 
 def base_cache_path(config: ExperimentConfig):  # type: ignore[no-untyped-def]
-    return H_CNN._cache_path(config)  # type: ignore[attr-defined]
+    return H_CNN.base_cache_path(config)  # type: ignore[attr-defined]
 
 
 def load_or_train_base(config: ExperimentConfig, splits: Splits) -> TrainedBase:

@@ -84,3 +84,24 @@ def test_the_preview_grid_draws_colour_images(rgb_images: torch.Tensor, tmp_path
     out = draw_challenge_grid(rgb_images, tmp_path / "grid.png", seed=0)
     pixels = np.asarray(Image.open(out).convert("RGB"), np.int16)
     assert (np.abs(pixels[..., 0] - pixels[..., 2]) > 30).any()  # the tints survive: the grid is in colour
+
+
+# Sums and sums of squares of each whole-canvas challenge on 4 seeded 96 px canvases, severity 3, seed 0,
+# computed at commit 8662101 (before challenges scaled with the image side): canvases hold 28 px items,
+# so their blurs stay sized for the items, and the detectors' challenge images are unchanged.
+CANVAS_PINS = {
+    "motion_blur": (18398.821463912725, 9529.948895244077),
+    "defocus_blur": (18398.230705991387, 9378.588592096949),
+    "gaussian_noise": (18429.689828835428, 12782.051332854517),
+    "fog": (22479.638504058123, 14672.993439815804),
+    "jpeg": (18402.65921158064, 12040.460906042703),
+}
+
+
+@pytest.mark.parametrize("category", list(CANVAS_PINS))
+def test_canvas_challenges_are_sized_for_their_28_px_items_as_before(category: str) -> None:
+    canvases = torch.rand(4, 1, 96, 96, generator=torch.Generator().manual_seed(5))
+    out = apply_challenge(canvases, category, 3, 0, item_side=28).double()
+    assert (float(out.sum()), float(out.square().sum())) == pytest.approx(CANVAS_PINS[category], rel=1e-9)
+    if category in ("motion_blur", "defocus_blur"):  # sized for the image, the blur would be 3.4 times longer
+        assert not torch.equal(apply_challenge(canvases, category, 3, 0).double(), out)

@@ -9,13 +9,15 @@ Compressible layers are found automatically (or named in ``model.layers``).
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import inspect
 from collections.abc import Callable
 
 from torch import nn
 
 from hgen_ray.architectures.classifier import ImageClassifier
-from hgen_ray.architectures.weights import load_user_weights
+from hgen_ray.architectures.weights import file_digest, load_user_weights
 from hgen_ray.config import ConfigError, ExperimentConfig
 
 __all__ = ["CustomClassifier", "load_factory"]
@@ -55,6 +57,15 @@ class CustomClassifier(ImageClassifier):
             raise ConfigError(f"model.factory: {config.model.factory!r} returned {type(network).__name__}, "
                               "not an nn.Module; allowed: a function returning a torch.nn.Module")
         return network
+
+    def starting_point(self, config: ExperimentConfig) -> str:
+        """The factory's module source and the weights file: editing either makes a new base."""
+        try:
+            source = inspect.getsource(inspect.getmodule(load_factory(config.model.factory)))  # type: ignore[arg-type]
+        except (OSError, TypeError):  # no source to read (a compiled module): its name alone keys the cache
+            source = config.model.factory
+        weights = file_digest(config.model.weights) if config.model.weights else ""
+        return hashlib.sha256(source.encode()).hexdigest() + weights
 
     def starting_weights(self, config: ExperimentConfig, model: nn.Module) -> bool:
         if not config.model.weights:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import nn
 
 from hgen_ray.architectures.classifier import ImageClassifier
@@ -17,7 +19,7 @@ class HCNN(ImageClassifier):
     def build(self, config: ExperimentConfig, channels: int, num_classes: int) -> nn.Module:
         return build_h_cnn(config.model, channels, num_classes)
 
-    def compressible_layers(self, config: ExperimentConfig, base: nn.Module) -> dict[str, str]:
+    def compressible_layers(self, config: ExperimentConfig, base: nn.Module, data: Any) -> dict[str, str]:
         return dict(COMPRESSIBLE_LAYERS)
 
     def declared_layers(self, config: ExperimentConfig) -> dict[str, str]:

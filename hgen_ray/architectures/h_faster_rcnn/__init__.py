@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import warnings
 from pathlib import Path
 
@@ -49,7 +51,7 @@ class HFasterRCNNArchitecture(Detector):
     def detect_batch(self, model: nn.Module, images: torch.Tensor) -> list[dict[str, torch.Tensor]]:
         return model.detect(images)  # type: ignore[operator]
 
-    def compressible_layers(self, config: ExperimentConfig, base: nn.Module) -> dict[str, str]:
+    def compressible_layers(self, config: ExperimentConfig, base: nn.Module, data: Any) -> dict[str, str]:
         return dict(FRCNN_COMPRESSIBLE_LAYERS)
 
     def declared_layers(self, config: ExperimentConfig) -> dict[str, str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from torch import nn
@@ -46,7 +48,7 @@ class HYOLO(Detector):
     def detect_batch(self, model: nn.Module, images: torch.Tensor) -> list[dict[str, torch.Tensor]]:
         return decode_cells(model(images), images.shape[-1])
 
-    def compressible_layers(self, config: ExperimentConfig, base: nn.Module) -> dict[str, str]:
+    def compressible_layers(self, config: ExperimentConfig, base: nn.Module, data: Any) -> dict[str, str]:
         return dict(YOLO_COMPRESSIBLE_LAYERS)
 
     def declared_layers(self, config: ExperimentConfig) -> dict[str, str]:

@@ -14,12 +14,13 @@ import torchvision
 from torch import nn
 
 from hgen_ray.architectures.classifier import ImageClassifier
-from hgen_ray.architectures.weights import load_user_weights
+from hgen_ray.architectures.weights import file_digest, load_user_weights
 from hgen_ray.config import ConfigError, ExperimentConfig
 
 __all__ = ["GreyToColour", "TorchvisionClassifier"]
 
 ZOO_CHANNELS = 3
+AUXILIARY_HEADS = ("googlenet", "inception_v3")
 
 
 class GreyToColour(nn.Module):
@@ -48,11 +49,17 @@ class TorchvisionClassifier(ImageClassifier):
                               f"resnet18, efficientnet_b0 ({len(known)} in all)")
 
     def build(self, config: ExperimentConfig, channels: int, num_classes: int) -> nn.Module:
-        network = torchvision.models.get_model(config.model.arch, weights=None, num_classes=num_classes)
+        # Inception-style nets add auxiliary heads in training; hgen-ray trains on the main output only.
+        auxiliary = {"aux_logits": False, "init_weights": True} if config.model.arch in AUXILIARY_HEADS else {}
+        network = torchvision.models.get_model(config.model.arch, weights=None, num_classes=num_classes, **auxiliary)
         return network if channels == ZOO_CHANNELS else GreyToColour(network)
+
+    def starting_point(self, config: ExperimentConfig) -> str:
+        return file_digest(config.model.weights) if config.model.weights else ""
 
     def starting_weights(self, config: ExperimentConfig, model: nn.Module) -> bool:
         if not config.model.weights:
             return False
-        load_user_weights(model, config.model.weights)
+        # A torchvision state dict names the zoo network's own layers, also when greyscale data wraps it.
+        load_user_weights(model.network if isinstance(model, GreyToColour) else model, config.model.weights)
         return True
