@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import pickle
 from pathlib import Path
 
-import numpy as np
-import onnxruntime
 import pytest
 import torch
-from torch import nn
 import yaml
 
 from hgen_ray.compress.svd import factorize_linear
 from hgen_ray.config import Candidate, ExperimentConfig, HumanChoice, without_legacy_pool_keys
-from hgen_ray.data.detection_splits import DetectionData
-from hgen_ray.hdnn import HDNNError, export_onnx, load_hdnn, save_hdnn
-from hgen_ray.architectures import get_architecture
+from hgen_ray.hdnn import HDNNError, load_hdnn, save_hdnn
 from hgen_ray.architectures.h_cnn.network import BaseCNN
 
 
@@ -96,29 +90,3 @@ def test_a_corrupt_or_foreign_best_gives_one_line_and_exit_2(tmp_path: Path, spo
 def test_missing_files_are_named(tmp_path: Path) -> None:
     with pytest.raises(HDNNError, match="missing model.pt, candidate.yaml"):
         load_hdnn(tmp_path)
-
-
-@pytest.mark.parametrize("name", ["h_yolo", "h_faster_rcnn"])
-def test_a_saved_detector_reloads_predicts_and_exports_to_onnx(
-        name: str, request: pytest.FixtureRequest, detection_data: DetectionData, tmp_path: Path) -> None:
-    config: ExperimentConfig = request.getfixturevalue("yolo_config" if name == "h_yolo" else "frcnn_config")
-    base: nn.Module = request.getfixturevalue("trained_yolo" if name == "h_yolo" else "trained_frcnn")
-    candidate = Candidate(human=HumanChoice("majority", 0.3, 1, tau_high=0.9))
-    save_hdnn(tmp_path, base, 1.0, candidate, config, (1, 96, 96))
-    loaded = load_hdnn(tmp_path)
-    assert loaded.architecture == name
-    canvases = detection_data.splits.val.images[:4]
-    detections, deferred = loaded.predict(canvases)
-    expected = get_architecture(name).detect(base, canvases)  # type: ignore[attr-defined]
-    assert all(torch.equal(a["boxes"], b["boxes"]) for a, b in zip(detections, expected))
-    assert deferred.shape == (4,) and deferred.dtype == torch.bool
-    written = export_onnx(tmp_path)
-    session = onnxruntime.InferenceSession(str(written))
-    image = canvases[:1] if name == "h_yolo" else canvases[0]
-    onnx_out = session.run(None, {session.get_inputs()[0].name: image.numpy()})
-    if name == "h_yolo":
-        assert np.allclose(onnx_out[0], base(canvases[:1]).detach().numpy(), atol=1e-4)
-    else:
-        assert np.allclose(onnx_out[0], base.detect(canvases[:1])[0]["boxes"].numpy(), atol=1e-3)
-    gate = json.loads((tmp_path / "gate.json").read_text())
-    assert gate["architecture"] == name and gate["tau"] == 0.3
