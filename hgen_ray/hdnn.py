@@ -34,6 +34,7 @@ from hgen_ray.config import (
     without_legacy_pool_keys,
 )
 from hgen_ray.architectures import Architecture, Prediction, get_architecture
+from hgen_ray.architectures.base import FASHION_MNIST_INPUT_SHAPE
 
 __all__ = ["HDNN", "HDNNError", "export_onnx", "load_hdnn", "save_hdnn"]
 
@@ -42,7 +43,6 @@ CANDIDATE_FILE = "candidate.yaml"
 CONFIG_FILE = "config.yaml"
 ONNX_FILE = "model.onnx"
 GATE_FILE = "gate.json"
-H_CNN_INPUT_SHAPE = (1, 28, 28)  # Fashion-MNIST's
 
 
 class HDNNError(ValueError):
@@ -55,7 +55,7 @@ class HDNN:
     temperature: float
     candidate: Candidate
     architecture: str = "h_cnn"  # model.name of the experiment it came from
-    input_shape: tuple[int, ...] = H_CNN_INPUT_SHAPE  # one sample's: channels, height, width
+    input_shape: tuple[int, ...] = FASHION_MNIST_INPUT_SHAPE  # one sample's: channels, height, width
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor) -> tuple[torch.Tensor | list[dict[str, torch.Tensor]], torch.Tensor]:

@@ -223,7 +223,7 @@ class ImageClassifier(Architecture):
 
     def labour_curve(self, config: ExperimentConfig, base: nn.Module, data: Splits) -> np.ndarray:
         """The base gate's deferral share at each tau, times one person's mean seconds per answer."""
-        temperature = fit_temperature(predict_logits(base, data.val_images), data.val_labels)
+        temperature = self.temperature(base, data)
         challenge = build_challenge_set(data, config.data, config.seed, "validation")
         scores = torch.cat([confidence(predict_logits(base, challenge.images[c]), temperature)
                             for c in CHALLENGE_CATEGORIES])

@@ -33,7 +33,7 @@ from hgen_ray.data.splits import EVALUATED_CATEGORIES, SPLIT_NAMES
 from hgen_ray.human import HumanPool, ImageAnswers, ImageRequest, Timeline, simulate_pool
 from hgen_ray.version import __version__
 
-__all__ = ["Detector", "HumanOutcome", "detection_batches", "image_key", "looks_of", "time_people"]
+__all__ = ["Detector", "HumanOutcome", "batched_output", "detection_batches", "image_key", "looks_of", "time_people"]
 
 log = logging.getLogger(__name__)
 INFERENCE_BATCH = 100
@@ -60,6 +60,14 @@ def image_key(split: str, category: str, image: int) -> tuple[int, int, int]:
 
 def looks_of(served: ImageAnswers, requests: list[ImageRequest]) -> dict[int, list[float]]:
     return {request.key[2]: durations for request, durations in zip(requests, served.durations)}
+
+
+@torch.no_grad()
+def batched_output(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """The network's raw output for many images, in eval mode, ``INFERENCE_BATCH`` at a time."""
+    model.eval()
+    starts = range(0, len(images), INFERENCE_BATCH)
+    return torch.cat([model(images[start : start + INFERENCE_BATCH]) for start in starts])
 
 
 def detection_batches(data: DetectionSet, batch_size: int, seed: int) -> Iterator[tuple[torch.Tensor, list]]:

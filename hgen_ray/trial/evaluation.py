@@ -23,7 +23,7 @@ import ray
 import torch
 from torch import nn
 
-from hgen_ray.architectures import Architecture, architecture_for
+from hgen_ray.architectures import Architecture, architecture_for, get_architecture
 from hgen_ray.config import Candidate, ConfigError, ExperimentConfig
 from hgen_ray.data.splits import SPLIT_NAMES
 from hgen_ray.human import HumanPool
@@ -57,7 +57,7 @@ def load_split_data(config: ExperimentConfig, split: str, data: Any | None = Non
     """
     if split not in SPLIT_NAMES:
         raise ConfigError(f"split: {split!r} is not one of {', '.join(SPLIT_NAMES)}")
-    return architecture_for(config).data_for(config, split, data)
+    return get_architecture(config.model.name).data_for(config, split, data)  # its config checked by the caller
 
 
 def _energy(model: nn.Module, sample: torch.Tensor, config: ExperimentConfig) -> tuple[EnergyReading, bool]:

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from hgen_ray.architectures.base import TAU_GRID, Prediction
-from hgen_ray.architectures.detector import Detector, HumanOutcome
+from hgen_ray.architectures.detector import Detector, HumanOutcome, batched_output
 from hgen_ray.architectures.h_yolo.network import (
     YOLO_COMPRESSIBLE_LAYERS,
     HYolo,
@@ -75,9 +75,8 @@ class HYOLO(Detector):
     @torch.no_grad()
     def labour_curve(self, config: ExperimentConfig, base: nn.Module, data: DetectionData) -> np.ndarray:
         """Cells in the band per image at each tau, times one person's mean seconds per cell check."""
-        objectness = torch.cat([torch.sigmoid(torch.cat([base.eval()(images[i : i + 100])
-                                                         for i in range(0, len(images), 100)])[:, 0]).flatten(1)
-                                for images in (data.challenges.sets[c].images for c in CHALLENGE_CATEGORIES)])
+        objectness = torch.cat([torch.sigmoid(batched_output(base, data.challenges.sets[c].images)[:, 0]).flatten(1)
+                                for c in CHALLENGE_CATEGORIES])
         tau_high = self.max_tau(config)
         cells = np.array([float(((objectness >= tau) & (objectness <= tau_high)).sum(1).float().mean()) if tau > 0
                           else 0.0 for tau in TAU_GRID])

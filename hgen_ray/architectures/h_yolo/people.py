@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torchvision.ops import box_iou
 
-from hgen_ray.architectures.detector import HumanOutcome, image_key, looks_of
+from hgen_ray.architectures.detector import HumanOutcome, batched_output, image_key, looks_of
 from hgen_ray.architectures.h_yolo.network import CellVerdicts, apply_cell_answers, cell_boxes, decode_cells, gated_cells
 from hgen_ray.config import Candidate
 from hgen_ray.data.detection_splits import DetectionSet
@@ -54,7 +54,7 @@ def _requests(output: torch.Tensor, gated: torch.Tensor, data: DetectionSet, cat
 def human_cells_pass(model: nn.Module, data: DetectionSet, category: str, severity: int, candidate: Candidate,
                      pool: HumanPool, split: str) -> HumanOutcome:
     """H-YOLO with people checking the ambiguous cells of every image."""
-    output = torch.cat([model.eval()(data.images[i : i + 100]) for i in range(0, len(data), 100)])
+    output = batched_output(model, data.images)
     side = data.images.shape[-1]
     plain = decode_cells(output, side)
     gated = gated_cells(output, candidate.human.tau, candidate.human.tau_high)
