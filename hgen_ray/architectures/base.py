@@ -52,6 +52,8 @@ class CategoryOutcome:
     latency_s: np.ndarray  # arrival to final answer
     wait_s: np.ndarray  # of that, waiting for a free person
     tasks: np.ndarray | None = None  # people's tasks on it (a detector's cells checked or boxes drawn)
+    dnn_correct: np.ndarray | None = None  # bool: the network alone was right (classifiers; None for detectors)
+    gate_confidence: np.ndarray | None = None  # the gate's score, low = doubt (classifiers; None for detectors)
 
 
 @dataclass

@@ -27,6 +27,10 @@ __all__ = [
     "ExperimentConfig",
     "FC_TECHNIQUES",
     "FinetuneConfig",
+    "GATE_SCORES",
+    "GateConfig",
+    "COMBINATION_RULES",
+    "HELD_OUT_FAMILIES",
     "HumanChoice",
     "HumanPoolConfig",
     "LayerChoice",
@@ -56,6 +60,13 @@ CHALLENGE_CATEGORIES: tuple[str, ...] = (
 CONV_TECHNIQUES: tuple[str, ...] = ("none", "l1", "l2", "fpgm", "taylor")
 FC_TECHNIQUES: tuple[str, ...] = ("none", "svd")
 SEARCH_ALGORITHMS: tuple[str, ...] = ("hgen", "random", "compression_only", "optuna")
+# What the gate ranks samples by (hgen_ray.architectures.gate): max softmax, energy (Liu et al. 2020),
+# Mahalanobis distance of the features (Lee et al. 2018), or a learned rejector head.
+GATE_SCORES: tuple[str, ...] = ("msp", "energy", "mahalanobis", "rejector")
+COMBINATION_RULES: tuple[str, ...] = ("replace", "bayes")  # people's answers replace the network's, or join it
+# Corruption families the rejector may train on: none is one of the 12 test categories. ImageNet-C's four held-out
+# families (Hendrycks and Dietterich, ICLR 2019: speckle noise, Gaussian blur, spatter, saturate) plus elastic transform.
+HELD_OUT_FAMILIES: tuple[str, ...] = ("speckle_noise", "gaussian_blur", "spatter", "saturate", "elastic_transform")
 CHANCE_ACCURACY = 0.1  # ten classes: what a guess gets right
 CROWD_MAJORITY_OF_3_ACCURACY = 0.835  # Xiao et al. 2017, Fashion-MNIST benchmark, human row (majority of 3)
 MAX_COMPRESSION_RATIO = 0.9  # beyond this a layer keeps too few channels to train
@@ -154,6 +165,17 @@ class HumanPoolConfig:
 
 
 @dataclass(frozen=True)
+class GateConfig:
+    """``gate``: which gate scores the search may choose, how much it may defer, and how people's answers count."""
+
+    scores: tuple[str, ...] | None = field(default=None, metadata=_choices(*GATE_SCORES))  # null = all the model has
+    max_deferral: float = field(default=0.3, metadata=_range(0.0, 1.0))  # d_max: share of clean validation deferred
+    combine: str | None = field(default=None, metadata=_choices(*COMBINATION_RULES))  # null = bayes where it can
+    # what the rejector learns from: held-out corruptions of validation images, never a test category
+    rejector_families: tuple[str, ...] = field(default=HELD_OUT_FAMILIES, metadata=_choices(*HELD_OUT_FAMILIES))
+
+
+@dataclass(frozen=True)
 class ProfileConfig:
     energy_source: str = field(default="auto", metadata=_choices("auto", "nvml", "rapl", "estimate"))  # energy meter
     latency_repeats: int = field(default=50, metadata=_range(5, 10000))  # timed batch-1 runs; the median is kept
@@ -207,8 +229,13 @@ class LayerChoice:
 @dataclass(frozen=True)
 class HumanChoice:
     mechanism: str = field(default="sequential", metadata=_choices("sequential", "majority"))  # how a chain decides
-    tau: float = field(default=0.0, metadata=_range(0.0, 1.0))  # defer when confidence < tau; 0 = never
+    # defer when the gate's confidence < tau (msp: 0 = never, 1 = always); set by the trial when deferral is given
+    tau: float = field(default=0.0, metadata=_range(-math.inf, math.inf))
     k: int = field(default=1, metadata=_range(1, 3))  # people in the chain
+    gate: str = field(default="msp", metadata=_choices(*GATE_SCORES))  # the score the gate ranks samples by
+    # share of clean validation images deferred: the trial sets tau to that quantile of the gate's confidence
+    deferral: float | None = field(default=None, metadata=_range(0.0, 1.0))
+    combine: str = field(default="replace", metadata=_choices(*COMBINATION_RULES))  # how people's answers count
     # h_yolo only: cells with objectness in [tau, tau_high] go to people
     tau_high: float = field(default=0.9, metadata=_range(0.0, 1.0))
 
@@ -228,6 +255,7 @@ class ExperimentConfig:
     detection: DetectionConfig = field(default_factory=DetectionConfig)  # canvases for h_yolo and h_faster_rcnn
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     human_pool: HumanPoolConfig = field(default_factory=HumanPoolConfig)
+    gate: GateConfig = field(default_factory=GateConfig)  # the gate scores searched and how people's answers count
     profile: ProfileConfig = field(default_factory=ProfileConfig)
     constraints: Constraints = field(default_factory=Constraints)
     candidate: Candidate = field(default_factory=Candidate)  # evaluated when --candidate is not given
