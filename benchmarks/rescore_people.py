@@ -38,7 +38,7 @@ def _rescored(config: Any, row: dict[str, Any]) -> dict[str, Any]:
     hdnn = load_hdnn(row["checkpoint"])
     data = load_split_data(config, "test")
     with HumanPool(config.human_pool, config.seed) as pool:
-        metrics = measure_network(config, hdnn.model, hdnn.temperature, hdnn.candidate, split="test", data=data,
+        metrics = measure_network(config, hdnn.model, hdnn.gate, hdnn.candidate, split="test", data=data,
                                   pool=pool).metrics
     return {**metrics, "feasible": score(metrics, config.constraints, config.reward).feasible}
 

@@ -2,7 +2,8 @@
 
 A saved H-DNN is a folder:
 
-- ``model.pt``: the compressed weights, the gate temperature and one input's shape. It holds
+- ``model.pt``: the compressed weights, the fitted gate (its score, temperature and tensors)
+  and one input's shape. It holds
   only tensors and numbers and is loaded with ``torch.load(weights_only=True)``,
   so opening it cannot run code.
 - ``candidate.yaml``: the per-layer compression and the human choice.
@@ -35,6 +36,7 @@ from hgen_ray.config import (
 )
 from hgen_ray.architectures import Architecture, Prediction, get_architecture
 from hgen_ray.architectures.base import FASHION_MNIST_INPUT_SHAPE
+from hgen_ray.architectures.gate import FittedGate
 
 __all__ = ["HDNN", "HDNNError", "export_onnx", "load_hdnn", "save_hdnn"]
 
@@ -52,7 +54,7 @@ class HDNNError(ValueError):
 @dataclass
 class HDNN:
     model: nn.Module
-    temperature: float
+    gate: FittedGate
     candidate: Candidate
     architecture: str = "h_cnn"  # model.name of the experiment it came from
     input_shape: tuple[int, ...] = FASHION_MNIST_INPUT_SHAPE  # one sample's: channels, height, width
@@ -60,16 +62,16 @@ class HDNN:
     @torch.no_grad()
     def predict(self, images: torch.Tensor) -> tuple[torch.Tensor | list[dict[str, torch.Tensor]], torch.Tensor]:
         """The network's answer (classes, or detections per image) and the mask of images that go to people."""
-        prediction: Prediction = get_architecture(self.architecture).predict(self.model, self.temperature,
+        prediction: Prediction = get_architecture(self.architecture).predict(self.model, self.gate,
                                                                             self.candidate.human, images)
         return prediction.answers, prediction.to_people
 
 
-def save_hdnn(folder: Path, model: nn.Module, temperature: float, candidate: Candidate,
+def save_hdnn(folder: Path, model: nn.Module, gate: FittedGate, candidate: Candidate,
               config: ExperimentConfig, input_shape: tuple[int, ...]) -> Path:
     """Write the three files of a saved H-DNN into ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": model.state_dict(), "temperature": float(temperature),
+    torch.save({"state_dict": model.state_dict(), "temperature": float(gate.temperature), "gate": gate.state(),
                 "input_shape": [int(side) for side in input_shape]}, folder / MODEL_FILE)
     (folder / CANDIDATE_FILE).write_text(yaml.safe_dump(as_dict(candidate), sort_keys=False))
     (folder / CONFIG_FILE).write_text(yaml.safe_dump(as_dict(config), sort_keys=False))
@@ -98,11 +100,13 @@ def load_hdnn(path: str | Path) -> HDNN:
         payload = torch.load(folder / MODEL_FILE, map_location="cpu", weights_only=True)
         input_shape = _input_shape(payload, architecture, config)
         model = architecture.rebuild(config, payload["state_dict"], input_shape)
-        temperature = float(payload["temperature"])
+        # an H-DNN saved before gates had scores holds only msp's temperature
+        gate = FittedGate.from_state(payload["gate"]) if "gate" in payload else \
+            FittedGate("msp", float(payload["temperature"]))
     except Exception as error:  # unpickling refused, wrong keys or shapes: all mean "not ours"
         raise HDNNError(f"{folder / MODEL_FILE}: not a loadable H-DNN checkpoint ({type(error).__name__})") from None
     candidate = build_dataclass(Candidate, read_yaml_mapping(folder / CANDIDATE_FILE), "candidate")
-    return HDNN(model=model, temperature=temperature, candidate=candidate, architecture=config.model.name,
+    return HDNN(model=model, gate=gate, candidate=candidate, architecture=config.model.name,
                 input_shape=input_shape)
 
 
@@ -117,7 +121,8 @@ def _saved_config(folder: Path) -> ExperimentConfig:
 
 
 def export_onnx(path: str | Path, out: str | Path | None = None) -> Path:
-    """Write ``model.onnx`` (the network) and ``gate.json`` (when people step in).
+    """Write ``model.onnx`` (the network, and its gate score where the gate is a module) and ``gate.json``
+    (when people step in: the score, tau, the share d it was set from, the chain and the combination rule).
 
     Args:
         path: A saved H-DNN folder.
@@ -127,9 +132,11 @@ def export_onnx(path: str | Path, out: str | Path | None = None) -> Path:
     architecture = get_architecture(hdnn.architecture)
     target = Path(out) if out else Path(path)
     target.mkdir(parents=True, exist_ok=True)
-    architecture.export(hdnn.model, torch.rand(1, *hdnn.input_shape), target / ONNX_FILE)
+    architecture.export(hdnn.model, hdnn.gate, torch.rand(1, *hdnn.input_shape), target / ONNX_FILE)
     human = hdnn.candidate.human
-    gate = {"architecture": hdnn.architecture, "tau": human.tau, "k": human.k, "mechanism": human.mechanism,
-            "temperature": hdnn.temperature, "rule": architecture.gate_rule, **architecture.gate_settings(human)}
+    gate = {"architecture": hdnn.architecture, "score": hdnn.gate.score, "tau": human.tau, "deferral": human.deferral,
+            "k": human.k, "mechanism": human.mechanism, "combine": human.combine, "temperature": hdnn.gate.temperature,
+            "rule": architecture.gate_rule, "outputs": list(architecture.output_names),
+            **architecture.gate_settings(human)}
     (target / GATE_FILE).write_text(json.dumps(gate, indent=2) + "\n")
     return target / ONNX_FILE

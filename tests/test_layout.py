@@ -19,6 +19,7 @@ ALLOWED: dict[str, set[str]] = {
     "version": set(),
     "atomic_write": set(),
     "config": set(),
+    "gate_quality": set(),
     "data": {"config", "atomic_write", "version"},
     "metric": {"config"},
     "profile": {"config"},
@@ -26,12 +27,12 @@ ALLOWED: dict[str, set[str]] = {
     "compress": {"config"},
     "architectures": {"config", "data", "compress", "human", "profile", "atomic_write", "version"},
     "hdnn": {"config", "architectures"},
-    "trial": {"config", "data", "architectures", "compress", "human", "profile", "metric", "hdnn"},
+    "trial": {"config", "data", "architectures", "compress", "human", "profile", "metric", "hdnn", "gate_quality"},
     "controller": {"config", "metric"},
-    "report": {"config", "data", "metric", "atomic_write"},
+    "report": {"config", "data", "metric", "atomic_write", "gate_quality"},
     "search": {"config", "data", "architectures", "controller", "trial", "human", "profile", "metric", "report", "hdnn",
-               "atomic_write"},
-    "bench": {"config", "data", "architectures", "search", "trial", "human", "report", "atomic_write"},
+               "atomic_write", "gate_quality"},
+    "bench": {"config", "data", "architectures", "search", "trial", "human", "report", "atomic_write", "gate_quality"},
     "cli": set(),  # the entry point: below it, anything
 }
 

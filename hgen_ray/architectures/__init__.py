@@ -46,4 +46,5 @@ def architecture_for(config: ExperimentConfig) -> Architecture:
     """The experiment's architecture, after it checked the experiment's model settings."""
     architecture = get_architecture(config.model.name)
     architecture.check_config(config)
+    architecture.check_gate(config)
     return architecture

@@ -10,11 +10,12 @@ same for every architecture, and adding one is a folder under
 The three stages:
 
 - **Setup** (once per search): :meth:`load_data`, :meth:`load_base`,
-  :meth:`compressible_layers`, :meth:`input_sample`, :meth:`labour_curve` and
+  :meth:`compressible_layers`, :meth:`input_sample`, :meth:`labour_curves` and
   :meth:`reference_candidates`.
 - **Trial** (once per candidate): :meth:`compress` (calling the generic
-  :mod:`hgen_ray.compress`, which knows no model or data), :meth:`temperature`,
-  and :meth:`run_with_people`, whose per-category outcomes carry the accuracy.
+  :mod:`hgen_ray.compress`, which knows no model or data), :meth:`fit_gate`,
+  :meth:`tau_for_deferral`, and :meth:`run_with_people`, whose per-category outcomes
+  carry the accuracy.
 - **Saved H-DNN**: :meth:`rebuild`, :meth:`predict`, :attr:`gate_rule` and :meth:`export`.
 """
 
@@ -29,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from hgen_ray.architectures.gate import FittedGate
 from hgen_ray.config import Candidate, ConfigError, ExperimentConfig, FinetuneConfig, HumanChoice
 from hgen_ray.data.fashion_mnist import CLASS_NAMES
 from hgen_ray.human import HumanPool
@@ -36,7 +38,7 @@ from hgen_ray.human.calibration import FASHION_MNIST, PeopleCalibration, resolve
 
 __all__ = ["Architecture", "CategoryOutcome", "Prediction", "TAU_GRID"]
 
-TAU_GRID = np.linspace(0.0, 1.0, 101)  # the taus a labour curve is given at
+TAU_GRID = np.linspace(0.0, 1.0, 101)  # the taus (or, deferring by rate, the shares d) a labour curve is given at
 ONNX_OPSET = 18
 FASHION_MNIST_INPUT_SHAPE = (1, 28, 28)
 
@@ -68,12 +70,16 @@ class Architecture(ABC):
     """One H-DNN: a network, its data, its gate and how people help it.
 
     Subclasses set :attr:`name` (the ``model.name`` users write), :attr:`gate_rule` (the
-    sentence ``gate.json`` carries) and :attr:`output_names` (the ONNX outputs).
+    sentence ``gate.json`` carries), :attr:`output_names` (the ONNX outputs), :attr:`gate_scores`
+    (what its gate may rank by), and whether it defers by rate and has class probabilities.
     """
 
     name: ClassVar[str]
     gate_rule: ClassVar[str]
     output_names: ClassVar[tuple[str, ...]]
+    gate_scores: ClassVar[tuple[str, ...]] = ("msp",)
+    defers_by_rate: ClassVar[bool] = False  # candidates name a share d of clean images deferred, not a raw tau
+    class_probabilities: ClassVar[bool] = False  # people's answers can be combined with the network's (bayes)
 
     def check_config(self, config: ExperimentConfig) -> None:
         """Refuse model settings this architecture cannot use (:class:`ConfigError`, one line), before any work."""
@@ -122,10 +128,12 @@ class Architecture(ABC):
         return data
 
     @abstractmethod
-    def labour_curve(self, config: ExperimentConfig, base: nn.Module, data: Any) -> np.ndarray:
-        """One person's mean seconds per challenge sample at each tau of :data:`TAU_GRID`, for the base gate.
+    def labour_curves(self, config: ExperimentConfig, base: nn.Module, data: Any,
+                      scores: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """Per gate score, one person's mean seconds per challenge sample at each level of :data:`TAU_GRID`
+        (a tau, or a share d when deferring by rate), for the base network's gate.
 
-        The search bounds tau with it so that every strategy's labour fits ``L_c`` (or the pool's
+        The search bounds the level with it so that every strategy's labour fits ``L_c`` (or the pool's
         capacity, which is always finite). Measured on the validation challenge sets only.
         """
 
@@ -145,10 +153,44 @@ class Architecture(ABC):
         """The largest tau the search may propose."""
         return 1.0
 
+    def searched_scores(self, config: ExperimentConfig) -> tuple[str, ...]:
+        """The gate scores the search may choose: ``gate.scores``, or all this architecture has."""
+        return config.gate.scores or self.gate_scores
+
+    def combination(self, config: ExperimentConfig) -> str:
+        """How people's answers count: ``gate.combine``, or bayes where the network gives class probabilities."""
+        return config.gate.combine or ("bayes" if self.class_probabilities else "replace")
+
+    def check_gate(self, config: ExperimentConfig) -> None:
+        """Refuse a ``gate`` section (or the config's candidate) this architecture cannot use, in one line."""
+        unknown = [s for s in (*(config.gate.scores or ()), config.candidate.human.gate) if s not in self.gate_scores]
+        if unknown:
+            key = "gate.scores" if unknown[0] in (config.gate.scores or ()) else "candidate.human.gate"
+            raise ConfigError(f"{key}: {unknown[0]!r} is not a gate score of {self.name}; "
+                              f"allowed: {', '.join(self.gate_scores)}")
+        if "bayes" in (config.gate.combine, config.candidate.human.combine) and not self.class_probabilities:
+            key = "gate.combine" if config.gate.combine == "bayes" else "candidate.human.combine"
+            raise ConfigError(f"{key}: bayes combines people with the network's class probabilities, which {self.name} "
+                              "does not give; allowed: replace")
+        wants_rejector = "rejector" in (*self.searched_scores(config), config.candidate.human.gate)
+        if wants_rejector and not config.gate.rejector_families:
+            raise ConfigError("gate.rejector_families: the rejector needs at least one corruption family that is not "
+                              "a test category; allowed: speckle_noise, gaussian_blur, spatter, saturate, "
+                              "elastic_transform")
+
     def check_candidate(self, candidate: Candidate, config: ExperimentConfig) -> None:
         """Refuse a candidate this architecture cannot run (:class:`ConfigError`, one line)."""
         human = candidate.human
-        if human.tau > 0 and human.k > config.human_pool.size:
+        if human.gate not in self.gate_scores:
+            raise ConfigError(f"candidate.human.gate: {human.gate!r} is not a gate score of {self.name}; "
+                              f"allowed: {', '.join(self.gate_scores)}")
+        if human.combine == "bayes" and not self.class_probabilities:
+            raise ConfigError(f"candidate.human.combine: bayes needs class probabilities, which {self.name} does not "
+                              "give; allowed: replace")
+        if human.deferral is not None and not self.defers_by_rate:
+            raise ConfigError(f"candidate.human.deferral: {self.name} gates by a raw threshold; allowed: null "
+                              "(set tau)")
+        if human.asks_people and human.k > config.human_pool.size:
             raise ConfigError(f"candidate.human.k: {human.k} people per chain exceeds human_pool.size "
                               f"{config.human_pool.size}; allowed: 1 to {min(3, config.human_pool.size)}")
 
@@ -159,12 +201,20 @@ class Architecture(ABC):
                  finetune: FinetuneConfig) -> nn.Module:
         """A compressed, fine-tuned copy of ``base``; ``base`` itself is untouched."""
 
-    def temperature(self, model: nn.Module, data: Any) -> float:
-        """The gate's calibration, fitted on clean validation data; 1.0 for gates on raw scores."""
-        return 1.0
+    def fit_gate(self, config: ExperimentConfig, model: nn.Module, data: Any, score: str) -> FittedGate:
+        """The gate of ``score`` fitted to ``model`` on validation (and clean train) data, after fine-tuning."""
+        return FittedGate(score)
+
+    def tau_for_deferral(self, model: nn.Module, gate: FittedGate, data: Any, deferral: float) -> float:
+        """The tau that defers a share ``deferral`` of clean validation images (architectures deferring by rate).
+
+        Raises:
+            ConfigError: This architecture's gate takes a raw tau.
+        """
+        raise ConfigError(f"candidate.human.deferral: {self.name} gates by a raw threshold; allowed: null (set tau)")
 
     @abstractmethod
-    def run_with_people(self, config: ExperimentConfig, model: nn.Module, temperature: float, candidate: Candidate,
+    def run_with_people(self, config: ExperimentConfig, model: nn.Module, gate: FittedGate, candidate: Candidate,
                         data: Any, pool: HumanPool) -> dict[str, CategoryOutcome]:
         """Run the network, its gate and the people on every evaluated category (``clean`` first).
 
@@ -187,15 +237,15 @@ class Architecture(ABC):
         return FASHION_MNIST_INPUT_SHAPE
 
     @abstractmethod
-    def predict(self, model: nn.Module, temperature: float, human: HumanChoice, images: torch.Tensor) -> Prediction:
+    def predict(self, model: nn.Module, gate: FittedGate, human: HumanChoice, images: torch.Tensor) -> Prediction:
         """The network's answers and the gate's choice for a batch."""
 
     def gate_settings(self, human: HumanChoice) -> dict[str, float]:
-        """Settings of the gate beyond tau, k and the temperature, for ``gate.json``."""
+        """Settings of the gate beyond its score, tau, d, k and the temperature, for ``gate.json``."""
         return {}
 
-    def export(self, model: nn.Module, sample: torch.Tensor, path: Path) -> None:
-        """Write the network as ONNX, with a dynamic batch dimension."""
+    def export(self, model: nn.Module, gate: FittedGate, sample: torch.Tensor, path: Path) -> None:
+        """Write the network (with its gate, where it is a module) as ONNX, with a dynamic batch dimension."""
         torch.onnx.export(model.eval(), (sample.expand(2, *sample.shape[1:]).clone(),), path, input_names=["image"],
                           output_names=list(self.output_names), dynamic_shapes=[{0: torch.export.Dim("batch")}],
                           opset_version=ONNX_OPSET, external_data=False)

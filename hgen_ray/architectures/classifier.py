@@ -9,8 +9,11 @@ classifier:
   loaded from ``cache_dir/base-<hash>.pt``. The hash covers everything that changes
   the weights. Checkpoints hold only tensors and numbers and are loaded with
   ``weights_only=True``, so a cache file cannot run code; a corrupt one is retrained over.
-- **Gate**: max softmax with a temperature fitted on clean validation images; a
-  sample below tau goes to a chain of k people, whose answer replaces the network's.
+- **Gate**: a confidence score (max softmax with a temperature fitted on clean validation
+  images, energy, Mahalanobis distance or a learned rejector: :mod:`hgen_ray.architectures.gate`);
+  a sample below tau goes to a chain of k people, whose answers replace the network's or
+  are combined with its class probabilities. Tau is set from a share d of clean
+  validation images to defer.
 - **Saved H-DNN**: rebuilt by shaping a fresh network like the saved tensors
   (:mod:`hgen_ray.architectures.reshape`).
 """
@@ -29,7 +32,18 @@ import torch
 from torch import nn
 
 from hgen_ray.architectures.base import TAU_GRID, Architecture, CategoryOutcome, Prediction
-from hgen_ray.architectures.gate import confidence, defer_mask, fit_temperature
+from hgen_ray.architectures.gate import (
+    FittedGate,
+    GatedClassifier,
+    confidence_from,
+    defer_mask,
+    fit_mahalanobis,
+    fit_temperature,
+    gate_confidence,
+    logits_and_features,
+    tau_for_rate,
+)
+from hgen_ray.architectures.rejector import rejector_training_set, train_rejector
 from hgen_ray.architectures.reshape import reshape_like
 from hgen_ray.architectures.stream import query_stream
 from hgen_ray.architectures.training import batches, predict_logits, train_classifier, training_step
@@ -37,6 +51,7 @@ from hgen_ray.atomic_write import replaced_atomically
 from hgen_ray.compress import CompressionPlan, TaylorData, compress_network
 from hgen_ray.config import (
     CHALLENGE_CATEGORIES,
+    GATE_SCORES,
     Candidate,
     ConfigError,
     ExperimentConfig,
@@ -49,6 +64,7 @@ from hgen_ray.data.preview import draw_challenge_grid
 from hgen_ray.data.splits import EVALUATED_CATEGORIES, SPLIT_NAMES, ChallengeSet, Splits, build_challenge_set, load_splits
 from hgen_ray.human import DeferredSample, HumanPool, PeopleView, people_view, train_ensemble
 from hgen_ray.human.calibration import PeopleCalibration, mean_answer_s, resolve_calibration
+from hgen_ray.human.image_difficulty import person_chance
 from hgen_ray.version import __version__
 
 __all__ = ["ImageClassifier", "TrainedBase", "automatic_layers"]
@@ -59,6 +75,7 @@ DUMMY_BATCH = 2  # batch norm in train mode needs more than one sample per chann
 # A network of a zoo has dozens of convs; an episode over all of them would teach the agents little in a
 # few dozen trials. By default the few that do the most work are searched (assumed; set model.layers).
 AUTOMATIC_CONVS = 4
+MAHALANOBIS_TRAIN_IMAGES = 2000  # assumed: clean train images the class means and shared covariance are fitted on
 
 
 @dataclass
@@ -117,8 +134,11 @@ def automatic_layers(model: nn.Module, sample: torch.Tensor, names: tuple[str, .
 class ImageClassifier(Architecture):
     """A classifier of one image into one of the data's classes, gated by calibrated confidence."""
 
-    gate_rule = "defer when max(softmax(logits / temperature)) < tau, or always when tau >= 1"
-    output_names = ("logits",)
+    gate_rule = "defer when gate_confidence < tau (msp: also always when tau >= 1)"
+    output_names = ("logits", "gate_confidence")
+    gate_scores = GATE_SCORES
+    defers_by_rate = True
+    class_probabilities = True
 
     @abstractmethod
     def build(self, config: ExperimentConfig, channels: int, num_classes: int) -> nn.Module:
@@ -221,14 +241,20 @@ class ImageClassifier(Architecture):
     def input_sample(self, config: ExperimentConfig, data: Splits) -> torch.Tensor:
         return torch.rand(1, *data.val_images.shape[1:], generator=torch.Generator().manual_seed(config.seed))
 
-    def labour_curve(self, config: ExperimentConfig, base: nn.Module, data: Splits) -> np.ndarray:
-        """The base gate's deferral share at each tau, times one person's mean seconds per answer."""
-        temperature = self.temperature(base, data)
+    def labour_curves(self, config: ExperimentConfig, base: nn.Module, data: Splits,
+                      scores: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """Per score, the base gate's share of challenge samples deferred at each share d of clean validation
+        images, times one person's mean seconds per answer."""
         challenge = build_challenge_set(data, config.data, config.seed, "validation")
-        scores = torch.cat([confidence(predict_logits(base, challenge.images[c]), temperature)
-                            for c in CHALLENGE_CATEGORIES])
-        deferral = np.array([float((scores < tau).float().mean()) for tau in TAU_GRID])
-        return deferral * mean_answer_s(config.data.severity, calibration=self.people_calibration(config, data))
+        answer_s = mean_answer_s(config.data.severity, calibration=self.people_calibration(config, data))
+        curves = {}
+        for score in scores:
+            gate = self.fit_gate(config, base, data, score)
+            clean = gate.validation_confidence
+            seen = torch.cat([gate_confidence(base, gate, challenge.images[c])[1] for c in CHALLENGE_CATEGORIES])
+            deferral = [float(defer_mask(seen, score, tau_for_rate(clean, d)).float().mean()) for d in TAU_GRID]
+            curves[score] = np.array(deferral) * answer_s
+        return curves
 
     def people_calibration(self, config: ExperimentConfig, data: Splits) -> PeopleCalibration:
         return resolve_calibration(config.human_pool.calibration, data.dataset, data.class_names)
@@ -248,10 +274,35 @@ class ImageClassifier(Architecture):
         plan = CompressionPlan(data.train_images[:DUMMY_BATCH], lambda _model: taylor, tune)
         return compress_network(base, candidate, self.compressible_layers(config, base, data), plan)
 
-    def temperature(self, model: nn.Module, data: Splits) -> float:
-        return fit_temperature(predict_logits(model, data.val_images), data.val_labels)
+    def fit_gate(self, config: ExperimentConfig, model: nn.Module, data: Splits, score: str) -> FittedGate:
+        logits, features = logits_and_features(model, data.val_images)
+        gate = FittedGate(score, fit_temperature(logits, data.val_labels))
+        if score == "mahalanobis":
+            images, labels = data.train_images[:MAHALANOBIS_TRAIN_IMAGES], data.train_labels[:MAHALANOBIS_TRAIN_IMAGES]
+            gate.tensors = fit_mahalanobis(logits_and_features(model, images)[1], labels, len(data.class_names))
+        elif score == "rejector":
+            gate.tensors = self._fit_rejector(config, model, gate.temperature, data)
+        gate.validation_confidence = confidence_from(gate, logits, features)
+        return gate
 
-    def run_with_people(self, config: ExperimentConfig, model: nn.Module, temperature: float, candidate: Candidate,
+    def _fit_rejector(self, config: ExperimentConfig, model: nn.Module, temperature: float,
+                      data: Splits) -> dict[str, torch.Tensor]:
+        """The rejector on held-out corruptions of validation images: it pays to defer where the network is
+        wrong and a person is likely right (:mod:`hgen_ray.architectures.rejector`)."""
+        learn_from = rejector_training_set(data.val_images, data.val_labels, config.gate.rejector_families,
+                                           config.seed)
+        logits, features = logits_and_features(model, learn_from.images)
+        calibration = self.people_calibration(config, data)
+        ensemble = train_ensemble(data.train_images, data.train_labels, config.seed, calibration.num_classes)
+        chance = person_chance(learn_from.images, learn_from.clean, learn_from.labels, ensemble, calibration)
+        target = (logits.argmax(1) != learn_from.labels).float() * torch.from_numpy(chance).float()
+        return train_rejector(features, torch.softmax(logits / temperature, dim=1), target, config.seed)
+
+    def tau_for_deferral(self, model: nn.Module, gate: FittedGate, data: Splits, deferral: float) -> float:
+        clean = gate.validation_confidence
+        return tau_for_rate(gate_confidence(model, gate, data.val_images)[1] if clean is None else clean, deferral)
+
+    def run_with_people(self, config: ExperimentConfig, model: nn.Module, gate: FittedGate, candidate: Candidate,
                         data: Splits, pool: HumanPool) -> dict[str, CategoryOutcome]:
         split = self.data_split(data)
         challenge = build_challenge_set(data, config.data, config.seed, split)
@@ -261,7 +312,7 @@ class ImageClassifier(Architecture):
                              calibration=calibration)
         per_category = len(challenge.labels)
         arrivals = query_stream(config, split, {c: per_category for c in EVALUATED_CATEGORIES})
-        return _gate_and_people(model, temperature, challenge, candidate.human, pool, people, arrivals)
+        return _gate_and_people(model, gate, challenge, candidate.human, pool, people, arrivals)
 
     # --- saved H-DNN ---------------------------------------------------------------------------
 
@@ -269,9 +320,13 @@ class ImageClassifier(Architecture):
                 input_shape: tuple[int, ...]) -> nn.Module:
         return reshape_like(self.build(config, input_shape[0], 2), state_dict)  # the head takes the saved width
 
-    def predict(self, model: nn.Module, temperature: float, human: HumanChoice, images: torch.Tensor) -> Prediction:
-        logits = model.eval()(images)
-        return Prediction(logits.argmax(1), defer_mask(logits, temperature, human.tau))
+    def predict(self, model: nn.Module, gate: FittedGate, human: HumanChoice, images: torch.Tensor) -> Prediction:
+        logits, confidence = gate_confidence(model, gate, images)
+        return Prediction(logits.argmax(1), defer_mask(confidence, gate.score, human.tau))
+
+    def export(self, model: nn.Module, gate: FittedGate, sample: torch.Tensor, path: Path) -> None:
+        """The network and its gate as one ONNX model: outputs ``logits`` and ``gate_confidence``."""
+        super().export(GatedClassifier(model, gate).eval(), gate, sample, path)
 
 
 @torch.no_grad()
@@ -300,24 +355,25 @@ def deferred_sample(challenge: ChallengeSet, category: str, index: int, arrival_
     """Sample ``index`` of ``category`` as the pool sees it: its image key, arrival, difficulty and the network's view."""
     key = (SPLIT_NAMES.index(challenge.split), EVALUATED_CATEGORIES.index(category), index)
     return DeferredSample(key, arrival_s, int(challenge.labels[index]), float(people.person_accuracy[category][index]),
-                          float(people.answer_median_s[category][index]), tuple(probabilities[index].tolist()))
+                          float(people.answer_median_s[category][index]), tuple(probabilities[index].tolist()),
+                          float(people.person_accuracy[category].mean()))
 
 
 @torch.no_grad()
-def _gate_and_people(model: nn.Module, temperature: float, challenge: ChallengeSet, human: HumanChoice,
+def _gate_and_people(model: nn.Module, gate: FittedGate, challenge: ChallengeSet, human: HumanChoice,
                      pool: HumanPool, people: PeopleView, arrivals: dict[str, np.ndarray]) -> dict[str, CategoryOutcome]:
     """Every category through the network and its gate; the deferred samples of all of them to the pool at once."""
-    dnn, deferred, requests, where = {}, {}, [], []
+    dnn, confidence, deferred, requests, where = {}, {}, {}, [], []
     for category in EVALUATED_CATEGORIES:
-        logits = predict_logits(model, challenge.images[category])
+        logits, confidence[category] = gate_confidence(model, gate, challenge.images[category])
         dnn[category] = logits.argmax(1).numpy()
-        deferred[category] = defer_mask(logits, temperature, human.tau).numpy()
-        probabilities = torch.softmax(logits / temperature, dim=1)
+        deferred[category] = defer_mask(confidence[category], gate.score, human.tau).numpy()
+        probabilities = torch.softmax(logits / gate.temperature, dim=1)
         for index in np.flatnonzero(deferred[category]).tolist():
             requests.append(deferred_sample(challenge, category, index, float(arrivals[category][index]), people,
                                             probabilities))
             where.append((category, index))
-    answered = pool.serve(requests, human.mechanism, human.k) if requests else None
+    answered = pool.serve(requests, human.mechanism, human.k, combine=human.combine) if requests else None
     final = {c: p.copy() for c, p in dnn.items()}
     costs = {name: {c: np.zeros(len(p)) for c, p in dnn.items()} for name in ("labor_s", "latency_s", "wait_s")}
     for row, (category, index) in enumerate(where):
@@ -328,5 +384,6 @@ def _gate_and_people(model: nn.Module, temperature: float, challenge: ChallengeS
         costs["wait_s"][category][index] = answered.wait_s[row]
     labels = challenge.labels.numpy()
     return {c: CategoryOutcome(float(np.mean(final[c] == labels)), float(np.mean(dnn[c] == labels)), deferred[c],
-                               costs["labor_s"][c], costs["latency_s"][c], costs["wait_s"][c])
+                               costs["labor_s"][c], costs["latency_s"][c], costs["wait_s"][c],
+                               dnn_correct=dnn[c] == labels, gate_confidence=confidence[c].numpy())
             for c in EVALUATED_CATEGORIES}

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from hgen_ray.architectures.base import Architecture, CategoryOutcome
+from hgen_ray.architectures.gate import FittedGate
 from hgen_ray.architectures.map50 import map50
 from hgen_ray.architectures.stream import query_stream
 from hgen_ray.atomic_write import replaced_atomically
@@ -114,6 +115,15 @@ class Detector(Architecture):
     def people_pass(self, model: nn.Module, data: DetectionSet, category: str, severity: int, candidate: Candidate,
                     pool: HumanPool, split: str) -> HumanOutcome:
         """One category's images through the network, its gate and the people."""
+
+    @abstractmethod
+    def threshold_labour_curve(self, config: ExperimentConfig, base: nn.Module, data: DetectionData) -> np.ndarray:
+        """One person's mean seconds per challenge image at each raw tau of :data:`TAU_GRID`."""
+
+    def labour_curves(self, config: ExperimentConfig, base: nn.Module, data: DetectionData,
+                      scores: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """The detectors' one gate score, on raw thresholds."""
+        return {score: self.threshold_labour_curve(config, base, data) for score in scores}
 
     @torch.no_grad()
     def detect(self, model: nn.Module, images: torch.Tensor) -> list[dict[str, torch.Tensor]]:
@@ -241,7 +251,7 @@ class Detector(Architecture):
         plan = self.compression_plan(config, train, finetune)
         return compress_network(base, candidate, self.compressible_layers(config, base, data), plan)
 
-    def run_with_people(self, config: ExperimentConfig, model: nn.Module, temperature: float, candidate: Candidate,
+    def run_with_people(self, config: ExperimentConfig, model: nn.Module, gate: FittedGate, candidate: Candidate,
                         data: DetectionData, pool: HumanPool) -> dict[str, CategoryOutcome]:
         severity, split = data.challenges.severity, data.challenges.split
         outcomes = {category: self.people_pass(model, canvases, category, severity, candidate, pool, split)

@@ -15,6 +15,7 @@ from typing import Any
 
 from hgen_ray.atomic_write import write_text_atomic
 from hgen_ray.config import CHALLENGE_CATEGORIES
+from hgen_ray.gate_quality import GATE_MEASURES, is_gate_measure
 from hgen_ray.report.plots import plot_reward_bands
 from hgen_ray.report import best_row, chosen_test_measures, format_cell
 from hgen_ray.report.seed_intervals import MIN_SEEDS_FOR_A_CLAIM, Interval, bootstrap_mean_interval
@@ -30,9 +31,9 @@ ACCURACY_GAIN_GOAL = 0.05  # bench goal: +5 points of mean challenge accuracy ov
 STORAGE_SHARE_GOAL = 0.25  # bench goal: at most 1/4 of the original's storage
 RIVALS = ("compression_only", "random", "optuna")  # the baselines hgen must beat, paired seed by seed
 SUMMARY_MEASURES = ("accuracy", "accuracy_clean", "dnn_latency_ms", "storage_mb", "labor_s_per_1k", "deferral_rate",
-                    "human_turnaround_s_p95", "pool_utilisation", "reward")
-TABLE_COLUMNS = ("accuracy", "accuracy_clean", "dnn_latency_ms", "human_turnaround_s_p95", "energy_mj", "energy_source", "storage_mb",
-                 "labor_s_per_1k", "deferral_rate", "reward", "feasible")
+                    *GATE_MEASURES, "human_turnaround_s_p95", "pool_utilisation", "reward")
+TABLE_COLUMNS = ("accuracy", "accuracy_clean", "dnn_latency_ms", "human_turnaround_s_p95", "energy_mj", "energy_source",
+                 "storage_mb", "labor_s_per_1k", "deferral_rate", *GATE_MEASURES, "reward", "feasible")
 
 
 @dataclass
@@ -58,13 +59,16 @@ class Goal:
 def _reported(row: Row | None) -> Row | None:
     """A search's chosen row with its test measures in place of its validation ones (references are test rows).
 
-    A search row without test measures has no test figure: None, never its validation figures.
+    A search row without test measures has no test figure: None, never its validation figures. Nor does a
+    gate measure its test columns lack (a search from before they were measured on test): no figure, not validation's.
     """
     if row is None:
         return None
     tested = chosen_test_measures(row)
-    if row.get("split") == "validation" and not tested:
-        return None
+    if row.get("split") == "validation":
+        if not tested:
+            return None
+        row = {k: v for k, v in row.items() if not is_gate_measure(k)}
     return {**row, **tested, "split": "test"}
 
 
@@ -190,7 +194,12 @@ def check_goals(results: Sequence[ArchitectureResult]) -> list[Goal]:
 
 
 def _fmt(value: Any) -> str:
-    return "-" if value is None or value == "" else format_cell(value)
+    return "-" if _missing(value) else format_cell(value)
+
+
+def _missing(value: Any) -> bool:
+    """No figure: absent, blank in a CSV, or NaN (a gate measure of a detector, or one with nothing deferred)."""
+    return value is None or value == "" or (isinstance(value, float) and math.isnan(value))
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
@@ -227,6 +236,19 @@ def _category_table(results: Sequence[ArchitectureResult]) -> list[str]:
     return _table(["category", *shown], rows)
 
 
+def _values(rows: Sequence[Row], measure: str) -> list[float]:
+    """``measure`` of each row; a gate measure only where it has a figure (detectors and older runs have none)."""
+    if not is_gate_measure(measure):
+        return [float(r[measure]) for r in rows]
+    return [float(r[measure]) for r in rows if not _missing(r.get(measure))]
+
+
+def _interval_cell(values: Sequence[float], seeds: int) -> str:
+    """Mean [95% interval], saying how many seeds it stands on where some had no figure."""
+    interval = bootstrap_mean_interval(values)
+    return interval.text() + (f" ({interval.n} of {seeds} seeds)" if 0 < interval.n < seeds else "")
+
+
 def _summary_table(results: Sequence[ArchitectureResult]) -> list[str]:
     """Per strategy, each test measure's mean over seeds with its 95% bootstrap interval."""
     per_seed = _chosen(results)
@@ -234,7 +256,7 @@ def _summary_table(results: Sequence[ArchitectureResult]) -> list[str]:
     rows = []
     for strategy in strategies:
         chosen = [b[strategy] for b in per_seed if b.get(strategy) is not None]
-        cells = [bootstrap_mean_interval([float(r[m]) for r in chosen]).text() for m in SUMMARY_MEASURES]
+        cells = [_interval_cell(_values(chosen, m), len(chosen)) for m in SUMMARY_MEASURES]
         feasible = sum(bool(r["feasible"]) for r in chosen)
         rows.append([strategy, *cells, f"{feasible} of {len(chosen)}"])
     return _table(["strategy", *SUMMARY_MEASURES, "feasible (seeds)"], rows)

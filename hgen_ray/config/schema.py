@@ -239,6 +239,13 @@ class HumanChoice:
     # h_yolo only: cells with objectness in [tau, tau_high] go to people
     tau_high: float = field(default=0.9, metadata=_range(0.0, 1.0))
 
+    @property
+    def asks_people(self) -> bool:
+        """Whether any sample may go to people: a share d above 0, or a tau that can defer."""
+        if self.deferral is not None:
+            return self.deferral > 0
+        return self.tau > 0 or self.gate != "msp"
+
 
 @dataclass(frozen=True)
 class Candidate:

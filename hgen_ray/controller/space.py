@@ -1,9 +1,12 @@
 """The search space: per-layer compression x human participation.
 
-An episode walks the compressible layers in order, then one last "human" step.
-At each step the discrete agent picks an option (a technique; for the human
+An episode walks the compressible layers in order, then a "gate" step when the
+search may choose among several gate scores, then one last "human" step. At each
+step the discrete agent picks an option (a technique; the gate score; for the human
 step, off or a mechanism with k) and the continuous agent picks a number in
-[-1, 1], mapped to a ratio in [0, 0.9] or to tau in [0, 1].
+[-1, 1], mapped to a ratio in [0, 0.9], or at the human step to the share d of clean
+validation images to defer, in [0, d_max] (architectures deferring by rate, whose
+trials set tau from d), or to a raw tau in [0, max_tau] (the detectors).
 
 The state at each step follows AMC's layer embedding (He et al., ECCV 2018):
 step index, layer type, in/out channels, kernel, stride, parameters, FLOPs,
@@ -134,26 +137,27 @@ def kept_fraction(spec: LayerSpec, technique: str, ratio: float) -> float:
     return 1.0 - ratio
 
 
-def _falls(labor: LaborEstimate, max_tau: float) -> bool:
-    """Whether people's work shrinks as tau grows: a band ``[tau, tau_high]`` narrows (H-YOLO)."""
-    inside = labor.taus[(labor.taus > 0) & (labor.taus <= max_tau)]
+def _falls(labor: LaborEstimate, max_level: float) -> bool:
+    """Whether people's work shrinks as the level grows: a band ``[tau, tau_high]`` narrows (H-YOLO)."""
+    inside = labor.taus[(labor.taus > 0) & (labor.taus <= max_level)]
     return len(inside) > 1 and labor.labor_s_per_1k(float(inside[-1]), 1) < labor.labor_s_per_1k(float(inside[0]), 1)
 
 
-def _tau_bounds(labor: LaborEstimate | None, limit: float, max_tau: float,
-                options: tuple[tuple[str, int], ...]) -> tuple[dict[int, float], dict[int, float]]:
-    """Per chain length k, the taus whose estimated labour fits the limit: an upper cap where people's work
-    grows with tau, a floor where it falls (none without a limit)."""
+def _level_bounds(labor: Mapping[str, LaborEstimate] | None, limit: float, max_level: float,
+                  options: tuple[tuple[str, int], ...]) -> tuple[dict[tuple[str, int], float], dict[tuple[str, int], float]]:
+    """Per gate score and chain length k, the levels (tau or d) whose estimated labour fits the limit: an upper
+    cap where people's work grows with the level, a floor where it falls (none without a limit)."""
     if labor is None or math.isinf(limit):
         return {}, {}
     caps, floors = {}, {}
-    falls = _falls(labor, max_tau)
-    for k in {k for mechanism, k in options if mechanism != "off"}:
-        affordable = [t for t in labor.taus if labor.labor_s_per_1k(t, k) <= LABOR_MARGIN * limit]
-        if falls:
-            floors[k] = min((t for t in affordable if 0 < t <= max_tau), default=max_tau)
-        else:
-            caps[k] = min(max(affordable, default=0.0), max_tau)
+    for score, curve in labor.items():
+        falls = _falls(curve, max_level)
+        for k in {k for mechanism, k in options if mechanism != "off"}:
+            affordable = [t for t in curve.taus if curve.labor_s_per_1k(t, k) <= LABOR_MARGIN * limit]
+            if falls:
+                floors[(score, k)] = min((t for t in affordable if 0 < t <= max_level), default=max_level)
+            else:
+                caps[(score, k)] = min(max(affordable, default=0.0), max_level)
     return caps, floors
 
 
@@ -170,20 +174,28 @@ class SearchSpace:
         reference: Measures of the uncompressed model (``storage_mb``, ``energy_mj``), for normalising.
         human_enabled: False for ``compression_only``: the human step is always off.
         pool_size: People in the pool; longer chains are left out of the space.
-        max_tau: Largest gate threshold, also every candidate's ``tau_high`` (H-YOLO's band
-            ``[tau, tau_high]`` needs ``tau <= tau_high``; the other models ignore ``tau_high``).
-        labor: The base gate's labour curve, to keep tau within the labour limit.
+        max_tau: Largest level the human step proposes: d_max when deferring by rate, else the largest raw
+            tau, also every candidate's ``tau_high`` (H-YOLO's band ``[tau, tau_high]`` needs ``tau <= tau_high``;
+            the other models ignore ``tau_high``).
+        labor: Per gate score, the base gate's labour curve, to keep the level within the labour limit.
+        gate_scores: The scores the gate step chooses among (no gate step for one).
+        by_rate: The human step's level is a share d of clean validation images, not a raw tau.
+        combine: How people's answers count, carried by every candidate that asks people.
     """
 
     def __init__(self, layers: list[LayerSpec], constraints: Constraints, reference: Mapping[str, float],
                  human_enabled: bool = True, pool_size: int = 3, max_tau: float = MAX_TAU,
-                 labor: LaborEstimate | None = None) -> None:
+                 labor: Mapping[str, LaborEstimate] | None = None, gate_scores: tuple[str, ...] = ("msp",),
+                 by_rate: bool = False, combine: str = "replace") -> None:
         self.layers = layers
         self.max_tau = max_tau
         self.human_enabled = human_enabled
+        self.by_rate = by_rate
+        self.combine = combine
         self.human_options = tuple(o for o in HUMAN_OPTIONS if o[1] <= pool_size) if human_enabled else (HUMAN_OFF,)
-        self.tau_caps, self.tau_floors = _tau_bounds(labor, constraints.labor_s_per_1k_max, max_tau,
-                                                     self.human_options)
+        self.gate_scores = gate_scores if human_enabled else gate_scores[:1]
+        self.tau_caps, self.tau_floors = _level_bounds(labor, constraints.labor_s_per_1k_max, max_tau,
+                                                       self.human_options)
         self.total_params = sum(s.params for s in layers)
         self.total_flops = sum(s.flops for s in layers)
         self.max_channels = max(max(s.in_channels, s.out_channels) for s in layers)
@@ -196,19 +208,31 @@ class SearchSpace:
         ], dtype=np.float32)
 
     @property
+    def gate_step(self) -> int | None:
+        """The gate step's index, when the search chooses among several scores."""
+        return len(self.layers) if len(self.gate_scores) > 1 else None
+
+    @property
     def num_steps(self) -> int:
-        return len(self.layers) + 1  # the human step comes last
+        return len(self.layers) + (self.gate_step is not None) + 1  # the human step comes last
+
+    @property
+    def human_step(self) -> int:
+        return self.num_steps - 1
 
     @property
     def observation_size(self) -> int:
-        return 14 + len(self.budget) + 2
+        return 15 + len(self.budget) + 2
 
     def step_kind(self, step: int) -> str:
-        return self.layers[step].kind if step < len(self.layers) else "human"
+        if step < len(self.layers):
+            return self.layers[step].kind
+        return "gate" if step == self.gate_step else "human"
 
     def options(self, step: int) -> tuple:
         kind = self.step_kind(step)
-        return {"conv": CONV_TECHNIQUES, "fc": FC_TECHNIQUES, "human": self.human_options}[kind]
+        return {"conv": CONV_TECHNIQUES, "fc": FC_TECHNIQUES, "gate": self.gate_scores,
+                "human": self.human_options}[kind]
 
     def option(self, step: int, action: int) -> object:
         """The option a discrete action means at ``step`` (actions wrap around short lists)."""
@@ -218,7 +242,7 @@ class SearchSpace:
     def observation(self, step: int, discrete: list[int], continuous: list[float]) -> np.ndarray:
         """The state before choosing at ``step``, given the choices made so far."""
         kind = self.step_kind(step)
-        spec = self.layers[step] if kind != "human" else None
+        spec = self.layers[step] if step < len(self.layers) else None
         kept = [kept_fraction(s, str(self.option(i, discrete[i])), self.ratio(continuous[i]))
                 for i, s in enumerate(self.layers[:step])]
         flops_done = sum(s.flops * (1 - k) for s, k in zip(self.layers, kept))
@@ -229,7 +253,8 @@ class SearchSpace:
             spec.stride / 2, spec.params / self.total_params, spec.flops / self.total_flops,
         ]
         features = [
-            step / self.num_steps, float(kind == "conv"), float(kind == "fc"), float(kind == "human"),
+            step / self.num_steps, float(kind == "conv"), float(kind == "fc"), float(kind == "gate"),
+            float(kind == "human"),
             *layer_facts,
             flops_done / self.total_flops, flops_left / self.total_flops,
             (discrete[-1] / (NUM_DISCRETE_ACTIONS - 1)) if discrete else 0.0,
@@ -245,8 +270,13 @@ class SearchSpace:
         return float(np.clip((action + 1) / 2, 0.0, 1.0) * MAX_COMPRESSION_RATIO)
 
     def tau(self, action: float) -> float:
-        """Map an actor output in [-1, 1] to a gate threshold in [0, max_tau]."""
+        """Map an actor output in [-1, 1] to the human step's level in [0, max_tau]: a share d, or a raw tau."""
         return float(np.clip((action + 1) / 2, 0.0, 1.0) * self.max_tau)
+
+    def gate_score(self, discrete: list[int]) -> str:
+        """The gate score an episode's actions chose (the only one when there is no gate step)."""
+        step = self.gate_step
+        return self.gate_scores[0] if step is None else str(self.option(step, discrete[step]))
 
     def decode(self, discrete: list[int], continuous: list[float]) -> Candidate:
         """The candidate an episode's actions describe."""
@@ -254,11 +284,14 @@ class SearchSpace:
             spec.name: LayerChoice(technique=str(self.option(i, discrete[i])), ratio=round(self.ratio(continuous[i]), 4))
             for i, spec in enumerate(self.layers)
         }
-        mechanism, k = self.option(len(self.layers), discrete[-1])  # type: ignore[misc]
+        mechanism, k = self.option(self.human_step, discrete[-1])  # type: ignore[misc]
         if mechanism == "off":
             return Candidate(layers=layers, human=HumanChoice(tau=0.0))
-        return Candidate(layers=layers, human=HumanChoice(mechanism=mechanism, tau=round(self.tau(continuous[-1]), 4),
-                                                          k=k, tau_high=self.max_tau))
+        level = round(self.tau(continuous[-1]), 4)
+        chosen = {"mechanism": mechanism, "k": k, "gate": self.gate_score(discrete), "combine": self.combine}
+        if self.by_rate:
+            return Candidate(layers=layers, human=HumanChoice(deferral=level, **chosen))
+        return Candidate(layers=layers, human=HumanChoice(tau=level, tau_high=self.max_tau, **chosen))
 
     def within_budget(self, step: int, discrete: list[int], continuous: list[float], action: int,
                       value: float) -> tuple[int, float]:
@@ -266,14 +299,14 @@ class SearchSpace:
 
         A layer is compressed at least as much as it takes for the storage limit
         to stay reachable when every later layer is compressed to the maximum; a
-        "none" technique then becomes the first real one. At the human step, tau
-        is moved (lowered, or raised where people's work falls as tau grows) until
-        the base gate's estimated labour fits LABOR_MARGIN of the labour limit. Without limits,
-        choices are left as made.
+        "none" technique then becomes the first real one. At the human step, the level
+        (d or tau) is moved (lowered, or raised where people's work falls as tau grows)
+        until the base network's estimated labour with the chosen gate score fits
+        LABOR_MARGIN of the labour limit. Without limits, choices are left as made.
         """
-        if step == len(self.layers):
-            return action, self._within_labor(action, value)
-        if self.budget[3] >= 1.0:
+        if step == self.human_step:
+            return action, self._within_labor(action, value, self.gate_score(discrete))
+        if step >= len(self.layers) or self.budget[3] >= 1.0:
             return action, value
         spec = self.layers[step]
         before = sum(s.params * kept_fraction(s, str(self.option(i, discrete[i])), self.ratio(continuous[i]))
@@ -289,14 +322,14 @@ class SearchSpace:
         ratio = next((r for r in _RATIO_GRID if kept_fraction(spec, technique, r) <= allowed), MAX_COMPRESSION_RATIO)
         return action, max(value, 2.0 * ratio / MAX_COMPRESSION_RATIO - 1.0)
 
-    def _within_labor(self, action: int, value: float) -> float:
-        mechanism, k = self.option(len(self.layers), action)  # type: ignore[misc]
+    def _within_labor(self, action: int, value: float, score: str) -> float:
+        mechanism, k = self.option(self.human_step, action)  # type: ignore[misc]
         if mechanism == "off":
             return value
-        if k in self.tau_caps:
-            value = min(value, 2.0 * self.tau_caps[k] / self.max_tau - 1.0)
-        if k in self.tau_floors:
-            value = max(value, 2.0 * self.tau_floors[k] / self.max_tau - 1.0)
+        if (score, k) in self.tau_caps:
+            value = min(value, 2.0 * self.tau_caps[(score, k)] / self.max_tau - 1.0)
+        if (score, k) in self.tau_floors:
+            value = max(value, 2.0 * self.tau_floors[(score, k)] / self.max_tau - 1.0)
         return value
 
     def legal_actions(self, discrete: list[int], continuous: list[float]) -> tuple[list[int], list[float]]:

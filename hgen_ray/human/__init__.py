@@ -1,4 +1,4 @@
-"""Simulated people (Ray actors), how hard each image is for them, and the pool's one queue."""
+"""Simulated people (Ray actors), how hard each image is for them, the pool's one queue, and how answers combine."""
 
 from hgen_ray.human.calibration import (
     PeopleCalibration,
@@ -7,8 +7,9 @@ from hgen_ray.human.calibration import (
     resolve_calibration,
     single_person_accuracy,
 )
+from hgen_ray.human.combination import bayes_decide, combine_answers, decide, people_likelihoods
 from hgen_ray.human.image_difficulty import PeopleView, people_view, train_ensemble
-from hgen_ray.human.pool import DeferredSample, HumanPool, ImageAnswers, ImageRequest, PoolResult, decide
+from hgen_ray.human.pool import DeferredSample, HumanPool, ImageAnswers, ImageRequest, PoolResult
 from hgen_ray.human.pool_timeline import Timeline, pool_utilisation, simulate_pool, stream_arrivals
 from hgen_ray.human.simulated_human import HumanAnswer, HumanTask, SimulatedHuman
 
@@ -24,9 +25,12 @@ __all__ = [
     "PoolResult",
     "SimulatedHuman",
     "Timeline",
+    "bayes_decide",
+    "combine_answers",
     "decide",
     "human_accuracy",
     "majority_of_3_accuracy",
+    "people_likelihoods",
     "people_view",
     "pool_utilisation",
     "resolve_calibration",

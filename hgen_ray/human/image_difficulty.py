@@ -48,7 +48,8 @@ from hgen_ray.human.calibration import (
     retained_accuracy,
 )
 
-__all__ = ["DIFFICULTY_SLOPE", "PeopleView", "ambiguity", "corruption_damage", "people_view", "train_ensemble"]
+__all__ = ["DIFFICULTY_SLOPE", "PeopleView", "ambiguity", "corruption_damage", "people_view", "person_chance",
+           "train_ensemble"]
 
 DIFFICULTY_SLOPE = 3.0  # assumed: logits of a person's odds lost per unit of difficulty (ambiguity + damage)
 ENSEMBLE_MEMBERS = 16  # assumed: enough members for ambiguity in steps of 1/16
@@ -183,3 +184,18 @@ def people_view(images: dict[str, torch.Tensor], labels: torch.Tensor, severity:
         accuracy[category] = _chance(offset, difficulty[category], chance)
     medians = {c: np.asarray(answer_median_s(p, calibration)) for c, p in accuracy.items()}
     return PeopleView(person_accuracy=accuracy, answer_median_s=medians, difficulty=difficulty)
+
+
+def person_chance(corrupted: torch.Tensor, clean: torch.Tensor, labels: torch.Tensor, members: list[torch.Tensor],
+                  calibration: PeopleCalibration = FASHION_MNIST_CALIBRATION) -> np.ndarray:
+    """One person's chance on each corrupted image, for corruptions with no sourced retention figure.
+
+    The offset is the clean one (the crowd's target on these clean items), so people lose only what
+    the image's ambiguity and damage cost them (assumed): the rejector's held-out families have no
+    psychophysics figure of their own.
+    """
+    label_array = labels.numpy()
+    unclear = ambiguity(members, clean, labels)
+    offset = _solve_offset(unclear, lambda p: float(np.mean(majority_of_3_accuracy(p, label_array, calibration))),
+                           calibration.clean_majority_of_3_accuracy, calibration.chance)
+    return _chance(offset, unclear + corruption_damage(corrupted, clean), calibration.chance)

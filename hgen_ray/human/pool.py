@@ -7,9 +7,13 @@ Each deferred sample goes to a chain of k different people:
   as two answers agree (after at most k); otherwise the plurality wins. Less
   labour than a full majority, more latency.
 
-A tie (two people who disagree, or three who all differ) is broken by the
-network's own calibrated probabilities over the tied classes, so a chain of 2
-is more than one person at twice the labour.
+How the answers become one class is the ``combine`` rule
+(:mod:`hgen_ray.human.combination`): ``replace`` takes the plurality, and breaks a
+tie (two people who disagree, or three who all differ) by the network's own
+calibrated probabilities over the tied classes, so a chain of 2 is more than one
+person at twice the labour; ``bayes`` weighs every answer against the network's
+belief through people's confusion model. The rule does not change who is asked:
+a sequential chain still stops when two agree.
 
 Which people look at an image is fixed by the image (a routing keyed by it), and
 what they answer depends only on the image and the look, so every candidate
@@ -38,8 +42,6 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,6 +50,7 @@ from ray.exceptions import RayActorError
 
 from hgen_ray.config import HumanPoolConfig
 from hgen_ray.human.calibration import FASHION_MNIST_CALIBRATION, PeopleCalibration
+from hgen_ray.human.combination import check_combination, combine_answers, decide
 from hgen_ray.human.pool_timeline import simulate_pool
 from hgen_ray.human.simulated_human import AnyAnswer, AnyTask, HumanAnswer, HumanTask, SimulatedHuman
 
@@ -65,7 +68,8 @@ class DeferredSample:
     true_label: int
     person_accuracy: float  # one person's chance of the right class on this image
     answer_median_s: float  # one person's median seconds on it
-    network_probabilities: tuple[float, ...]  # the gate's calibrated softmax, for people's ties
+    network_probabilities: tuple[float, ...]  # the gate's calibrated softmax: ties (replace), the prior (bayes)
+    category_accuracy: float | None = None  # one person's mean accuracy on the category: bayes's confusion model
 
 
 @dataclass(frozen=True)
@@ -95,17 +99,17 @@ class ImageAnswers:
     durations: list[list[float]]  # [request][person in chain]: seconds on the whole image
 
 
-def decide(labels: Sequence[int], network_probabilities: Sequence[float]) -> int:
-    """The plurality of people's labels; a tie goes to the class the network finds likelier."""
-    counts = Counter(labels)
-    best = max(counts.values())
-    tied = [label for label, count in counts.items() if count == best]
-    return max(tied, key=lambda label: network_probabilities[label])
-
-
 def routed_person(image: tuple[int, ...], step: int, people: int) -> int:
     """Who takes look ``step`` at ``image``: fixed by the image, a different person per step."""
     return (sum(part * weight for part, weight in zip(image, _ROUTING_WEIGHTS)) + step) % people
+
+
+def _check_combine(combine: str, samples: list[DeferredSample]) -> None:
+    """Refuse a request before anyone is asked, rather than after every answer is in."""
+    check_combination(combine)
+    missing = next((s.key for s in samples if s.category_accuracy is None), None)
+    if combine == "bayes" and missing is not None:
+        raise ValueError(f"combine='bayes' needs each sample's category_accuracy; sample {missing} has None")
 
 
 class HumanPool:
@@ -237,19 +241,28 @@ class HumanPool:
             answers.update(self._ask(tie_breaks))
         return answers  # type: ignore[return-value]
 
-    def serve(self, samples: list[DeferredSample], mechanism: str, k: int) -> PoolResult:
+    def serve(self, samples: list[DeferredSample], mechanism: str, k: int, combine: str = "replace") -> PoolResult:
         """Answer every deferred sample with a chain of ``k`` people, and time them all in one queue.
 
+        Args:
+            samples: The deferred samples, in arrival order or not.
+            mechanism: ``"sequential"`` or ``"majority"``: who is asked.
+            k: People in the chain.
+            combine: ``"replace"`` or ``"bayes"``: how the answers and the network make the final class.
+
         Raises:
-            ValueError: ``k`` exceeds the pool size or the mechanism is unknown.
+            ValueError: ``k`` exceeds the pool size, the mechanism or rule is unknown, or ``bayes`` lacks a
+                sample's ``category_accuracy``.
         """
         self._check_chain(mechanism, k)
+        _check_combine(combine, samples)
         self._start_request()
         answers = self._collect(samples, mechanism, k) if samples else {}
         chains = [[answers[(*s.key, step)] for step in range(k) if (*s.key, step) in answers] for s in samples]
         timeline = simulate_pool([s.arrival_s for s in samples], [[a.response_s for a in c] for c in chains],
                                  len(self.people), mechanism)
-        labels = [decide([a.label for a in chain], s.network_probabilities) for s, chain in zip(samples, chains)]
+        labels = [combine_answers([a.label for a in chain], s.network_probabilities, combine, s.category_accuracy,
+                                  self.calibration) for s, chain in zip(samples, chains)]
         return PoolResult(np.array(labels, dtype=np.int64), timeline.labor_s, timeline.latency_s, timeline.wait_s,
                           np.array([len(chain) for chain in chains], dtype=np.int64))
 

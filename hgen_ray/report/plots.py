@@ -7,9 +7,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from hgen_ray.atomic_write import replaced_atomically
+from hgen_ray.gate_quality import risk_coverage
 from hgen_ray.report.seed_intervals import bootstrap_mean_interval
 
-__all__ = ["plot_reward_bands", "plot_reward_curve", "plot_tradeoffs", "running_best"]
+__all__ = ["plot_reward_bands", "plot_reward_curve", "plot_risk_coverage", "plot_tradeoffs", "running_best"]
 
 FEASIBLE_COLOUR = "tab:green"
 INFEASIBLE_COLOUR = "tab:red"
@@ -89,5 +93,34 @@ def _save_against_trials(plt, figure, axis, ylabel: str, out: Path) -> Path:  # 
     axis.legend()
     figure.tight_layout()
     figure.savefig(out, dpi=110)
+    plt.close(figure)
+    return out
+
+
+def plot_risk_coverage(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], out: Path, title: str) -> Path:
+    """Risk against coverage, one line per gate score, each with its AURC in the legend; written atomically.
+
+    Args:
+        curves: Gate score name -> (its confidence per sample, high = trust; bool per sample, the network right).
+        out: Where the PNG goes; readers see the old file or the new one, never half of it.
+        title: The figure's title (say which split and categories the samples come from).
+    """
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(6.5, 4.4))
+    for index, (name, (confidence, correct)) in enumerate(curves.items()):
+        coverage, risk = risk_coverage(confidence, correct)
+        area = float(risk.mean()) if risk.size else float("nan")  # the AURC: mean risk over coverages 1/n..n/n
+        axis.plot(coverage, risk, c=f"C{index}", label=f"{name} (AURC {area:.4f})")
+    axis.set_xlabel("coverage (share of samples the network keeps)")
+    axis.set_ylabel("risk (network's error rate on them)")
+    axis.set_xlim(0.0, 1.0)
+    axis.set_ylim(bottom=0.0)
+    axis.set_title(title)
+    axis.grid(alpha=0.3)
+    if curves:
+        axis.legend()
+    figure.tight_layout()
+    with replaced_atomically(out) as temporary:
+        figure.savefig(temporary, dpi=110, format="png")
     plt.close(figure)
     return out

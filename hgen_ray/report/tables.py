@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -13,6 +14,7 @@ from typing import Any
 
 from hgen_ray.atomic_write import replaced_atomically, write_text_atomic
 from hgen_ray.data.splits import EVALUATED_CATEGORIES
+from hgen_ray.gate_quality import GATE_MEASURES
 from hgen_ray.metric import pareto_front
 from hgen_ray.report.plots import plot_reward_curve, plot_tradeoffs
 
@@ -34,16 +36,25 @@ def _row(cells: list[str], widths: list[int]) -> str:
                      enumerate(zip(cells, widths))).rstrip()
 
 
+NOT_MEASURED = "—"  # a cell with no figure: a detector's gate quality, or a run from before the measure existed
+
+
+def _gate_cells(metrics: Mapping[str, Any], suffix: str) -> list[str]:
+    """Deferral precision, errors caught and AURC, or a dash each where the gate was not judged."""
+    values = [metrics.get(f"{measure}{suffix}") for measure in GATE_MEASURES]
+    return [NOT_MEASURED if v is None or v == "" or math.isnan(float(v)) else f"{float(v):.3f}" for v in values]
+
+
 def format_measures_table(metrics: Mapping[str, float | str | bool]) -> str:
-    """Per-category accuracy and deferral, then the five measures A, T, E, S, L."""
-    header = ["category", "accuracy", "dnn only", "deferred"]
+    """Per-category accuracy, deferral and the gate's quality, then the five measures A, T, E, S, L."""
+    header = ["category", "accuracy", "dnn only", "deferred", "defer precision", "errors caught", "gate aurc"]
     rows = [
         [c, f"{metrics[f'accuracy/{c}']:.3f}", f"{metrics[f'dnn_accuracy/{c}']:.3f}",
-         f"{metrics[f'deferral_rate/{c}']:.1%}"]
+         f"{metrics[f'deferral_rate/{c}']:.1%}", *_gate_cells(metrics, f"/{c}")]
         for c in EVALUATED_CATEGORIES
     ]
     rows.append(["mean of 12", f"{metrics['accuracy']:.3f}", f"{metrics['dnn_accuracy']:.3f}",
-                 f"{metrics['deferral_rate']:.1%}"])
+                 f"{metrics['deferral_rate']:.1%}", *_gate_cells(metrics, "")])
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = [_row(header, widths), _row(["-" * w for w in widths], widths)]
     lines += [_row(r, widths) for r in rows]
@@ -84,7 +95,8 @@ def trial_rows(results: Iterable[Any], failed_reward: float) -> list[dict[str, A
 _RESULT_COLUMNS = ("reward", "feasible", "violation", "infeasible_reason", "accuracy", "accuracy_clean", "dnn_accuracy",
                    "latency_ms", "dnn_latency_ms", "human_turnaround_s_p95", "human_wait_s_p95", "pool_utilisation",
                    "energy_mj", "energy_source", "energy_shared_gpu", "storage_mb",
-                   "labor_s_per_1k", "deferral_rate", "parameters", "node_id", "peak_rss_mb", "people_calibration",
+                   "labor_s_per_1k", "deferral_rate", *GATE_MEASURES, "parameters", "node_id", "peak_rss_mb",
+                   "people_calibration",
                    *(f"accuracy/{c}" for c in EVALUATED_CATEGORIES))
 
 
@@ -132,9 +144,11 @@ def best_row(rows: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
 
 
 def format_cell(value: Any) -> str:
-    """A table cell: yes/no for booleans, 4 significant digits for floats."""
+    """A table cell: yes/no for booleans, 4 significant digits for floats, a dash for NaN (no figure)."""
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if isinstance(value, float) and math.isnan(value):
+        return NOT_MEASURED
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
@@ -148,8 +162,8 @@ def _markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], n
 
 
 SUMMARY_COLUMNS = ("accuracy", "accuracy_clean", "dnn_latency_ms", "human_turnaround_s_p95", "latency_ms",
-                   "energy_mj", "storage_mb", "labor_s_per_1k", "deferral_rate", "pool_utilisation", "reward",
-                   "feasible")
+                   "energy_mj", "storage_mb", "labor_s_per_1k", "deferral_rate", *GATE_MEASURES, "pool_utilisation",
+                   "reward", "feasible")
 TEST_PREFIX = "test/"
 
 

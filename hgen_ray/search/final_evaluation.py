@@ -34,7 +34,9 @@ log = logging.getLogger(__name__)
 REFERENCE_NAMES = ("original", "human_only")
 _TEST_MEASURES = ("accuracy", "accuracy_clean", "dnn_accuracy", "dnn_latency_ms", "latency_ms",
                   "human_turnaround_s_p95", "human_wait_s_p95", "pool_utilisation", "energy_mj", "energy_source",
-                  "storage_mb", "labor_s_per_1k", "deferral_rate", *(f"accuracy/{c}" for c in EVALUATED_CATEGORIES))
+                  "storage_mb", "labor_s_per_1k", "deferral_rate", "deferral_precision", "errors_caught", "gate_aurc",
+                  "gate_score", "gate_tau", *(f"{measure}/{c}" for c in EVALUATED_CATEGORIES
+                                              for measure in ("accuracy", "dnn_accuracy", "errors_caught")))
 
 
 def chosen_rows(rows: Sequence[Mapping[str, Any]], how: str) -> list[Mapping[str, Any]]:
@@ -66,10 +68,11 @@ def with_test_columns(config: ExperimentConfig, rows: list[dict[str, Any]], pool
             continue
         log.info("measuring trial %s on the test split", row["trial_id"])
         hdnn = load_hdnn(row["checkpoint"])
-        measured = measure_network(config, hdnn.model, hdnn.temperature, hdnn.candidate, split="test", data=data,
+        measured = measure_network(config, hdnn.model, hdnn.gate, hdnn.candidate, split="test", data=data,
                                    pool=pool).metrics
         scored = _scored(config, measured)
-        row.update({TEST_PREFIX + k: scored[k] for k in (*_TEST_MEASURES, "reward", "feasible", "infeasible_reason")})
+        row.update({TEST_PREFIX + k: scored[k] for k in (*_TEST_MEASURES, "reward", "feasible", "infeasible_reason")
+                    if k in scored})  # a detector has no per-sample gate quality
     return rows
 
 
@@ -87,7 +90,7 @@ def evaluate_references(config: ExperimentConfig, data: Any, pool: HumanPool, sp
         first = evaluate_candidate(config, candidates[name], data=loaded[splits[0]], pool=pool, split=splits[0])
         references[splits[0]][name] = _scored(config, first.metrics)
         for split in splits[1:]:
-            measured = measure_network(config, first.model, first.temperature, candidates[name], split=split,
+            measured = measure_network(config, first.model, first.gate, first.candidate, split=split,
                                        data=loaded[split], pool=pool)
             references[split][name] = _scored(config, measured.metrics)
     return references

@@ -90,16 +90,21 @@ def labour_within_pool(config: ExperimentConfig) -> Constraints:
 def search_space(prepared: Prepared) -> SearchSpace:
     """The space every strategy searches, with the same storage projection and labour cap for all.
 
-    The labour cap is always finite (at most the pool's capacity), so every architecture gives its labour curve.
+    The labour cap is always finite (at most the pool's capacity), so every architecture gives its labour
+    curves, one per gate score the search may choose.
     """
-    config, base, sample = prepared.config, prepared.base, prepared.sample
+    config, base, sample, architecture = prepared.config, prepared.base, prepared.sample, prepared.architecture
     human = config.search.algorithm != "compression_only"
+    scores = architecture.searched_scores(config)
     reference = {"storage_mb": storage_mb(base), "energy_mj": estimate_energy_mj(base, sample)}
     specs = describe_layers(base, prepared.layers, sample)
-    labor = (LaborEstimate(TAU_GRID, prepared.architecture.labour_curve(config, base, prepared.data)) if human
-             else None)
+    labor = ({score: LaborEstimate(TAU_GRID, curve)
+              for score, curve in architecture.labour_curves(config, base, prepared.data, scores).items()}
+             if human else None)
+    max_level = config.gate.max_deferral if architecture.defers_by_rate else architecture.max_tau(config)
     return SearchSpace(specs, labour_within_pool(config), reference, human_enabled=human,
-                       pool_size=config.human_pool.size, max_tau=prepared.architecture.max_tau(config), labor=labor)
+                       pool_size=config.human_pool.size, max_tau=max_level, labor=labor, gate_scores=scores,
+                       by_rate=architecture.defers_by_rate, combine=architecture.combination(config))
 
 
 def searcher(prepared: Prepared) -> Any:

@@ -5,7 +5,9 @@
 One path for every architecture, top to bottom: load the data, get the base
 model, compress and fine-tune, run the network, its gate and the people on one
 split's 13 challenge sets (clean + 12 challenges), turn the per-category
-outcomes into measures, then profile latency, energy and storage. A search
+outcomes into measures, then profile latency, energy and storage. The gate is fitted
+after fine-tuning, and a candidate that names a share d of clean validation images to
+defer gets the tau that does it (recorded in its saved candidate and as ``gate_tau``). A search
 scores on the ``validation`` split; the ``test`` split is measured only for the
 H-DNNs a search chose (:func:`measure_network` on their saved networks) and for
 the references. Measure names are DESIGN.md's, used unchanged in results and reports.
@@ -13,6 +15,7 @@ the references. Measure names are DESIGN.md's, used unchanged in results and rep
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -24,13 +27,14 @@ import torch
 from torch import nn
 
 from hgen_ray.architectures import Architecture, architecture_for, get_architecture
+from hgen_ray.architectures.gate import FittedGate
 from hgen_ray.config import Candidate, ConfigError, ExperimentConfig
 from hgen_ray.data.splits import SPLIT_NAMES
 from hgen_ray.human import HumanPool
 from hgen_ray.human.calibration import PeopleCalibration
 from hgen_ray.profile import EnergyReading, measure_energy, measure_latency_ms, storage_mb
 from hgen_ray.profile.energy import measure_exclusive_gpu_energy
-from hgen_ray.trial.measures import accuracy_measures, people_measures
+from hgen_ray.trial.measures import accuracy_measures, gate_measures, people_measures
 
 __all__ = ["Evaluation", "evaluate_candidate", "load_split_data", "measure_network", "stream_window_s"]
 
@@ -41,7 +45,8 @@ log = logging.getLogger(__name__)
 class Evaluation:
     metrics: dict[str, float | str | bool]  # DESIGN.md measure names, on ``metrics["split"]``
     model: nn.Module  # the compressed network
-    temperature: float  # its gate calibration (1.0 for gates on raw scores)
+    gate: FittedGate  # its gate, fitted after fine-tuning
+    candidate: Candidate  # as evaluated: tau set from the share d when the candidate named one
 
 
 def stream_window_s(config: ExperimentConfig, samples: int) -> float:
@@ -85,25 +90,27 @@ def _started_pool(config: ExperimentConfig, calibration: PeopleCalibration) -> H
     return HumanPool(config.human_pool, config.seed, calibration)
 
 
-def _with_people(architecture: Architecture, config: ExperimentConfig, model: nn.Module, temperature: float,
+def _with_people(architecture: Architecture, config: ExperimentConfig, model: nn.Module, gate: FittedGate,
                  candidate: Candidate, data: Any, pool: HumanPool) -> dict[str, float | str | bool]:
     started = time.perf_counter()
-    outcomes = architecture.run_with_people(config, model, temperature, candidate, data, pool)
+    outcomes = architecture.run_with_people(config, model, gate, candidate, data, pool)
     _timed(f"network, gate and human pool ({architecture.data_split(data)})", started)
     latency = measure_latency_ms(model, architecture.profile_sample(data), config.profile.latency_repeats)
     window = stream_window_s(config, sum(len(o.deferred) for o in outcomes.values()))
-    return {**accuracy_measures(outcomes), **people_measures(outcomes, latency, config.human_pool.size, window)}
+    return {**accuracy_measures(outcomes), **gate_measures(outcomes),
+            **people_measures(outcomes, latency, config.human_pool.size, window),
+            "gate_score": gate.score, "gate_tau": candidate.human.tau}
 
 
-def measure_network(config: ExperimentConfig, model: nn.Module, temperature: float, candidate: Candidate, *,
+def measure_network(config: ExperimentConfig, model: nn.Module, gate: FittedGate, candidate: Candidate, *,
                     split: str, data: Any | None = None, pool: HumanPool | None = None) -> Evaluation:
     """Measure an already compressed network with its gate and people on one split's challenge sets.
 
     Args:
         config: The experiment (data, pool, profiler).
         model: The compressed network, as a trial saved it.
-        temperature: Its gate temperature.
-        candidate: Its human choice (and, for the record, its compression).
+        gate: Its fitted gate.
+        candidate: Its human choice, tau already set (and, for the record, its compression).
         split: ``validation`` (what a search scores) or ``test`` (the report's, read only for chosen H-DNNs).
         data: Already loaded data for that split; loaded when omitted or of another split.
         pool: A running human pool; one is started (and stopped) when omitted.
@@ -122,7 +129,7 @@ def measure_network(config: ExperimentConfig, model: nn.Module, temperature: flo
                          f"({pool.calibration.num_classes} classes), but this data needs {calibration.source!r} "
                          f"({calibration.num_classes} classes): make the pool with architecture.people_calibration")
     try:
-        metrics = _with_people(architecture, config, model, temperature, candidate, data, pool)
+        metrics = _with_people(architecture, config, model, gate, candidate, data, pool)
         metrics["people_calibration"] = pool.calibration.source
     finally:
         if own_pool:
@@ -136,7 +143,7 @@ def measure_network(config: ExperimentConfig, model: nn.Module, temperature: flo
     metrics["storage_mb"] = storage_mb(model)
     metrics["parameters"] = sum(p.numel() for p in model.parameters())
     _timed("profiling", started)
-    return Evaluation(metrics=metrics, model=model, temperature=temperature)
+    return Evaluation(metrics=metrics, model=model, gate=gate, candidate=candidate)
 
 
 def evaluate_candidate(config: ExperimentConfig, candidate: Candidate, *, data: Any | None = None,
@@ -160,6 +167,11 @@ def evaluate_candidate(config: ExperimentConfig, candidate: Candidate, *, data: 
     started = time.perf_counter()
     base = architecture.load_base(config, data)
     model = architecture.compress(config, base, candidate, data, config.finetune)
-    temperature = architecture.temperature(model, data)
-    _timed("compression and fine-tuning", started)
-    return measure_network(config, model, temperature, candidate, split=split, data=data, pool=pool)
+    started = _timed("compression and fine-tuning", started)
+    gate = architecture.fit_gate(config, model, data, candidate.human.gate)
+    human = candidate.human
+    if human.deferral is not None:
+        tau = architecture.tau_for_deferral(model, gate, data, human.deferral)
+        candidate = dataclasses.replace(candidate, human=dataclasses.replace(human, tau=tau))
+    _timed(f"gate ({gate.score})", started)
+    return measure_network(config, model, gate, candidate, split=split, data=data, pool=pool)

@@ -3,6 +3,8 @@
 Accuracy, deferral and people's costs are means over the 12 challenges;
 ``accuracy_clean`` is the clean category's. ``pool_utilisation`` is over
 everything the pool served (clean samples too) in the window the stream took to arrive.
+The gate's quality (:mod:`hgen_ray.gate_quality`) is judged per category too; its means skip
+categories where it is undefined (nothing deferred, no error).
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ import numpy as np
 
 from hgen_ray.architectures import CategoryOutcome
 from hgen_ray.config import CHALLENGE_CATEGORIES
+from hgen_ray.gate_quality import GATE_MEASURES, aurc, deferral_precision, errors_caught
 from hgen_ray.human import pool_utilisation
 
-__all__ = ["accuracy_measures", "people_measures"]
+__all__ = ["accuracy_measures", "gate_measures", "people_measures"]
 
 MS_PER_S = 1000.0
 SAMPLES_PER_LABOR_UNIT = 1000  # labour is reported per 1000 samples
@@ -33,6 +36,30 @@ def accuracy_measures(outcomes: dict[str, CategoryOutcome]) -> dict[str, float]:
     metrics["dnn_accuracy"] = float(np.mean([metrics[f"dnn_accuracy/{c}"] for c in challenges]))
     if all(outcomes[c].tasks is not None for c in challenges):
         metrics["human_tasks_per_image"] = float(np.mean([outcomes[c].tasks.mean() for c in challenges]))  # type: ignore[union-attr]
+    return metrics
+
+
+def _nan_mean(values: list[float]) -> float:
+    """The mean of the defined values (a category with nothing deferred has no precision); nan if none is."""
+    defined = [v for v in values if not np.isnan(v)]
+    return float(np.mean(defined)) if defined else float("nan")
+
+
+def gate_measures(outcomes: dict[str, CategoryOutcome]) -> dict[str, float]:
+    """Per category and over the 12 challenges: deferral precision, errors caught and the gate's AURC.
+
+    Returns {} when an outcome lacks the network's per-sample correctness or the gate's scores (detectors).
+    """
+    if any(o.dnn_correct is None or o.gate_confidence is None for o in outcomes.values()):
+        return {}
+    metrics: dict[str, float] = {}
+    for category, outcome in outcomes.items():
+        correct = np.asarray(outcome.dnn_correct, dtype=bool)
+        metrics[f"deferral_precision/{category}"] = deferral_precision(outcome.deferred, correct)
+        metrics[f"errors_caught/{category}"] = errors_caught(outcome.deferred, correct)
+        metrics[f"gate_aurc/{category}"] = aurc(outcome.gate_confidence, correct)  # type: ignore[arg-type]
+    for measure in GATE_MEASURES:
+        metrics[measure] = _nan_mean([metrics[f"{measure}/{c}"] for c in CHALLENGE_CATEGORIES])
     return metrics
 
 

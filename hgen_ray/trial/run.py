@@ -52,6 +52,6 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
                "node_id": ray.get_runtime_context().get_node_id(),
                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # Linux reports KiB
     with tempfile.TemporaryDirectory() as folder:
-        save_hdnn(Path(folder), evaluation.model, evaluation.temperature, candidate, context.experiment,
+        save_hdnn(Path(folder), evaluation.model, evaluation.gate, evaluation.candidate, context.experiment,
                   context.input_shape)
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from hgen_ray.architectures import REGISTRY, Architecture, get_architecture
+from hgen_ray.architectures.gate import FittedGate
 from hgen_ray.config import (
     Candidate,
     DataConfig,
@@ -103,7 +104,7 @@ def test_compression_shrinks_the_network_and_it_still_runs(prepared) -> None:  #
     conv = next(n for n in candidate.layers if layers[n] == "conv")
     assert small.get_submodule(conv).out_channels == base.get_submodule(conv).out_channels // 2, name
     sample = architecture.input_sample(config, data)
-    assert architecture.predict(small, 1.0, candidate.human, sample.expand(2, *sample.shape[1:])).to_people.shape == (2,)
+    assert architecture.predict(small, FittedGate(), candidate.human, sample.expand(2, *sample.shape[1:])).to_people.shape == (2,)
 
 
 def test_evaluate_gives_every_measure_with_people_on_the_split(prepared) -> None:  # type: ignore[no-untyped-def]
@@ -122,10 +123,10 @@ def test_a_saved_h_dnn_loads_predicts_the_same_and_exports_to_onnx(prepared, tmp
     no_training = dataclasses.replace(config.finetune, epochs=0)
     small = architecture.compress(config, base, candidate, data, no_training)
     sample = architecture.input_sample(config, data)
-    save_hdnn(tmp_path, small, 1.3, candidate, config, tuple(sample.shape[1:]))
+    save_hdnn(tmp_path, small, FittedGate("msp", 1.3), candidate, config, tuple(sample.shape[1:]))
     loaded = load_hdnn(tmp_path)
     batch = architecture.profile_sample(data).expand(3, *sample.shape[1:]).clone()  # a real clean input
-    expected, reloaded = architecture.predict(small, 1.3, candidate.human, batch), loaded.predict(batch)
+    expected, reloaded = architecture.predict(small, FittedGate("msp", 1.3), candidate.human, batch), loaded.predict(batch)
     assert torch.equal(expected.to_people, reloaded[1]), name
     _assert_same_answers(expected.answers, reloaded[0])
     written = export_onnx(tmp_path)
@@ -149,7 +150,7 @@ def test_a_pool_calibrated_to_other_data_is_refused(prepared) -> None:  # type: 
     if architecture.people_calibration(config, data).source == FASHION_MNIST_CALIBRATION.source:
         pytest.skip("Fashion-MNIST data: the default pool is the right one")
     with HumanPool(config.human_pool, config.seed) as fashion_people, pytest.raises(ValueError, match="calibrated"):
-        measure_network(config, base, 1.0, Candidate(), split="validation", data=data, pool=fashion_people)
+        measure_network(config, base, FittedGate(), Candidate(), split="validation", data=data, pool=fashion_people)
 
 
 def _assert_same_answers(expected: torch.Tensor | list[dict[str, torch.Tensor]],
@@ -161,15 +162,17 @@ def _assert_same_answers(expected: torch.Tensor | list[dict[str, torch.Tensor]],
         assert all(torch.equal(mine[key], theirs[key]) for key in ("boxes", "labels", "scores"))
 
 
-def test_the_labour_curve_starts_at_nothing_and_moves_the_way_the_gate_does(prepared) -> None:  # type: ignore[no-untyped-def]
+def test_the_labour_curves_start_at_nothing_and_move_the_way_the_gate_does(prepared) -> None:  # type: ignore[no-untyped-def]
     name, config, architecture, data, base = prepared
-    curve = architecture.labour_curve(config, base, data)
-    assert curve[0] == 0 and curve.max() > 0, name  # tau 0 sends nobody; some tau sends some samples
-    inside = curve[1 : int(round(architecture.max_tau(config) * 100)) + 1]
-    if name == "h_yolo":  # the band [tau, tau_high] narrows as tau grows: fewer cells to check
-        assert inside[0] > 0 and (np.diff(inside) <= 1e-12).all(), name
-    else:  # more samples fall below a higher threshold
-        assert (np.diff(curve) >= -1e-12).all(), name
+    curves = architecture.labour_curves(config, base, data, architecture.searched_scores(config))
+    assert set(curves) == set(architecture.gate_scores), name
+    for score, curve in curves.items():
+        assert curve[0] == 0 and curve.max() > 0, (name, score)  # level 0 sends nobody; some level sends some
+        inside = curve[1 : int(round(architecture.max_tau(config) * 100)) + 1]
+        if name == "h_yolo":  # the band [tau, tau_high] narrows as tau grows: fewer cells to check
+            assert inside[0] > 0 and (np.diff(inside) <= 1e-12).all(), name
+        else:  # more samples fall below a higher threshold (or a larger share d)
+            assert (np.diff(curve) >= -1e-12).all(), (name, score)
 
 
 def test_an_unknown_architecture_is_refused_naming_the_allowed_ones() -> None:

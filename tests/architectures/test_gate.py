@@ -1,9 +1,29 @@
+"""The gate's four scores, deferral by rate, and the gate as exported to ONNX."""
+
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
+import onnxruntime
 import pytest
 import torch
+from torch import nn
 
-from hgen_ray.architectures.gate import confidence, defer_mask, fit_temperature
+from hgen_ray.architectures import get_architecture
+from hgen_ray.architectures.classifier import TrainedBase
+from hgen_ray.architectures.gate import (
+    FittedGate,
+    GatedClassifier,
+    defer_mask,
+    fit_mahalanobis,
+    fit_temperature,
+    gate_confidence,
+    tau_for_rate,
+)
+from hgen_ray.architectures.rejector import train_rejector
+from hgen_ray.config import GATE_SCORES, ExperimentConfig
+from hgen_ray.data.splits import EVALUATED_CATEGORIES, Splits, build_challenge_set
 
 
 def test_fit_temperature_recovers_the_temperature_that_generated_labels() -> None:
@@ -14,9 +34,111 @@ def test_fit_temperature_recovers_the_temperature_that_generated_labels() -> Non
     assert fit_temperature(overconfident, labels) == pytest.approx(2.5, rel=0.05)
 
 
-def test_gate_defers_exactly_the_samples_below_tau() -> None:
-    logits = torch.log(torch.tensor([[0.9, 0.1], [0.6, 0.4], [0.5, 0.5]]))
-    assert confidence(logits, 1.0).tolist() == pytest.approx([0.9, 0.6, 0.5])
-    assert defer_mask(logits, 1.0, 0.7).tolist() == [False, True, True]
-    assert defer_mask(logits, 1.0, 0.0).tolist() == [False, False, False]
-    assert defer_mask(logits, 1.0, 1.0).tolist() == [True, True, True]
+def _features_are_the_input() -> nn.Module:
+    """A network whose head is its only layer: its penultimate features are the 2-d input itself."""
+    network = nn.Sequential(nn.Flatten(), nn.Linear(2, 2))
+    with torch.no_grad():
+        network[1].weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
+        network[1].bias.zero_()
+    return network.eval()
+
+
+def test_msp_ranks_a_peaked_softmax_above_a_flat_one_and_defers_below_tau() -> None:
+    network = _features_are_the_input()
+    images = torch.tensor([[3.0, 0.0], [0.4, 0.0], [0.0, 0.0]])
+    confidence = gate_confidence(network, FittedGate("msp", 1.0), images)[1]
+    assert confidence.tolist() == pytest.approx([0.9526, 0.5987, 0.5], abs=1e-4)
+    assert defer_mask(confidence, "msp", 0.7).tolist() == [False, True, True]
+    assert defer_mask(confidence, "msp", 0.0).tolist() == [False, False, False]
+    assert defer_mask(confidence, "msp", 1.0).tolist() == [True, True, True]  # tau 1 sends all, even a rounded 1.0
+
+
+def test_energy_trusts_large_logits_where_msp_sees_no_difference() -> None:
+    network = _features_are_the_input()
+    images = torch.tensor([[2.0, 0.0], [12.0, 10.0]])  # the same softmax, ten times the evidence
+    msp = gate_confidence(network, FittedGate("msp", 1.0), images)[1]
+    energy = gate_confidence(network, FittedGate("energy", 1.0), images)[1]
+    assert msp[0] == pytest.approx(float(msp[1]), abs=1e-6)
+    assert energy.tolist() == pytest.approx([2.1269, 12.1269], abs=1e-4)  # logsumexp
+
+
+def test_mahalanobis_distrusts_a_far_sample_however_sure_its_softmax_is() -> None:
+    network = _features_are_the_input()
+    generator = torch.Generator().manual_seed(0)
+    train = torch.cat([torch.randn(200, 2, generator=generator) * 0.5,
+                       torch.randn(200, 2, generator=generator) * 0.5 + torch.tensor([5.0, 5.0])])
+    labels = torch.cat([torch.zeros(200, dtype=torch.long), torch.ones(200, dtype=torch.long)])
+    gate = FittedGate("mahalanobis", 1.0, fit_mahalanobis(train, labels, 2))
+    assert gate.tensors["means"][1].tolist() == pytest.approx([5.0, 5.0], abs=0.1)
+    images = torch.tensor([[0.1, 0.0], [5.0, 5.2], [60.0, -40.0]])  # near class 0, near class 1, far from both
+    confidence = gate_confidence(network, gate, images)[1]
+    msp = gate_confidence(network, FittedGate("msp", 1.0), images)[1]
+    assert float(msp[2]) > float(msp[0])  # softmax is surest of the far one...
+    assert float(confidence[2]) < min(float(confidence[0]), float(confidence[1])) - 100  # ...Mahalanobis least
+
+
+def test_the_rejector_learns_to_distrust_where_deferring_paid() -> None:
+    generator = torch.Generator().manual_seed(0)
+    features = torch.randn(2000, 4, generator=generator)
+    probabilities = torch.full((2000, 3), 1 / 3)
+    target = (features[:, 0] > 0.5).float() * 0.9  # deferring paid where the first feature is high
+    gate = FittedGate("rejector", 1.0, train_rejector(features, probabilities, target, seed=0))
+    network = nn.Sequential(nn.Flatten(), nn.Linear(4, 3)).eval()
+    with torch.no_grad():  # an identity body: the head's input is the image's four values
+        images = torch.tensor([[-1.0, 0.0, 0.0, 0.0], [2.0, 0.0, 0.0, 0.0]])
+        confidence = gate_confidence(network, gate, images)[1]
+    assert float(confidence[0]) > 0.9 and float(confidence[1]) < 0.3
+
+
+def test_tau_for_rate_defers_the_share_asked_of_the_images_it_was_set_on() -> None:
+    confidence = torch.rand(1000, generator=torch.Generator().manual_seed(1))
+    for share in (0.01, 0.1, 0.37):
+        assert float((confidence < tau_for_rate(confidence, share)).float().mean()) == pytest.approx(share, abs=1e-3)
+    assert not (confidence < tau_for_rate(confidence, 0.0)).any()
+    assert (confidence < tau_for_rate(confidence, 1.0)).all()
+
+
+@pytest.fixture(scope="module")
+def fitted_gates(tiny_config: ExperimentConfig, splits: Splits, trained_base: TrainedBase) -> dict[str, FittedGate]:
+    architecture = get_architecture("h_cnn")
+    return {score: architecture.fit_gate(tiny_config, trained_base.model, splits, score) for score in GATE_SCORES}
+
+
+@pytest.mark.parametrize("share", [0.05, 0.1, 0.3])
+def test_deferral_by_rate_reproduces_d_on_validation_through_the_deployed_rule(
+        fitted_gates: dict[str, FittedGate], splits: Splits, trained_base: TrainedBase, share: float) -> None:
+    architecture = get_architecture("h_cnn")
+    for score, gate in fitted_gates.items():
+        human = architecture.reference_candidates(ExperimentConfig())["human_only"].human
+        tau = architecture.tau_for_deferral(trained_base.model, gate, splits, share)
+        deployed = architecture.predict(trained_base.model, gate, type(human)(tau=tau, gate=score), splits.val_images)
+        assert float(deployed.to_people.float().mean()) == pytest.approx(share, abs=0.01), score
+
+
+def test_shift_aware_scores_defer_more_noisy_images_than_clean_at_the_same_tau(
+        fitted_gates: dict[str, FittedGate], tiny_config: ExperimentConfig, splits: Splits,
+        trained_base: TrainedBase) -> None:
+    challenge = build_challenge_set(splits, tiny_config.data, tiny_config.seed, "validation")
+    for score in ("mahalanobis", "rejector"):
+        gate = fitted_gates[score]
+        tau = tau_for_rate(gate.validation_confidence, 0.1)
+        noisy = gate_confidence(trained_base.model, gate, challenge.images["gaussian_noise"])[1]
+        assert float((noisy < tau).float().mean()) > 0.2, score  # twice the clean share, at least
+
+
+def test_onnx_reproduces_torchs_deferral_decisions_for_every_score_on_every_category(
+        fitted_gates: dict[str, FittedGate], tiny_config: ExperimentConfig, splits: Splits,
+        trained_base: TrainedBase, tmp_path: Path) -> None:
+    architecture = get_architecture("h_cnn")
+    challenge = build_challenge_set(splits, tiny_config.data, tiny_config.seed, "test")
+    images = torch.cat([challenge.images[c][:40] for c in EVALUATED_CATEGORIES])
+    for score, gate in fitted_gates.items():
+        path = tmp_path / f"{score}.onnx"
+        architecture.export(trained_base.model, gate, images[:1], path)
+        session = onnxruntime.InferenceSession(str(path))
+        logits, onnx_confidence = session.run(None, {"image": images.numpy()})
+        torch_logits, torch_confidence = gate_confidence(trained_base.model, gate, images)
+        tau = tau_for_rate(gate.validation_confidence, 0.2)
+        assert np.array_equal(onnx_confidence < tau, (torch_confidence < tau).numpy()), score
+        assert np.array_equal(logits.argmax(1), torch_logits.argmax(1).numpy()), score
+        assert isinstance(GatedClassifier(trained_base.model, gate), nn.Module)

@@ -186,3 +186,30 @@ def test_a_strategy_that_failed_in_one_seed_is_listed_and_the_report_still_writt
     assert "- random: RuntimeError: the pool was lost" in text
     assert "hgen - random: 0.01 [0.01, 0.01], 4 of 5 seeds; a claim needs at least 5" in text
     assert search_efficiency(seeds[1])[1] == {"hgen": 3, "compression_only": None}
+
+
+def test_gate_quality_shows_on_test_or_not_at_all(seeds: list[ArchitectureResult]) -> None:
+    for result in seeds:
+        hgen = result.rows["hgen"][2]
+        hgen.update({"deferral_precision": 0.777, "errors_caught": 0.777, "gate_aurc": 0.777})  # validation: not shown
+        hgen.update({"test/deferral_precision": 0.4, "test/errors_caught": 0.3 + 0.01 * result.seed,
+                     "test/gate_aurc": 0.2})
+        result.rows["original"][0].update({"deferral_precision": math.nan, "errors_caught": 0.0, "gate_aurc": 0.25})
+    seeds[4].rows["hgen"][2]["test/gate_aurc"] = math.nan  # one seed without a figure
+    random = seeds[0].rows["random"][1]
+    random.update({"deferral_precision": 0.777, "errors_caught": 0.777, "gate_aurc": 0.777})  # no test/ gate columns
+    chosen = best_by_strategy(seeds[0])
+    assert chosen["hgen"] is not None and chosen["hgen"]["gate_aurc"] == 0.2
+    assert chosen["random"] is not None and "gate_aurc" not in chosen["random"]
+    text = format_bench_report(seeds, {"command": "c", "commit": "x", "machine": "m", "elapsed_s": 1.0}, [])
+    header = next(line for line in text.splitlines() if line.startswith("| strategy | accuracy | accuracy_clean |"))
+    assert "| deferral_rate | deferral_precision | errors_caught | gate_aurc |" in header
+    section = text[text.index("### Test measures of each strategy"):text.index("### Paired differences")]
+    summary = {line.split(" | ")[0]: line for line in section.splitlines() if line.startswith("| ")}
+    assert "| 0.4 [0.4, 0.4] | 0.32 [0.308, 0.332] | 0.2 [0.2, 0.2] (4 of 5 seeds) |" in summary["| hgen"]
+    assert "| - | - | - |" in summary["| random"]  # no test figure for its gate: a dash, not validation's 0.777
+    seed_0 = text[text.index("#### seed 0"):text.index("#### seed 1")]
+    hgen_line = next(line for line in seed_0.splitlines() if line.startswith("| hgen |"))
+    original_line = next(line for line in seed_0.splitlines() if line.startswith("| original |"))
+    assert "| 0.4 | 0.3 | 0.2 |" in hgen_line and "| - | 0 | 0.25 |" in original_line
+    assert "0.777" not in text

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from hgen_ray.architectures.base import TAU_GRID, Prediction
+from hgen_ray.architectures.gate import FittedGate
 from hgen_ray.architectures.detector import Detector, HumanOutcome
 from hgen_ray.architectures.h_faster_rcnn.network import (
     FRCNN_COMPRESSIBLE_LAYERS,
@@ -69,7 +70,7 @@ class HFasterRCNNArchitecture(Detector):
                                 candidate, pool, split)
 
     @torch.no_grad()
-    def labour_curve(self, config: ExperimentConfig, base: nn.Module, data: DetectionData) -> np.ndarray:
+    def threshold_labour_curve(self, config: ExperimentConfig, base: nn.Module, data: DetectionData) -> np.ndarray:
         """At each tau, the items on the images whose best score is below it, times one person's mean seconds per box."""
         best, items = [], []
         for category in CHALLENGE_CATEGORIES:
@@ -80,11 +81,11 @@ class HFasterRCNNArchitecture(Detector):
         boxes = np.array([float(np.mean(item_count * (best_score < tau))) for tau in TAU_GRID])
         return boxes * BOX_DRAW_MEDIAN_S * float(np.exp(BOX_DRAW_SIGMA**2 / 2))  # lognormal mean
 
-    def predict(self, model: nn.Module, temperature: float, human: HumanChoice, images: torch.Tensor) -> Prediction:
+    def predict(self, model: nn.Module, gate: FittedGate, human: HumanChoice, images: torch.Tensor) -> Prediction:
         detections = self.detect(model, images)
         return Prediction(detections, unsure_images(detections, human.tau))
 
-    def export(self, model: nn.Module, sample: torch.Tensor, path: Path) -> None:
+    def export(self, model: nn.Module, gate: FittedGate, sample: torch.Tensor, path: Path) -> None:
         # torch.export cannot follow the RPN's data-dependent shapes; the TorchScript-based
         # exporter, which torchvision supports for its detectors, can (one image per call).
         with warnings.catch_warnings():  # the tracer's notes on torchvision's shape arithmetic, expected here

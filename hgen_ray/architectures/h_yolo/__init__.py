@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from hgen_ray.architectures.base import TAU_GRID, Prediction
+from hgen_ray.architectures.gate import FittedGate
 from hgen_ray.architectures.detector import Detector, HumanOutcome, batched_output
 from hgen_ray.architectures.h_yolo.network import (
     YOLO_COMPRESSIBLE_LAYERS,
@@ -73,7 +74,7 @@ class HYOLO(Detector):
                               f"allowed for h_yolo: tau_high >= tau")
 
     @torch.no_grad()
-    def labour_curve(self, config: ExperimentConfig, base: nn.Module, data: DetectionData) -> np.ndarray:
+    def threshold_labour_curve(self, config: ExperimentConfig, base: nn.Module, data: DetectionData) -> np.ndarray:
         """Cells in the band per image at each tau, times one person's mean seconds per cell check."""
         objectness = torch.cat([torch.sigmoid(batched_output(base, data.challenges.sets[c].images)[:, 0]).flatten(1)
                                 for c in CHALLENGE_CATEGORIES])
@@ -85,7 +86,7 @@ class HYOLO(Detector):
     def gate_settings(self, human: HumanChoice) -> dict[str, float]:
         return {"tau_high": human.tau_high}
 
-    def predict(self, model: nn.Module, temperature: float, human: HumanChoice, images: torch.Tensor) -> Prediction:
+    def predict(self, model: nn.Module, gate: FittedGate, human: HumanChoice, images: torch.Tensor) -> Prediction:
         output = model.eval()(images)
         gated = gated_cells(output, human.tau, human.tau_high)
         return Prediction(decode_cells(output, images.shape[-1]), gated.flatten(1).any(1))
