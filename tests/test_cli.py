@@ -62,6 +62,15 @@ def test_evaluate_writes_metrics_json_and_prints_the_table(tmp_path: Path, tiny_
          "human_pool.calibration.clean_majority_of_3_accuracy: 1.2 is out of range [0.0, 1.0]"),
         ("human_pool: {clean_majority_of_3_accuracy: 0.8}\n", "human_pool.clean_majority_of_3_accuracy: unknown key"),
         ("human_pool: {arrival_interval_s: 0.5}\n", "human_pool.arrival_interval_s: unknown key"),
+        ("gate: {scores: [msp, odin]}\n", "gate.scores: 'odin' is not one of msp, energy, mahalanobis, rejector"),
+        ("gate: {max_deferral: 1.2}\n", "gate.max_deferral: 1.2 is out of range [0.0, 1.0]"),
+        ("candidate: {human: {deferral: -0.1}}\n", "candidate.human.deferral: -0.1 is out of range [0.0, 1.0]"),
+        ("model: {name: h_yolo}\ngate: {combine: bayes}\n",
+         "gate.combine: bayes combines people with the network's class probabilities, which h_yolo does not give"),
+        ("model: {name: h_yolo}\ngate: {scores: [mahalanobis]}\n",
+         "gate.scores: 'mahalanobis' is not a gate score of h_yolo; allowed: msp"),
+        ("gate: {rejector_families: []}\n", "gate.rejector_families: expected a non-empty list of names from speckle_noise"),
+        ("gate: {rejector_families: [fog]}\n", "gate.rejector_families: 'fog' is not one of speckle_noise"),
     ],
 )
 def test_bad_config_gives_one_line_exit_2_and_writes_nothing(tmp_path: Path, content: str, message: str) -> None:
@@ -79,8 +88,10 @@ def test_bad_config_gives_one_line_exit_2_and_writes_nothing(tmp_path: Path, con
     [
         ("layers:\n  conv1: {technique: l1, ratio: 0.95}\n",
          "candidate.layers.conv1.ratio: 0.95 is out of range [0.0, 0.9]"),
-        ("human: {mechanism: majority, tau: 1.5, k: 2}\n",
-         "candidate.human.tau: 1.5 is out of range [0.0, 1.0]"),
+        ("human: {mechanism: majority, deferral: 1.5, k: 2}\n",
+         "candidate.human.deferral: 1.5 is out of range [0.0, 1.0]"),
+        ("human: {mechanism: majority, gate: softmax, k: 2}\n",
+         "candidate.human.gate: 'softmax' is not one of msp, energy, mahalanobis, rejector"),
         ("layers:\n  conv7: {technique: l1, ratio: 0.5}\n",
          "candidate.layers.conv7: no such compressible layer"),
     ],

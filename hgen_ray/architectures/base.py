@@ -172,11 +172,6 @@ class Architecture(ABC):
             key = "gate.combine" if config.gate.combine == "bayes" else "candidate.human.combine"
             raise ConfigError(f"{key}: bayes combines people with the network's class probabilities, which {self.name} "
                               "does not give; allowed: replace")
-        wants_rejector = "rejector" in (*self.searched_scores(config), config.candidate.human.gate)
-        if wants_rejector and not config.gate.rejector_families:
-            raise ConfigError("gate.rejector_families: the rejector needs at least one corruption family that is not "
-                              "a test category; allowed: speckle_noise, gaussian_blur, spatter, saturate, "
-                              "elastic_transform")
 
     def check_candidate(self, candidate: Candidate, config: ExperimentConfig) -> None:
         """Refuse a candidate this architecture cannot run (:class:`ConfigError`, one line)."""

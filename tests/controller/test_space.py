@@ -40,9 +40,9 @@ def test_observations_have_a_fixed_size_and_track_flops_reduced(specs) -> None: 
     assert first.shape == (space.observation_size,) and first.dtype == np.float32
     pruned = space.observation(2, [1, 1], [1.0, 1.0])  # l1 at ratio 0.9 on both convs
     kept = space.observation(2, [0, 0], [1.0, 1.0])  # technique none: nothing removed
-    flops_reduced = 10
+    flops_reduced = 11
     assert pruned[flops_reduced] > 0.3 and kept[flops_reduced] == 0
-    assert first[14 + 3] == pytest.approx(0.42 / 1.69)  # the storage limit, relative to the original
+    assert first[15 + 3] == pytest.approx(0.42 / 1.69)  # the storage limit, relative to the original
 
 
 def test_decode_maps_actions_to_a_valid_candidate(specs) -> None:  # type: ignore[no-untyped-def]
@@ -98,7 +98,7 @@ def test_tau_is_lowered_until_the_estimated_labour_fits_the_limit(specs) -> None
     taus = np.linspace(0.0, 1.0, 101)
     labor = LaborEstimate(taus, person_s_per_sample=taus * 4.0)  # the gate defers a share tau of samples
     space = SearchSpace(specs, Constraints(labor_s_per_1k_max=700.0), {"storage_mb": 1.69, "energy_mj": 0.2},
-                        labor=labor)
+                        labor={"msp": labor})
     human = len(specs)
     pair = space.human_options.index(("majority", 2))
     action, value = space.within_budget(human, [0, 0, 0], [0.0, 0.0, 0.0], pair, 1.0)
@@ -111,8 +111,8 @@ def test_a_band_that_narrows_as_tau_grows_gets_a_floor_under_tau(specs) -> None:
     taus = np.linspace(0.0, 1.0, 101)
     cells = np.where(taus > 0, 1.0 - taus, 0.0)  # H-YOLO: the band [tau, 1] holds fewer cells as tau grows
     space = SearchSpace(specs, Constraints(labor_s_per_1k_max=700.0), {"storage_mb": 1.69, "energy_mj": 0.2},
-                        labor=LaborEstimate(taus, person_s_per_sample=cells * 4.0))
-    assert not space.tau_caps and set(space.tau_floors) == {1, 2, 3}
+                        labor={"msp": LaborEstimate(taus, person_s_per_sample=cells * 4.0)})
+    assert not space.tau_caps and set(space.tau_floors) == {("msp", 1), ("msp", 2), ("msp", 3)}
     human, pair = len(specs), space.human_options.index(("majority", 2))
     action, value = space.within_budget(human, [0, 0, 0], [0.0] * 3, pair, -0.9)
     assert action == pair and space.tau(value) == pytest.approx(0.93)  # 2 x 4 s x 0.07 = 560 <= 630; 0.92 gives 640
@@ -138,7 +138,7 @@ def test_random_and_optuna_proposals_get_the_same_projection_as_hgens(specs, str
     taus = np.linspace(0.0, 1.0, 101)
     labor = LaborEstimate(taus, person_s_per_sample=taus * 4.0)
     space = SearchSpace(specs, Constraints(storage_mb_max=0.42, labor_s_per_1k_max=700.0),
-                        {"storage_mb": 1.69, "energy_mj": 0.2}, labor=labor)
+                        {"storage_mb": 1.69, "energy_mj": 0.2}, labor={"msp": labor})
     searcher = (RandomSearcher(space, seed=3) if strategy == "random" else
                 ProjectedSearcher(OptunaSearch(space=action_space(space), metric="reward", mode="max", seed=3), space))
     proposals = [config_to_candidate(searcher.suggest(f"t{i}")) for i in range(40)]
@@ -156,9 +156,36 @@ def test_hgens_warm_up_rollouts_get_exactly_the_projection_the_baselines_get(spe
     taus = np.linspace(0.0, 1.0, 101)
     space = SearchSpace(specs, Constraints(storage_mb_max=0.42, labor_s_per_1k_max=700.0),
                         {"storage_mb": 1.69, "energy_mj": 0.2},
-                        labor=LaborEstimate(taus, person_s_per_sample=taus * 4.0))
+                        labor={"msp": LaborEstimate(taus, person_s_per_sample=taus * 4.0)})
     hgen = HGenSearcher(space, RewardConfig(), SearchConfig(trials=20, warmup_trials=10), seed=5)
     same_draws = np.random.default_rng([5, 1])  # the warm-up's own stream (see HGenSearcher._build)
     for index in range(10):
         baseline = candidate_to_config(space.decode(*space.legal_actions(*space.random_actions(same_draws))))
         assert hgen.suggest(f"t{index}") == baseline  # step by step through within_budget, as legal_actions
+
+
+def test_a_gate_step_chooses_the_score_and_the_labour_cap_follows_the_score_chosen(specs) -> None:  # type: ignore[no-untyped-def]
+    shares = np.linspace(0.0, 1.0, 101)
+    labor = {"msp": LaborEstimate(shares, person_s_per_sample=shares * 2.0),  # defers d of the challenges too
+             "mahalanobis": LaborEstimate(shares, person_s_per_sample=np.minimum(shares * 3, 1.0) * 4.0)}  # 3x d
+    space = SearchSpace(specs, Constraints(labor_s_per_1k_max=700.0), {"storage_mb": 1.69, "energy_mj": 0.2},
+                        labor=labor, gate_scores=("msp", "mahalanobis"), by_rate=True, max_tau=0.3, combine="bayes")
+    assert space.num_steps == len(specs) + 2 and space.step_kind(len(specs)) == "gate"
+    assert space.options(len(specs)) == ("msp", "mahalanobis")
+    pair = space.human_options.index(("majority", 2))
+    layers = [0] * len(specs)
+    caps = {}
+    for gate in (0, 1):
+        _, value = space.within_budget(space.human_step, [*layers, gate], [0.0] * (len(specs) + 1), pair, 1.0)
+        caps[space.options(len(specs))[gate]] = space.tau(value)
+    assert caps["msp"] == pytest.approx(0.15)  # 2 x 2 s x 0.15 = 600 <= 630; 0.16 gives 640
+    assert caps["mahalanobis"] == pytest.approx(0.02)  # 2 x 4 s x 3 x 0.02 = 480; 0.03 gives 720
+    candidate = space.decode([*layers, 1, pair], [0.0] * len(specs) + [0.0, 1.0])
+    assert candidate.human == HumanChoice("majority", 0.0, 2, gate="mahalanobis", deferral=0.3, combine="bayes")
+
+
+def test_compression_only_has_no_gate_step(specs) -> None:  # type: ignore[no-untyped-def]
+    space = SearchSpace(specs, Constraints(), {"storage_mb": 1.69, "energy_mj": 0.2}, human_enabled=False,
+                        gate_scores=("msp", "energy", "mahalanobis", "rejector"), by_rate=True)
+    assert space.num_steps == len(specs) + 1 and space.gate_step is None
+    assert all(space.decode([0] * space.num_steps, [0.0] * space.num_steps).human.asks_people is False for _ in (0,))
