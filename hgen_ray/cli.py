@@ -74,7 +74,7 @@ def _search(args: argparse.Namespace) -> int:
     config = load_config(run.out / SEARCH_CONFIG_FILE)  # on resume, the search's own config
     header = {"algorithm": config.search.algorithm, "command": " ".join(["hgen-ray", *sys.argv[1:]]),
               "elapsed_s": run.elapsed_s, "constraints": as_dict(config.constraints), "commit": commit}
-    best = write_search_report(run.out, run.rows, run.references, header)
+    best = write_search_report(run.out, run.rows, run.references, header, run.gate_curves)
     print("test split: the validation-best H-DNN and the references")
     print(summary_table(run.rows, run.references.get("test", {})))
     print(f"\nbest H-DNN: {best}\nreport: {run.out / 'report.md'}")

@@ -208,6 +208,13 @@ class Architecture(ABC):
         """
         raise ConfigError(f"candidate.human.deferral: {self.name} gates by a raw threshold; allowed: null (set tau)")
 
+    def gate_curves(self, config: ExperimentConfig, model: nn.Module, data: Any,
+                    scores: tuple[str, ...]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Per gate score fitted on validation: its confidence and the network's correctness on every sample of
+        the 12 challenges of ``data``'s split, pooled (a risk-coverage curve's input); {} without per-sample
+        correctness (the detectors)."""
+        return {}
+
     @abstractmethod
     def run_with_people(self, config: ExperimentConfig, model: nn.Module, gate: FittedGate, candidate: Candidate,
                         data: Any, pool: HumanPool) -> dict[str, CategoryOutcome]:

@@ -302,6 +302,17 @@ class ImageClassifier(Architecture):
         clean = gate.validation_confidence
         return tau_for_rate(gate_confidence(model, gate, data.val_images)[1] if clean is None else clean, deferral)
 
+    def gate_curves(self, config: ExperimentConfig, model: nn.Module, data: Splits,
+                    scores: tuple[str, ...]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        challenge = build_challenge_set(data, config.data, config.seed, self.data_split(data))
+        curves = {}
+        for score in scores:
+            gate = self.fit_gate(config, model, data, score)
+            seen = [gate_confidence(model, gate, challenge.images[c]) for c in CHALLENGE_CATEGORIES]
+            curves[score] = (torch.cat([confidence for _, confidence in seen]).numpy(),
+                             torch.cat([logits.argmax(1) == challenge.labels for logits, _ in seen]).numpy())
+        return curves
+
     def run_with_people(self, config: ExperimentConfig, model: nn.Module, gate: FittedGate, candidate: Candidate,
                         data: Splits, pool: HumanPool) -> dict[str, CategoryOutcome]:
         split = self.data_split(data)

@@ -37,8 +37,8 @@ from torch import nn
 
 from hgen_ray.architectures.rejector import rejector_from_state
 
-__all__ = ["FittedGate", "GatedClassifier", "confidence_from", "defer_mask", "fit_mahalanobis", "fit_temperature", "gate_confidence", "head_of",
-           "logits_and_features", "tau_for_rate"]
+__all__ = ["FittedGate", "GatedClassifier", "confidence_from", "defer_mask", "fit_mahalanobis", "fit_temperature",
+           "gate_confidence", "head_of", "logits_and_features", "tau_for_rate"]
 
 _MIN_TEMPERATURE = 0.05
 _MAX_TEMPERATURE = 20.0

@@ -46,11 +46,12 @@ from hgen_ray.config.schema import (
 )
 
 __all__ = [
-    "BENCH_STRATEGIES", "CHALLENGE_CATEGORIES", "CHANCE_ACCURACY", "COMBINATION_RULES", "CONV_TECHNIQUES", "CROWD_MAJORITY_OF_3_ACCURACY",
-    "FC_TECHNIQUES", "GATE_SCORES", "HELD_OUT_FAMILIES", "MAX_BENCH_SEEDS", "MAX_COMPRESSION_RATIO", "SEARCH_ALGORITHMS", "BenchConfig", "Candidate",
-    "ConfigError", "Constraints", "DataConfig", "DetectionConfig", "ExperimentConfig", "FinetuneConfig",
-    "GateConfig", "HumanChoice", "HumanPoolConfig", "LayerChoice", "ModelConfig", "PeopleCalibrationConfig", "ProfileConfig",
-    "RewardConfig", "SearchConfig", "as_dict", "build_dataclass", "candidate_to_config", "check_consistent",
+    "BENCH_STRATEGIES", "CHALLENGE_CATEGORIES", "CHANCE_ACCURACY", "COMBINATION_RULES", "CONV_TECHNIQUES",
+    "CROWD_MAJORITY_OF_3_ACCURACY", "FC_TECHNIQUES", "GATE_SCORES", "HELD_OUT_FAMILIES", "MAX_BENCH_SEEDS",
+    "MAX_COMPRESSION_RATIO", "SEARCH_ALGORITHMS", "BenchConfig", "Candidate", "ConfigError", "Constraints",
+    "DataConfig", "DetectionConfig", "ExperimentConfig", "FinetuneConfig", "GateConfig", "HumanChoice",
+    "HumanPoolConfig", "LayerChoice", "ModelConfig", "PeopleCalibrationConfig", "ProfileConfig", "RewardConfig",
+    "SearchConfig", "as_dict", "build_dataclass", "candidate_to_config", "check_consistent",
     "check_inside_working_dir", "config_hash", "config_to_candidate", "load_candidate", "load_config",
     "read_yaml_mapping", "without_legacy_pool_keys",
 ]

@@ -12,11 +12,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from hgen_ray.atomic_write import replaced_atomically, write_text_atomic
 from hgen_ray.data.splits import EVALUATED_CATEGORIES
 from hgen_ray.gate_quality import GATE_MEASURES
 from hgen_ray.metric import pareto_front
-from hgen_ray.report.plots import plot_reward_curve, plot_tradeoffs
+from hgen_ray.report.plots import plot_reward_curve, plot_risk_coverage, plot_tradeoffs
 
 __all__ = [
     "best_row",
@@ -189,11 +191,13 @@ def _people_source(rows: Sequence[Mapping[str, Any]]) -> str:
 
 
 def write_search_report(out: Path, rows: list[dict[str, Any]],
-                        references: Mapping[str, Mapping[str, Mapping[str, Any]]], header: Mapping[str, Any]) -> Path:
+                        references: Mapping[str, Mapping[str, Mapping[str, Any]]], header: Mapping[str, Any],
+                        gate_curves: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None) -> Path:
     """trials.csv, pareto.json, best/, plots and report.md in ``out``; returns the best H-DNN's folder.
 
     ``references`` is split -> name -> measures. The trade-off plot shows validation figures (the
-    trials' and the references'); the table shows test figures only.
+    trials' and the references'); the table shows test figures only. ``gate_curves`` (score ->
+    confidence, correctness of the best network on test) draws a risk-coverage curve per gate score.
     """
     write_csv_atomic(out / "trials.csv", rows)
     finished = [r for r in rows if r["status"] == "TERMINATED"]
@@ -233,6 +237,13 @@ def write_search_report(out: Path, rows: list[dict[str, Any]],
                   "infeasible one)") + f", saved in `best/`: `{json.dumps(candidate)}`", ""]
     lines += ["## Trade-offs (validation split)", "", "![accuracy vs storage and labour](tradeoffs.png)", "",
               "## Reward per trial (validation split)", "", "![reward per trial](reward.png)", ""]
+    if gate_curves:
+        plot_risk_coverage(gate_curves, out / "risk_coverage.png",
+                           "best H-DNN's network, test, the 12 challenges pooled")
+        lines += ["## The gate's risk-coverage, per score (test split)", "",
+                  "The best H-DNN's network with each gate score, each fitted on validation: the error rate of the "
+                  "samples kept as the gate keeps more. A lower curve catches more errors for the same deferral.",
+                  "", "![risk-coverage per gate score](risk_coverage.png)", ""]
     if failed:
         lines += ["## Failed trials", ""] + [f"- `{r['trial_id']}`: {r['error']}" for r in failed] + [""]
     write_text_atomic(out / "report.md", "\n".join(lines))

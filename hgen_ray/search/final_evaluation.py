@@ -19,6 +19,8 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from hgen_ray.architectures import architecture_for
 from hgen_ray.config import ExperimentConfig
 from hgen_ray.data.splits import EVALUATED_CATEGORIES
@@ -28,7 +30,8 @@ from hgen_ray.metric import infeasible_reason, pareto_front, score
 from hgen_ray.report import TEST_PREFIX, best_row
 from hgen_ray.trial import evaluate_candidate, load_split_data, measure_network
 
-__all__ = ["REFERENCE_NAMES", "TEST_PREFIX", "chosen_rows", "evaluate_references", "with_test_columns"]
+__all__ = ["REFERENCE_NAMES", "TEST_PREFIX", "chosen_rows", "evaluate_references", "risk_coverage_curves",
+           "with_test_columns"]
 
 log = logging.getLogger(__name__)
 REFERENCE_NAMES = ("original", "human_only")
@@ -94,3 +97,15 @@ def evaluate_references(config: ExperimentConfig, data: Any, pool: HumanPool, sp
                                        data=loaded[split], pool=pool)
             references[split][name] = _scored(config, measured.metrics)
     return references
+
+
+def risk_coverage_curves(config: ExperimentConfig, rows: list[dict[str, Any]],
+                         data: Any | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The best H-DNN's network with every gate score its architecture has, each fitted on validation, on the
+    test split's 12 challenges: per score, confidence and correctness ({} for a detector or no finished trial)."""
+    best = best_row(rows)
+    if best is None:
+        return {}
+    architecture = architecture_for(config)
+    return architecture.gate_curves(config, load_hdnn(best["checkpoint"]).model, load_split_data(config, "test", data),
+                                    architecture.gate_scores)

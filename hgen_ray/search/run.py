@@ -16,10 +16,11 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 from ray import tune
 
@@ -30,7 +31,7 @@ from hgen_ray.metric import failed_reward
 from hgen_ray.report import trial_rows
 from hgen_ray.search.callbacks import OutputGuard, Progress, TrialsTable
 from hgen_ray.search.cluster import check_cluster_fits, init_ray, leave_job_working_dir
-from hgen_ray.search.final_evaluation import evaluate_references, with_test_columns
+from hgen_ray.search.final_evaluation import evaluate_references, risk_coverage_curves, with_test_columns
 from hgen_ray.search.output_dir import SEARCH_CONFIG_FILE, SEARCH_FORMAT, SEARCH_FORMAT_FILE, TUNE_DIR, prepare_output_dir
 from hgen_ray.search.setup import Prepared, absolute_paths, check_budget_is_possible, prepare, searcher
 from hgen_ray.trial import TrialContext, run_trial
@@ -48,6 +49,7 @@ class SearchRun:
     rows: list[dict[str, Any]]  # trials.csv: validation measures, plus test/ columns on the chosen rows
     references: dict[str, dict[str, dict[str, Any]]]  # split -> reference name -> measures
     elapsed_s: float
+    gate_curves: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # best network, test
 
 
 def trainable(context: TrialContext) -> Any:
@@ -104,10 +106,11 @@ def run_search(config: ExperimentConfig | None, out: Path, *, resume: bool = Fal
         rows = with_test_columns(config, trial_rows(results, failed_reward(config.reward)), pool)
         references = (evaluate_references(config, data, pool, ("validation", "test")) if config.search.references
                       else {})
+        curves = risk_coverage_curves(config, rows)
     finally:
         pool.shutdown()
     return SearchRun(out=out, results=results, rows=rows, references=references,
-                     elapsed_s=time.perf_counter() - started)
+                     elapsed_s=time.perf_counter() - started, gate_curves=curves)
 
 
 def new_tuner(prepared: Prepared, trial: Any, out: Path, progress: Progress) -> Any:
