@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -25,7 +24,7 @@ from pathlib import Path
 import yaml
 
 from hgen_ray.atomic_write import UNWRITABLE_ERRNOS, write_text_atomic
-from hgen_ray.config import MAX_BENCH_SEEDS, ConfigError, as_dict, load_candidate, load_config
+from hgen_ray.config import MAX_BENCH_SEEDS, ConfigError, as_dict, json_text, load_candidate, load_config
 
 __all__ = ["main", "run"]
 
@@ -50,8 +49,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     init_ray(None)  # the people are Ray actors
     evaluation = evaluate_candidate(config, candidate, split=args.split)
     out = Path(args.out)
-    write_text_atomic(out / "metrics.json", json.dumps(evaluation.metrics, indent=2, sort_keys=True) + "\n")
-    write_text_atomic(out / "candidate.yaml", yaml.safe_dump(as_dict(candidate), sort_keys=False))
+    write_text_atomic(out / "metrics.json", json_text(evaluation.metrics, indent=2, sort_keys=True))
+    write_text_atomic(out / "candidate.yaml", yaml.safe_dump(as_dict(evaluation.candidate), sort_keys=False))
     print(format_measures_table(evaluation.metrics))
     print(f"\nwrote {out / 'metrics.json'}")
     return 0
@@ -65,6 +64,7 @@ def _search(args: argparse.Namespace) -> int:
     from hgen_ray.architectures import architecture_for
     from hgen_ray.search import run_search
     from hgen_ray.search.output_dir import SEARCH_CONFIG_FILE
+    from hgen_ray.search.setup import gate_summary
 
     config = None if args.resume else load_config(args.config)
     if config is not None:
@@ -73,7 +73,8 @@ def _search(args: argparse.Namespace) -> int:
     run = run_search(config, Path(args.resume or args.out), resume=bool(args.resume), address=args.address)
     config = load_config(run.out / SEARCH_CONFIG_FILE)  # on resume, the search's own config
     header = {"algorithm": config.search.algorithm, "command": " ".join(["hgen-ray", *sys.argv[1:]]),
-              "elapsed_s": run.elapsed_s, "constraints": as_dict(config.constraints), "commit": commit}
+              "elapsed_s": run.elapsed_s, "constraints": as_dict(config.constraints), "commit": commit,
+              "gate": gate_summary(config)}
     best = write_search_report(run.out, run.rows, run.references, header, run.gate_curves)
     print("test split: the validation-best H-DNN and the references")
     print(summary_table(run.rows, run.references.get("test", {})))

@@ -17,7 +17,6 @@ sends it to people, by the architecture's own rule (:mod:`hgen_ray.architectures
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from hgen_ray.config import (
     ExperimentConfig,
     as_dict,
     build_dataclass,
+    json_text,
     read_yaml_mapping,
     without_legacy_pool_keys,
 )
@@ -138,5 +138,5 @@ def export_onnx(path: str | Path, out: str | Path | None = None) -> Path:
             "k": human.k, "mechanism": human.mechanism, "combine": human.combine, "temperature": hdnn.gate.temperature,
             "rule": architecture.gate_rule, "outputs": list(architecture.output_names),
             **architecture.gate_settings(human)}
-    (target / GATE_FILE).write_text(json.dumps(gate, indent=2) + "\n")
+    (target / GATE_FILE).write_text(json_text(gate, indent=2))  # tau -inf (defers nothing) is written as null
     return target / ONNX_FILE

@@ -11,6 +11,7 @@ import yaml
 
 from hgen_ray.compress.svd import factorize_linear
 from hgen_ray.config import Candidate, ExperimentConfig, HumanChoice, without_legacy_pool_keys
+from hgen_ray.architectures.gate import FittedGate
 from hgen_ray.hdnn import HDNNError, load_hdnn, save_hdnn
 from hgen_ray.architectures.h_cnn.network import BaseCNN
 
@@ -23,7 +24,8 @@ class _RunsCode:
 def test_pruned_and_factorised_model_round_trips(tmp_path: Path) -> None:
     model = BaseCNN((12, 20), 64).eval()
     model.fc1 = factorize_linear(model.fc1, 9)  # type: ignore[assignment]
-    save_hdnn(tmp_path, model, 1.3, Candidate(human=HumanChoice("majority", 1.0, 2)), ExperimentConfig(), (1, 28, 28))
+    save_hdnn(tmp_path, model, FittedGate("msp", 1.3), Candidate(human=HumanChoice("majority", 1.0, 2)),
+              ExperimentConfig(), (1, 28, 28))
     loaded = load_hdnn(tmp_path)
     images = torch.rand(4, 1, 28, 28)
     assert torch.equal(loaded.model(images), model(images))
@@ -33,7 +35,7 @@ def test_pruned_and_factorised_model_round_trips(tmp_path: Path) -> None:
 
 def test_an_h_dnn_saved_before_model_pt_held_its_input_shape_still_loads_as_fashion_mnist_s(tmp_path: Path) -> None:
     model = BaseCNN((12, 20), 64).eval()
-    save_hdnn(tmp_path, model, 1.3, Candidate(), ExperimentConfig(), (1, 28, 28))
+    save_hdnn(tmp_path, model, FittedGate("msp", 1.3), Candidate(), ExperimentConfig(), (1, 28, 28))
     payload = torch.load(tmp_path / "model.pt", weights_only=True)
     del payload["input_shape"]  # as earlier versions wrote it
     torch.save(payload, tmp_path / "model.pt")
@@ -45,7 +47,7 @@ def test_an_h_dnn_saved_before_model_pt_held_its_input_shape_still_loads_as_fash
 
 def test_an_h_dnn_saved_before_the_one_stream_still_loads(tmp_path: Path) -> None:
     model = BaseCNN((12, 20), 64).eval()
-    save_hdnn(tmp_path, model, 1.1, Candidate(), ExperimentConfig(), (1, 28, 28))
+    save_hdnn(tmp_path, model, FittedGate("msp", 1.1), Candidate(), ExperimentConfig(), (1, 28, 28))
     saved = yaml.safe_load((tmp_path / "config.yaml").read_text())
     saved["human_pool"] = {"size": 8, "arrival_interval_s": 0.5, "max_restarts": 3}  # as earlier versions wrote it
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(saved))
@@ -56,7 +58,7 @@ def test_an_h_dnn_saved_before_the_one_stream_still_loads(tmp_path: Path) -> Non
 
 
 def test_a_checkpoint_carrying_code_is_refused_without_running_it(tmp_path: Path) -> None:
-    save_hdnn(tmp_path, BaseCNN(), 1.0, Candidate(), ExperimentConfig(), (1, 28, 28))
+    save_hdnn(tmp_path, BaseCNN(), FittedGate("msp", 1.0), Candidate(), ExperimentConfig(), (1, 28, 28))
     _RunsCode.marker = str(tmp_path / "pwned")
     with open(tmp_path / "model.pt", "wb") as handle:
         pickle.dump({"state_dict": _RunsCode(), "temperature": 1.0}, handle)
@@ -79,7 +81,7 @@ def test_a_corrupt_or_foreign_best_gives_one_line_and_exit_2(tmp_path: Path, spo
     from hgen_ray.cli import main
 
     best = tmp_path / "best"
-    save_hdnn(best, BaseCNN(), 1.0, Candidate(), ExperimentConfig(), (1, 28, 28))
+    save_hdnn(best, BaseCNN(), FittedGate("msp", 1.0), Candidate(), ExperimentConfig(), (1, 28, 28))
     spoil(best / "model.pt")
     assert main(["export", str(best), "--out", str(tmp_path / "onnx")]) == 2
     error = capsys.readouterr().err.strip().splitlines()

@@ -157,6 +157,13 @@ class Architecture(ABC):
         """The gate scores the search may choose: ``gate.scores``, or all this architecture has."""
         return config.gate.scores or self.gate_scores
 
+    def usable_scores(self, config: ExperimentConfig, base: nn.Module) -> tuple[str, ...]:
+        """The searched scores this base network can give."""
+        return self.searched_scores(config)
+
+    def check_data(self, config: ExperimentConfig, data: Any) -> None:
+        """Refuse, in one line and before any work, gate settings this data cannot serve."""
+
     def combination(self, config: ExperimentConfig) -> str:
         """How people's answers count: ``gate.combine``, or bayes where the network gives class probabilities."""
         return config.gate.combine or ("bayes" if self.class_probabilities else "replace")
@@ -185,6 +192,9 @@ class Architecture(ABC):
         if human.deferral is not None and not self.defers_by_rate:
             raise ConfigError(f"candidate.human.deferral: {self.name} gates by a raw threshold; allowed: null "
                               "(set tau)")
+        if not self.defers_by_rate and not 0.0 <= human.tau <= 1.0:
+            raise ConfigError(f"candidate.human.tau: {human.tau} is out of range [0.0, 1.0] for {self.name}'s "
+                              "score threshold")
         if human.asks_people and human.k > config.human_pool.size:
             raise ConfigError(f"candidate.human.k: {human.k} people per chain exceeds human_pool.size "
                               f"{config.human_pool.size}; allowed: 1 to {min(3, config.human_pool.size)}")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from abc import abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,10 +61,11 @@ from hgen_ray.config import (
     config_hash,
 )
 from hgen_ray.data.fashion_mnist import resolve_data_root
+from hgen_ray.data.held_out_corruptions import families_for
 from hgen_ray.data.preview import draw_challenge_grid
 from hgen_ray.data.splits import EVALUATED_CATEGORIES, SPLIT_NAMES, ChallengeSet, Splits, build_challenge_set, load_splits
 from hgen_ray.human import DeferredSample, HumanPool, PeopleView, people_view, train_ensemble
-from hgen_ray.human.calibration import PeopleCalibration, mean_answer_s, resolve_calibration
+from hgen_ray.human.calibration import PeopleCalibration, human_accuracy, mean_answer_s, resolve_calibration
 from hgen_ray.human.image_difficulty import person_chance
 from hgen_ray.version import __version__
 
@@ -75,6 +77,7 @@ DUMMY_BATCH = 2  # batch norm in train mode needs more than one sample per chann
 # A network of a zoo has dozens of convs; an episode over all of them would teach the agents little in a
 # few dozen trials. By default the few that do the most work are searched (assumed; set model.layers).
 AUTOMATIC_CONVS = 4
+FEATURE_SCORES = ("mahalanobis", "rejector")  # the gate scores that read the head's input
 MAHALANOBIS_TRAIN_IMAGES = 2000  # assumed: clean train images the class means and shared covariance are fitted on
 
 
@@ -274,8 +277,36 @@ class ImageClassifier(Architecture):
         plan = CompressionPlan(data.train_images[:DUMMY_BATCH], lambda _model: taylor, tune)
         return compress_network(base, candidate, self.compressible_layers(config, base, data), plan)
 
+    def check_data(self, config: ExperimentConfig, data: Splits) -> None:
+        wanted = (*self.searched_scores(config), config.candidate.human.gate)
+        channels = int(data.val_images.shape[1])
+        if "rejector" in wanted and not families_for(channels, config.gate.rejector_families):
+            raise ConfigError(f"gate.rejector_families: {', '.join(config.gate.rejector_families)} leaves no "
+                              f"corruption family that changes {channels}-channel images; allowed: "
+                              f"{', '.join(families_for(channels))}")
+
+    def usable_scores(self, config: ExperimentConfig, base: nn.Module) -> tuple[str, ...]:
+        """The searched scores this network can give: Mahalanobis and the rejector need a linear head.
+
+        Raises:
+            ConfigError: ``gate.scores`` names one of them for a network without a linear layer.
+        """
+        scores = self.searched_scores(config)
+        if any(isinstance(m, nn.Linear) for m in base.modules()):
+            return scores
+        needing = [s for s in scores if s in FEATURE_SCORES]
+        if config.gate.scores and needing:
+            raise ConfigError(f"gate.scores: {needing[0]} needs the network's penultimate features (the input of its "
+                              f"last linear layer), and this {self.name} network has no linear layer; allowed: "
+                              "msp, energy")
+        return tuple(s for s in scores if s not in FEATURE_SCORES)
+
     def fit_gate(self, config: ExperimentConfig, model: nn.Module, data: Splits, score: str) -> FittedGate:
-        logits, features = logits_and_features(model, data.val_images)
+        if score in FEATURE_SCORES and not any(isinstance(m, nn.Linear) for m in model.modules()):
+            raise ConfigError(f"candidate.human.gate: {score} needs the network's penultimate features (the input of "
+                              f"its last linear layer), and this {self.name} network has none; allowed: msp, energy")
+        logits, features = (logits_and_features(model, data.val_images) if score in FEATURE_SCORES
+                            else (predict_logits(model, data.val_images), torch.empty(0)))
         gate = FittedGate(score, fit_temperature(logits, data.val_labels))
         if score == "mahalanobis":
             images, labels = data.train_images[:MAHALANOBIS_TRAIN_IMAGES], data.train_labels[:MAHALANOBIS_TRAIN_IMAGES]
@@ -300,7 +331,10 @@ class ImageClassifier(Architecture):
 
     def tau_for_deferral(self, model: nn.Module, gate: FittedGate, data: Splits, deferral: float) -> float:
         clean = gate.validation_confidence
-        return tau_for_rate(gate_confidence(model, gate, data.val_images)[1] if clean is None else clean, deferral)
+        tau = tau_for_rate(gate_confidence(model, gate, data.val_images)[1] if clean is None else clean, deferral)
+        if gate.score == "msp" and 1.0 <= tau < math.inf:  # saturated softmax: keep them, as the rate says, rather
+            tau = math.nextafter(1.0, 0.0)  # than msp's raw "tau >= 1 sends every sample"
+        return tau
 
     def gate_curves(self, config: ExperimentConfig, model: nn.Module, data: Splits,
                     scores: tuple[str, ...]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -323,7 +357,10 @@ class ImageClassifier(Architecture):
                              calibration=calibration)
         per_category = len(challenge.labels)
         arrivals = query_stream(config, split, {c: per_category for c in EVALUATED_CATEGORIES})
-        return _gate_and_people(model, gate, challenge, candidate.human, pool, people, arrivals)
+        # bayes's confusion model: one person's accuracy per category from the sourced figures, never from the
+        # split evaluated. The simulation knows each sample's category; a deployed app would not.
+        accuracy = {c: human_accuracy(c, challenge.severity, calibration=calibration) for c in EVALUATED_CATEGORIES}
+        return _gate_and_people(model, gate, challenge, candidate.human, pool, people, arrivals, accuracy)
 
     # --- saved H-DNN ---------------------------------------------------------------------------
 
@@ -362,17 +399,19 @@ def _check_it_classifies(name: str, model: nn.Module, splits: Splits) -> None:
 
 
 def deferred_sample(challenge: ChallengeSet, category: str, index: int, arrival_s: float, people: PeopleView,
-                    probabilities: torch.Tensor) -> DeferredSample:
-    """Sample ``index`` of ``category`` as the pool sees it: its image key, arrival, difficulty and the network's view."""
+                    probabilities: torch.Tensor, category_accuracy: float) -> DeferredSample:
+    """Sample ``index`` of ``category`` as the pool sees it: its image key, arrival, difficulty, the network's view,
+    and one person's expected accuracy on the category (the combination's confusion model)."""
     key = (SPLIT_NAMES.index(challenge.split), EVALUATED_CATEGORIES.index(category), index)
     return DeferredSample(key, arrival_s, int(challenge.labels[index]), float(people.person_accuracy[category][index]),
                           float(people.answer_median_s[category][index]), tuple(probabilities[index].tolist()),
-                          float(people.person_accuracy[category].mean()))
+                          category_accuracy)
 
 
 @torch.no_grad()
 def _gate_and_people(model: nn.Module, gate: FittedGate, challenge: ChallengeSet, human: HumanChoice,
-                     pool: HumanPool, people: PeopleView, arrivals: dict[str, np.ndarray]) -> dict[str, CategoryOutcome]:
+                     pool: HumanPool, people: PeopleView, arrivals: dict[str, np.ndarray],
+                     people_accuracy: dict[str, float]) -> dict[str, CategoryOutcome]:
     """Every category through the network and its gate; the deferred samples of all of them to the pool at once."""
     dnn, confidence, deferred, requests, where = {}, {}, {}, [], []
     for category in EVALUATED_CATEGORIES:
@@ -382,7 +421,7 @@ def _gate_and_people(model: nn.Module, gate: FittedGate, challenge: ChallengeSet
         probabilities = torch.softmax(logits / gate.temperature, dim=1)
         for index in np.flatnonzero(deferred[category]).tolist():
             requests.append(deferred_sample(challenge, category, index, float(arrivals[category][index]), people,
-                                            probabilities))
+                                            probabilities, people_accuracy[category]))
             where.append((category, index))
     answered = pool.serve(requests, human.mechanism, human.k, combine=human.combine) if requests else None
     final = {c: p.copy() for c, p in dnn.items()}

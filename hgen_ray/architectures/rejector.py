@@ -115,8 +115,9 @@ def train_rejector(features: torch.Tensor, probabilities: torch.Tensor, target: 
         target: In [0, 1]: how much deferring each image pays.
         seed: Seeds the head's initial weights.
     """
-    torch.manual_seed(seed)
-    rejector = Rejector(features.shape[1], probabilities.shape[1])
+    with torch.random.fork_rng():  # the trial's own random stream is left as it was
+        torch.manual_seed(seed)
+        rejector = Rejector(features.shape[1], probabilities.shape[1])
     rejector.feature_mean.copy_(features.mean(0))
     rejector.feature_std.copy_(features.std(0).clamp_min(1e-6))
     optimizer = torch.optim.Adam(rejector.parameters(), lr=REJECTOR_LEARNING_RATE)

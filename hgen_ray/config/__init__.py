@@ -8,6 +8,7 @@ from hgen_ray.config.parsing import (
     check_inside_working_dir,
     config_hash,
     config_to_candidate,
+    json_text,
     load_candidate,
     load_config,
     read_yaml_mapping,
@@ -52,6 +53,6 @@ __all__ = [
     "DataConfig", "DetectionConfig", "ExperimentConfig", "FinetuneConfig", "GateConfig", "HumanChoice",
     "HumanPoolConfig", "LayerChoice", "ModelConfig", "PeopleCalibrationConfig", "ProfileConfig", "RewardConfig",
     "SearchConfig", "as_dict", "build_dataclass", "candidate_to_config", "check_consistent",
-    "check_inside_working_dir", "config_hash", "config_to_candidate", "load_candidate", "load_config",
+    "check_inside_working_dir", "config_hash", "config_to_candidate", "json_text", "load_candidate", "load_config",
     "read_yaml_mapping", "without_legacy_pool_keys",
 ]

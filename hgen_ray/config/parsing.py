@@ -28,6 +28,7 @@ __all__ = [
     "check_inside_working_dir",
     "config_hash",
     "config_to_candidate",
+    "json_text",
     "load_candidate",
     "load_config",
     "read_yaml_mapping",
@@ -280,6 +281,22 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
     return value
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def json_text(value: Any, **dumps: Any) -> str:
+    """Strict JSON, with a newline: a non-finite number (a tau of -inf that defers nothing, a measure with nothing
+    to measure) is written as null, which every JSON reader takes, where Python's default writes NaN or -Infinity."""
+    return json.dumps(_finite(value), allow_nan=False, **dumps) + "\n"
 
 
 def config_hash(*parts: Any) -> str:

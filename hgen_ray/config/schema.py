@@ -169,7 +169,7 @@ class GateConfig:
     """``gate``: which gate scores the search may choose, how much it may defer, and how people's answers count."""
 
     scores: tuple[str, ...] | None = field(default=None, metadata=_choices(*GATE_SCORES))  # null = all the model has
-    max_deferral: float = field(default=0.3, metadata=_range(0.0, 1.0))  # d_max: share of clean validation deferred
+    max_deferral: float = field(default=0.3, metadata=_range(0.0, 1.0))  # d_max: share of clean val. deferred (assumed)
     combine: str | None = field(default=None, metadata=_choices(*COMBINATION_RULES))  # null = bayes where it can
     # what the rejector learns from: held-out corruptions of validation images, never a test category
     rejector_families: tuple[str, ...] = field(default=HELD_OUT_FAMILIES, metadata=_choices(*HELD_OUT_FAMILIES))
@@ -244,7 +244,7 @@ class HumanChoice:
         """Whether any sample may go to people: a share d above 0, or a tau that can defer."""
         if self.deferral is not None:
             return self.deferral > 0
-        return self.tau > 0 or self.gate != "msp"
+        return self.tau > 0 if self.gate == "msp" else self.tau > -math.inf
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from hgen_ray.atomic_write import replaced_atomically, write_text_atomic
+from hgen_ray.config import json_text
 from hgen_ray.data.splits import EVALUATED_CATEGORIES
 from hgen_ray.gate_quality import GATE_MEASURES
 from hgen_ray.metric import pareto_front
@@ -89,6 +90,8 @@ def trial_rows(results: Iterable[Any], failed_reward: float) -> list[dict[str, A
             row.update({"reward": failed_reward, "feasible": False})
         else:
             row.update({k: metrics[k] for k in _RESULT_COLUMNS if k in metrics})
+            if row.get("human/deferral") is not None and "gate_tau" in metrics:
+                row["human/tau"] = metrics["gate_tau"]  # the tau its trial set from d: what the saved H-DNN deploys
         row["checkpoint"] = result.checkpoint.path if result.checkpoint and not result.error else ""
         rows.append(row)
     return sorted(rows, key=lambda r: r["trial"])
@@ -98,8 +101,9 @@ _RESULT_COLUMNS = ("reward", "feasible", "violation", "infeasible_reason", "accu
                    "latency_ms", "dnn_latency_ms", "human_turnaround_s_p95", "human_wait_s_p95", "pool_utilisation",
                    "energy_mj", "energy_source", "energy_shared_gpu", "storage_mb",
                    "labor_s_per_1k", "deferral_rate", *GATE_MEASURES, "parameters", "node_id", "peak_rss_mb",
-                   "people_calibration",
-                   *(f"accuracy/{c}" for c in EVALUATED_CATEGORIES))
+                   "people_calibration", "gate_score", "gate_tau",
+                   *(f"{measure}/{c}" for measure in ("accuracy", "dnn_accuracy", "errors_caught")
+                     for c in EVALUATED_CATEGORIES))
 
 
 def _flatten(nested: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -203,7 +207,7 @@ def write_search_report(out: Path, rows: list[dict[str, Any]],
     finished = [r for r in rows if r["status"] == "TERMINATED"]
     front = pareto_front(finished)
     plain_front = [{k: v for k, v in r.items() if k != "checkpoint"} for r in front]
-    write_text_atomic(out / "pareto.json", json.dumps(plain_front, indent=2, default=str) + "\n")
+    write_text_atomic(out / "pareto.json", json_text(plain_front, indent=2, default=str))
     best = best_row(rows)
     best_dir = out / "best"
     if best is not None:
@@ -237,6 +241,7 @@ def write_search_report(out: Path, rows: list[dict[str, Any]],
                   "infeasible one)") + f", saved in `best/`: `{json.dumps(candidate)}`", ""]
     lines += ["## Trade-offs (validation split)", "", "![accuracy vs storage and labour](tradeoffs.png)", "",
               "## Reward per trial (validation split)", "", "![reward per trial](reward.png)", ""]
+    lines += _gate_lines(header.get("gate"))
     if gate_curves:
         plot_risk_coverage(gate_curves, out / "risk_coverage.png",
                            "best H-DNN's network, test, the 12 challenges pooled")
@@ -248,6 +253,19 @@ def write_search_report(out: Path, rows: list[dict[str, Any]],
         lines += ["## Failed trials", ""] + [f"- `{r['trial_id']}`: {r['error']}" for r in failed] + [""]
     write_text_atomic(out / "report.md", "\n".join(lines))
     return best_dir
+
+
+def _gate_lines(gate: Mapping[str, Any] | None) -> list[str]:
+    """The gate's settings, and the rejector's training corruptions with their overlap with the test categories."""
+    if not gate:
+        return []
+    lines = ["## The gate", "", f"- scores searched: {', '.join(gate['scores'])}; people's answers: "
+             f"{gate['combine']}" + (f"; d_max {gate['max_deferral']}" if gate.get("max_deferral") is not None
+                                     else "")]
+    if gate.get("rejector_families"):
+        lines += ["- the rejector learned from these corruptions of validation images, none of them a test "
+                  "category:"] + [f"  - `{family}`: {kinship}" for family, kinship in gate["rejector_families"].items()]
+    return [*lines, ""]
 
 
 def _replace_folder(target: Path, source: Path) -> None:

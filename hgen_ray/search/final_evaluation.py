@@ -107,5 +107,10 @@ def risk_coverage_curves(config: ExperimentConfig, rows: list[dict[str, Any]],
     if best is None:
         return {}
     architecture = architecture_for(config)
-    return architecture.gate_curves(config, load_hdnn(best["checkpoint"]).model, load_split_data(config, "test", data),
-                                    architecture.gate_scores)
+    try:
+        model = load_hdnn(best["checkpoint"]).model
+        return architecture.gate_curves(config, model, load_split_data(config, "test", data),
+                                        architecture.usable_scores(config, model))
+    except Exception as error:  # a plot is not worth losing the report of a finished search for
+        log.warning("no risk-coverage plot: %s", error)
+        return {}

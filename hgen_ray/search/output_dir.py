@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import os
 from pathlib import Path
@@ -18,7 +19,8 @@ log = logging.getLogger(__name__)
 SEARCH_CONFIG_FILE = "search.yaml"
 # Marks a search that scores on validation and reports on test; one made before has none and is not resumed.
 SEARCH_FORMAT_FILE = "search-format.json"
-SEARCH_FORMAT = {"format": 2, "scored_on": "validation", "reported_on": "test"}
+# Format 3: the space has a gate step and the human step proposes a share d; the controller's saved state differs.
+SEARCH_FORMAT = {"format": 3, "scored_on": "validation", "reported_on": "test"}
 TUNE_DIR = "tune"
 UNRECORDED_TRIALS_FILE = "trials-unrecorded.csv"  # see keep_unrecorded_trials
 
@@ -61,11 +63,21 @@ def prepare_output_dir(out: Path, resume: bool) -> Path:
         if not (out / SEARCH_FORMAT_FILE).is_file():
             raise ConfigError(f"--resume {out}: this search was made before hgen-ray scored on validation and "
                               "reported on test; its trials cannot be mixed with new ones: start a new search")
+        if _saved_format(out) != SEARCH_FORMAT["format"]:
+            raise ConfigError(f"--resume {out}: this search was made by an earlier hgen-ray whose search space had no "
+                              "gate step; its controller cannot go on in today's space: start a new search")
         keep_unrecorded_trials(out, recorded_trial_ids(out / TUNE_DIR))
         return out
     if (out / SEARCH_CONFIG_FILE).exists():
         raise ConfigError(f"--out {out}: already holds a search; use --resume {out} or choose another --out")
     return create_output_dir(out)
+
+
+def _saved_format(out: Path) -> int | None:
+    try:
+        return int(json.loads((out / SEARCH_FORMAT_FILE).read_text())["format"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def create_output_dir(out: Path) -> Path:

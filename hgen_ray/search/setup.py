@@ -20,11 +20,12 @@ from hgen_ray.controller import SearchSpace, describe_layers
 from hgen_ray.controller.space import LaborEstimate
 from hgen_ray.controller.strategies import make_searcher
 from hgen_ray.data.fashion_mnist import resolve_data_root
+from hgen_ray.data.held_out_corruptions import OVERLAP_WITH_TEST
 from hgen_ray.human.pool_timeline import capacity_s_per_1k
 from hgen_ray.profile import estimate_energy_mj, storage_mb
 
-__all__ = ["Prepared", "absolute_paths", "check_budget_is_possible", "labour_within_pool", "prepare", "search_space",
-           "searcher"]
+__all__ = ["Prepared", "absolute_paths", "check_budget_is_possible", "gate_summary", "labour_within_pool", "prepare",
+           "search_space", "searcher"]
 
 
 def absolute_paths(config: ExperimentConfig) -> ExperimentConfig:
@@ -55,7 +56,9 @@ def prepare(config: ExperimentConfig) -> Prepared:
     architecture = architecture_for(config)
     data = architecture.load_data(config, "validation")
     architecture.people_calibration(config, data)  # the people's figures are checked before any work
+    architecture.check_data(config, data)
     base = architecture.load_base(config, data)
+    architecture.usable_scores(config, base)  # a score the network cannot give is refused before anything is written
     return Prepared(config, architecture, architecture.trial_data(config, data), base,
                     architecture.compressible_layers(config, base, data), architecture.input_sample(config, data))
 
@@ -95,7 +98,7 @@ def search_space(prepared: Prepared) -> SearchSpace:
     """
     config, base, sample, architecture = prepared.config, prepared.base, prepared.sample, prepared.architecture
     human = config.search.algorithm != "compression_only"
-    scores = architecture.searched_scores(config)
+    scores = architecture.usable_scores(config, base)
     reference = {"storage_mb": storage_mb(base), "energy_mj": estimate_energy_mj(base, sample)}
     specs = describe_layers(base, prepared.layers, sample)
     labor = ({score: LaborEstimate(TAU_GRID, curve)
@@ -105,6 +108,17 @@ def search_space(prepared: Prepared) -> SearchSpace:
     return SearchSpace(specs, labour_within_pool(config), reference, human_enabled=human,
                        pool_size=config.human_pool.size, max_tau=max_level, labor=labor, gate_scores=scores,
                        by_rate=architecture.defers_by_rate, combine=architecture.combination(config))
+
+
+def gate_summary(config: ExperimentConfig) -> dict[str, Any]:
+    """What a report says of the gate: the scores searched, the combination, d_max, and what the rejector learns
+    from, with each family's kinship to the test categories (none is one)."""
+    architecture = architecture_for(config)
+    scores = architecture.searched_scores(config)
+    families = config.gate.rejector_families if "rejector" in scores else ()
+    return {"scores": list(scores), "combine": architecture.combination(config),
+            "max_deferral": config.gate.max_deferral if architecture.defers_by_rate else None,
+            "rejector_families": {family: OVERLAP_WITH_TEST[family] for family in families}}
 
 
 def searcher(prepared: Prepared) -> Any:

@@ -164,6 +164,7 @@ def evaluate_candidate(config: ExperimentConfig, candidate: Candidate, *, data: 
     architecture.check_candidate(candidate, config)
     data = load_split_data(config, split, data)
     architecture.people_calibration(config, data)  # the people's figures are checked before any work
+    architecture.check_data(config, data)
     started = time.perf_counter()
     base = architecture.load_base(config, data)
     model = architecture.compress(config, base, candidate, data, config.finetune)

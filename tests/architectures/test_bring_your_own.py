@@ -86,7 +86,8 @@ def test_the_detectors_searches_cap_tau_by_the_labour_limit(name: str, request: 
         limited = dataclasses.replace(prepared.config, constraints=Constraints(labor_s_per_1k_max=limit))
         space = search_space(dataclasses.replace(prepared, config=limited))
         assert space.tau_caps or space.tau_floors, name  # the limit reaches the space, as for the H-CNN
-        allowed[limit] = {k: (space.tau_floors.get(k, 0.0), space.tau_caps.get(k, top)) for k in (1, 2, 3)}
+        allowed[limit] = {k: (space.tau_floors.get(("msp", k), 0.0), space.tau_caps.get(("msp", k), top))
+                          for k in (1, 2, 3)}
     for k in (1, 2, 3):  # a tighter limit never lets more through
         (low, high), (wider_low, wider_high) = allowed[50.0][k], allowed[500.0][k]
         assert low >= wider_low and high <= wider_high, (name, k)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -14,16 +15,16 @@ from hgen_ray.architectures import get_architecture
 from hgen_ray.architectures.classifier import TrainedBase
 from hgen_ray.architectures.gate import (
     FittedGate,
-    GatedClassifier,
     defer_mask,
     fit_mahalanobis,
     fit_temperature,
     gate_confidence,
     tau_for_rate,
 )
-from hgen_ray.architectures.rejector import train_rejector
-from hgen_ray.config import GATE_SCORES, ExperimentConfig
+from hgen_ray.architectures.rejector import rejector_training_set, train_rejector
+from hgen_ray.config import CHALLENGE_CATEGORIES, GATE_SCORES, Candidate, ConfigError, ExperimentConfig, HumanChoice
 from hgen_ray.data.splits import EVALUATED_CATEGORIES, Splits, build_challenge_set
+from hgen_ray.hdnn import export_onnx, load_hdnn, save_hdnn
 
 
 def test_fit_temperature_recovers_the_temperature_that_generated_labels() -> None:
@@ -141,4 +142,49 @@ def test_onnx_reproduces_torchs_deferral_decisions_for_every_score_on_every_cate
         tau = tau_for_rate(gate.validation_confidence, 0.2)
         assert np.array_equal(onnx_confidence < tau, (torch_confidence < tau).numpy()), score
         assert np.array_equal(logits.argmax(1), torch_logits.argmax(1).numpy()), score
-        assert isinstance(GatedClassifier(trained_base.model, gate), nn.Module)
+
+
+def test_the_rejector_learns_only_from_held_out_families(monkeypatch: pytest.MonkeyPatch,
+                                                         tiny_config: ExperimentConfig, splits: Splits,
+                                                         trained_base: TrainedBase) -> None:
+    import hgen_ray.architectures.rejector as rejector_module
+    import hgen_ray.data.challenges as challenges
+    import hgen_ray.data.splits as splits_module
+
+    reached: list[str] = []
+    corrupt = rejector_module.apply_held_out
+
+    def recorded(images: torch.Tensor, family: str, severity: int, seed: int) -> torch.Tensor:
+        reached.append(family)
+        return corrupt(images, family, severity, seed)
+
+    def refused(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("a test category's corruption reached the rejector")
+
+    monkeypatch.setattr(rejector_module, "apply_held_out", recorded)
+    monkeypatch.setattr(challenges, "apply_challenge", refused)
+    monkeypatch.setattr(splits_module, "apply_challenge", refused)
+    get_architecture("h_cnn").fit_gate(tiny_config, trained_base.model, splits, "rejector")
+    assert set(reached) == {"speckle_noise", "gaussian_blur", "spatter", "elastic_transform"}  # saturate: grey
+    assert not set(reached) & set(CHALLENGE_CATEGORIES)
+    with pytest.raises(ConfigError, match="gaussian_noise is a test category"):
+        rejector_training_set(splits.val_images, splits.val_labels, ("gaussian_noise",), 0)
+
+
+@pytest.mark.parametrize("score", ["mahalanobis", "rejector"])
+def test_a_saved_h_dnn_keeps_its_fitted_gate_and_exports_it(fitted_gates: dict[str, FittedGate],
+                                                            tiny_config: ExperimentConfig, splits: Splits,
+                                                            trained_base: TrainedBase, tmp_path: Path,
+                                                            score: str) -> None:
+    gate = fitted_gates[score]
+    tau = tau_for_rate(gate.validation_confidence, 0.15)
+    candidate = Candidate(human=HumanChoice("sequential", tau=tau, k=1, gate=score, deferral=0.15))
+    save_hdnn(tmp_path, trained_base.model, gate, candidate, tiny_config, (1, 28, 28))
+    loaded = load_hdnn(tmp_path)
+    images = splits.val_images[:300]
+    _, deferred = loaded.predict(images)
+    assert loaded.gate.score == score and float(deferred.float().mean()) > 0.05
+    assert torch.equal(deferred, gate_confidence(trained_base.model, gate, images)[1] < tau)
+    export_onnx(tmp_path)
+    written = json.loads((tmp_path / "gate.json").read_text())
+    assert written["score"] == score and written["deferral"] == 0.15 and written["tau"] == pytest.approx(tau)

@@ -15,7 +15,14 @@ from hgen_ray.config import (
     candidate_to_config,
     config_to_candidate,
 )
-from hgen_ray.controller.space import NUM_DISCRETE_ACTIONS, LaborEstimate, SearchSpace, describe_layers, kept_fraction
+from hgen_ray.controller.space import (
+    HUMAN_OPTIONS,
+    NUM_DISCRETE_ACTIONS,
+    LaborEstimate,
+    SearchSpace,
+    describe_layers,
+    kept_fraction,
+)
 
 
 @pytest.fixture(scope="module")
@@ -188,4 +195,5 @@ def test_compression_only_has_no_gate_step(specs) -> None:  # type: ignore[no-un
     space = SearchSpace(specs, Constraints(), {"storage_mb": 1.69, "energy_mj": 0.2}, human_enabled=False,
                         gate_scores=("msp", "energy", "mahalanobis", "rejector"), by_rate=True)
     assert space.num_steps == len(specs) + 1 and space.gate_step is None
-    assert all(space.decode([0] * space.num_steps, [0.0] * space.num_steps).human.asks_people is False for _ in (0,))
+    pair = HUMAN_OPTIONS.index(("majority", 2))  # a chain the space would offer, were people on
+    assert not space.decode([0] * len(specs) + [pair], [0.0] * space.num_steps).human.asks_people

@@ -14,7 +14,8 @@ from hgen_ray.architectures import CategoryOutcome
 from hgen_ray.architectures.classifier import TrainedBase, deferred_sample
 from hgen_ray.architectures.stream import query_stream
 from hgen_ray.architectures.training import predict_logits
-from hgen_ray.human import HumanPool, people_view, train_ensemble
+from hgen_ray.architectures import get_architecture
+from hgen_ray.human import HumanPool, human_accuracy, people_view, train_ensemble
 from hgen_ray.metric import infeasible_reason, score
 from hgen_ray.trial import Evaluation, evaluate_candidate, measure_network
 from hgen_ray.trial.measures import people_measures
@@ -113,7 +114,7 @@ def test_a_pool_that_cannot_keep_up_makes_the_candidate_infeasible_with_the_reas
     pool = dataclasses.replace(tiny_config.human_pool, arrival_rate_per_s=rate_per_s)
     config = dataclasses.replace(tiny_config, human_pool=pool)
     candidate = Candidate(layers=LAYERS, human=HumanChoice("sequential", tau=0.6, k=2))
-    metrics = measure_network(config, with_humans.model, with_humans.temperature, candidate, split="validation",
+    metrics = measure_network(config, with_humans.model, with_humans.gate, candidate, split="validation",
                               data=splits).metrics
     reason = infeasible_reason(metrics, config.constraints)
     assert (metrics["pool_utilisation"] >= 1) == overloaded
@@ -136,7 +137,7 @@ def test_a_chain_of_two_with_the_network_breaking_ties_beats_one_person(
                                       / trained_base.temperature, dim=1)
         for index in torch.nonzero(probabilities.amax(1) < 0.6).flatten().tolist():
             sample = deferred_sample(challenge, category, index, float(arrivals[category][index]), people,
-                                      probabilities)
+                                      probabilities, human_accuracy(category, challenge.severity))
             samples.append(sample)
             no_opinion.append(dataclasses.replace(sample, network_probabilities=tuple([0.1] * 10)))
     truth = np.array([s.true_label for s in samples])
@@ -148,3 +149,33 @@ def test_a_chain_of_two_with_the_network_breaking_ties_beats_one_person(
     assert len(samples) > 500, message
     assert two > one + 0.02, message
     assert two_first_vote == one, message  # what k=2 bought before: nothing
+
+
+@pytest.fixture(scope="module")
+def by_rate(tiny_config: ExperimentConfig, splits: Splits, trained_base: TrainedBase) -> Evaluation:
+    human = HumanChoice("sequential", k=1, gate="energy", deferral=0.2, combine="replace")
+    return evaluate_candidate(tiny_config, Candidate(layers=LAYERS, human=human), data=splits)
+
+
+def test_a_candidate_naming_a_share_gets_the_tau_that_defers_it_on_clean_validation(
+        by_rate: Evaluation, splits: Splits) -> None:
+    human = by_rate.candidate.human
+    assert human.deferral == 0.2 and human.gate == "energy" and by_rate.metrics["gate_tau"] == human.tau
+    architecture = get_architecture("h_cnn")
+    assert human.tau == architecture.tau_for_deferral(by_rate.model, by_rate.gate, splits, 0.2)
+    deferred = architecture.predict(by_rate.model, by_rate.gate, human, splits.val_images).to_people
+    assert float(deferred.float().mean()) == pytest.approx(0.2, abs=0.01)
+    assert by_rate.metrics["deferral_rate/clean"] > 0.1  # the validation challenge's clean items, a subset
+
+
+def test_bayes_reaches_the_pool_the_gate_and_the_network_stay_as_they_were(
+        tiny_config: ExperimentConfig, splits: Splits, by_rate: Evaluation) -> None:
+    measured = {}
+    for rule in ("replace", "bayes"):
+        candidate = dataclasses.replace(by_rate.candidate,
+                                        human=dataclasses.replace(by_rate.candidate.human, combine=rule))
+        measured[rule] = measure_network(tiny_config, by_rate.model, by_rate.gate, candidate, split="validation",
+                                         data=splits).metrics
+    assert measured["bayes"]["dnn_accuracy"] == measured["replace"]["dnn_accuracy"]
+    assert measured["bayes"]["deferral_rate"] == measured["replace"]["deferral_rate"]
+    assert measured["bayes"]["accuracy"] > measured["replace"]["accuracy"]  # one person joined with the network
