@@ -7,8 +7,8 @@ Each seed has its own base model, splits, corruptions and people, as a bench's s
 experiment's ``candidate`` compression (fixed in the config before any of these figures existed) is
 applied and fine-tuned once; every gate score is fitted to that one network on validation (Mahalanobis
 also on clean train features; the rejector on held-out corruption families only). Per score and
-severity, the share d of clean validation images to defer is **chosen on validation**: the d whose tau
-defers 10% of the 12 validation challenges pooled. Only then is the test
+severity, tau is set on validation to defer d = 10% of the 12 validation challenges pooled (the rule
+every trial uses). Only then is the test
 split read: the network alone, and with the candidate's chain of people under ``replace`` and ``bayes``,
 with the gate's quality per category. Nothing here is tuned on test.
 """
@@ -28,7 +28,7 @@ import numpy as np
 import ray
 import torch
 
-from hgen_ray.architectures.gate import defer_mask, gate_confidence, tau_for_rate
+from hgen_ray.architectures.gate import gate_confidence
 from hgen_ray.config import CHALLENGE_CATEGORIES, GATE_SCORES, ExperimentConfig, load_config
 from hgen_ray.architectures.training import predict_logits
 from hgen_ray.data.held_out_corruptions import OVERLAP_WITH_TEST, families_for
@@ -54,15 +54,6 @@ def _near_chance_on_validation(config: ExperimentConfig, model: torch.nn.Module,
     return [c for c, value in accuracy.items() if value < NEAR_CHANCE]
 
 
-def _share_on_validation(config: ExperimentConfig, model: torch.nn.Module, gate: Any, data: Any) -> tuple[float, float]:
-    """The share d of clean validation images whose tau defers 10% of the 12 validation challenges, pooled."""
-    challenge = build_challenge_set(data, config.data, config.seed, "validation")
-    seen = torch.cat([gate_confidence(model, gate, challenge.images[c])[1] for c in CHALLENGE_CATEGORIES])
-    tau = tau_for_rate(seen, DEFERRAL_BUDGET)
-    share = float((gate.validation_confidence < tau).float().mean())
-    return share, float(defer_mask(seen, gate.score, tau_for_rate(gate.validation_confidence, share)).float().mean())
-
-
 def _seed_figures(config: ExperimentConfig) -> dict[str, Any]:
     """Every gate score at both severities, on test, for one seed's compressed network."""
     prepared = prepare(config)
@@ -78,16 +69,15 @@ def _seed_figures(config: ExperimentConfig) -> dict[str, Any]:
             for severity in SEVERITIES:
                 at = dataclasses.replace(prepared.config, data=dataclasses.replace(prepared.config.data,
                                                                                    severity=severity))
-                share, validation_deferral = _share_on_validation(at, model, gate, data)
-                tau = tau_for_rate(gate.validation_confidence, share)
+                tau = architecture.tau_for_deferral(at, model, gate, data, DEFERRAL_BUDGET)
                 for combine in COMBINATIONS:
-                    human = dataclasses.replace(candidate.human, gate=score, deferral=share, tau=tau, combine=combine)
+                    human = dataclasses.replace(candidate.human, gate=score, deferral=DEFERRAL_BUDGET, tau=tau,
+                                                combine=combine)
                     metrics = measure_network(at, model, gate, dataclasses.replace(candidate, human=human),
                                               split="test", data=test_data, pool=pool).metrics
-                    figures[(score, severity, combine)] = {**metrics, "share": share,
-                                                           "validation_deferral": validation_deferral}
-                logging.getLogger("gate_scores").info("seed %d %s severity %d: d %.3f", config.seed, score,
-                                                      severity, share)
+                    figures[(score, severity, combine)] = metrics
+                logging.getLogger("gate_scores").info("seed %d %s severity %d: tau %.4g", config.seed, score,
+                                                      severity, tau)
             figures["curves"].update(_pooled_curves(at, model, gate, test_data))  # at severity 5, the last
     return figures
 
@@ -112,8 +102,8 @@ def _interval(differences: list[float]) -> str:
 
 def _gain_table(seeds: list[dict[str, Any]], severity: int) -> list[str]:
     lines = [f"### Severity {severity}: what people add at most 10% deferral (test, mean of the 12 challenges)", "",
-             "| gate | d (val) | val deferral | test deferral | network alone | with people, bayes | gain, bayes "
-             "[95% CI] | gain, replace [95% CI] | labour s/1k |", "|---|---|---|---|---|---|---|---|---|"]
+             "| gate | test deferral | network alone | with people, bayes | gain, bayes [95% CI] | "
+             "gain, replace [95% CI] | labour s/1k |", "|---|---|---|---|---|---|---|"]
     for score in GATE_SCORES:
         rows = {c: [s[(score, severity, c)] for s in seeds] for c in COMBINATIONS}
         bayes = rows["bayes"]
@@ -122,8 +112,7 @@ def _gain_table(seeds: list[dict[str, Any]], severity: int) -> list[str]:
             return statistics.fmean(float(r[key]) for r in chosen)
 
         gains = {c: [float(r["accuracy"]) - float(r["dnn_accuracy"]) for r in rows[c]] for c in COMBINATIONS}
-        lines.append(f"| {score} | {mean('share'):.3f} | {mean('validation_deferral'):.3f} | "
-                     f"{mean('deferral_rate'):.3f} | {mean('dnn_accuracy'):.4f} | {mean('accuracy'):.4f} | "
+        lines.append(f"| {score} | {mean('deferral_rate'):.3f} | {mean('dnn_accuracy'):.4f} | {mean('accuracy'):.4f} | "
                      f"{_interval(gains['bayes'])} | {_interval(gains['replace'])} | {mean('labor_s_per_1k'):.0f} |")
     return [*lines, ""]
 

@@ -210,8 +210,9 @@ class Architecture(ABC):
         """The gate of ``score`` fitted to ``model`` on validation (and clean train) data, after fine-tuning."""
         return FittedGate(score)
 
-    def tau_for_deferral(self, model: nn.Module, gate: FittedGate, data: Any, deferral: float) -> float:
-        """The tau that defers a share ``deferral`` of clean validation images (architectures deferring by rate).
+    def tau_for_deferral(self, config: ExperimentConfig, model: nn.Module, gate: FittedGate, data: Any,
+                         deferral: float) -> float:
+        """The tau that defers a share ``deferral`` of the 12 validation challenges (architectures deferring by rate).
 
         Raises:
             ConfigError: This architecture's gate takes a raw tau.

@@ -12,8 +12,8 @@ classifier:
 - **Gate**: a confidence score (max softmax with a temperature fitted on clean validation
   images, energy, Mahalanobis distance or a learned rejector: :mod:`hgen_ray.architectures.gate`);
   a sample below tau goes to a chain of k people, whose answers replace the network's or
-  are combined with its class probabilities. Tau is set from a share d of clean
-  validation images to defer.
+  are combined with its class probabilities. Tau is set from a share d of the
+  validation challenge images to defer.
 - **Saved H-DNN**: rebuilt by shaping a fresh network like the saved tensors
   (:mod:`hgen_ray.architectures.reshape`).
 """
@@ -36,7 +36,6 @@ from hgen_ray.architectures.base import TAU_GRID, Architecture, CategoryOutcome,
 from hgen_ray.architectures.gate import (
     FittedGate,
     GatedClassifier,
-    confidence_from,
     defer_mask,
     fit_mahalanobis,
     fit_temperature,
@@ -246,18 +245,10 @@ class ImageClassifier(Architecture):
 
     def labour_curves(self, config: ExperimentConfig, base: nn.Module, data: Splits,
                       scores: tuple[str, ...]) -> dict[str, np.ndarray]:
-        """Per score, the base gate's share of challenge samples deferred at each share d of clean validation
-        images, times one person's mean seconds per answer."""
-        challenge = build_challenge_set(data, config.data, config.seed, "validation")
+        """At each share d, d times one person's mean seconds per answer, for every score alike: each trial sets
+        its own network's tau so that its gate defers exactly d of the validation challenges."""
         answer_s = mean_answer_s(config.data.severity, calibration=self.people_calibration(config, data))
-        curves = {}
-        for score in scores:
-            gate = self.fit_gate(config, base, data, score)
-            clean = gate.validation_confidence
-            seen = torch.cat([gate_confidence(base, gate, challenge.images[c])[1] for c in CHALLENGE_CATEGORIES])
-            deferral = [float(defer_mask(seen, score, tau_for_rate(clean, d)).float().mean()) for d in TAU_GRID]
-            curves[score] = np.array(deferral) * answer_s
-        return curves
+        return {score: TAU_GRID * answer_s for score in scores}
 
     def people_calibration(self, config: ExperimentConfig, data: Splits) -> PeopleCalibration:
         return resolve_calibration(config.human_pool.calibration, data.dataset, data.class_names)
@@ -305,15 +296,12 @@ class ImageClassifier(Architecture):
         if score in FEATURE_SCORES and not any(isinstance(m, nn.Linear) for m in model.modules()):
             raise ConfigError(f"candidate.human.gate: {score} needs the network's penultimate features (the input of "
                               f"its last linear layer), and this {self.name} network has none; allowed: msp, energy")
-        logits, features = (logits_and_features(model, data.val_images) if score in FEATURE_SCORES
-                            else (predict_logits(model, data.val_images), torch.empty(0)))
-        gate = FittedGate(score, fit_temperature(logits, data.val_labels))
+        gate = FittedGate(score, fit_temperature(predict_logits(model, data.val_images), data.val_labels))
         if score == "mahalanobis":
             images, labels = data.train_images[:MAHALANOBIS_TRAIN_IMAGES], data.train_labels[:MAHALANOBIS_TRAIN_IMAGES]
             gate.tensors = fit_mahalanobis(logits_and_features(model, images)[1], labels, len(data.class_names))
         elif score == "rejector":
             gate.tensors = self._fit_rejector(config, model, gate.temperature, data)
-        gate.validation_confidence = confidence_from(gate, logits, features)
         return gate
 
     def _fit_rejector(self, config: ExperimentConfig, model: nn.Module, temperature: float,
@@ -329,9 +317,11 @@ class ImageClassifier(Architecture):
         target = (logits.argmax(1) != learn_from.labels).float() * torch.from_numpy(chance).float()
         return train_rejector(features, torch.softmax(logits / temperature, dim=1), target, config.seed)
 
-    def tau_for_deferral(self, model: nn.Module, gate: FittedGate, data: Splits, deferral: float) -> float:
-        clean = gate.validation_confidence
-        tau = tau_for_rate(gate_confidence(model, gate, data.val_images)[1] if clean is None else clean, deferral)
+    def tau_for_deferral(self, config: ExperimentConfig, model: nn.Module, gate: FittedGate, data: Splits,
+                         deferral: float) -> float:
+        challenge = build_challenge_set(data, config.data, config.seed, "validation")
+        seen = torch.cat([gate_confidence(model, gate, challenge.images[c])[1] for c in CHALLENGE_CATEGORIES])
+        tau = tau_for_rate(seen, deferral)
         if gate.score == "msp" and 1.0 <= tau < math.inf:  # saturated softmax: keep them, as the rate says, rather
             tau = math.nextafter(1.0, 0.0)  # than msp's raw "tau >= 1 sends every sample"
         return tau

@@ -169,7 +169,7 @@ class GateConfig:
     """``gate``: which gate scores the search may choose, how much it may defer, and how people's answers count."""
 
     scores: tuple[str, ...] | None = field(default=None, metadata=_choices(*GATE_SCORES))  # null = all the model has
-    max_deferral: float = field(default=0.3, metadata=_range(0.0, 1.0))  # d_max: share of clean val. deferred (assumed)
+    max_deferral: float = field(default=0.3, metadata=_range(0.0, 1.0))  # d_max: share of samples deferred (assumed)
     combine: str | None = field(default=None, metadata=_choices(*COMBINATION_RULES))  # null = bayes where it can
     # what the rejector learns from: held-out corruptions of validation images, never a test category
     rejector_families: tuple[str, ...] = field(default=HELD_OUT_FAMILIES, metadata=_choices(*HELD_OUT_FAMILIES))
@@ -233,7 +233,8 @@ class HumanChoice:
     tau: float = field(default=0.0, metadata=_range(-math.inf, math.inf))
     k: int = field(default=1, metadata=_range(1, 3))  # people in the chain
     gate: str = field(default="msp", metadata=_choices(*GATE_SCORES))  # the score the gate ranks samples by
-    # share of clean validation images deferred: the trial sets tau to that quantile of the gate's confidence
+    # share of samples deferred: the trial sets tau to that quantile of the gate's confidence on the 12
+    # validation challenges
     deferral: float | None = field(default=None, metadata=_range(0.0, 1.0))
     combine: str = field(default="replace", metadata=_choices(*COMBINATION_RULES))  # how people's answers count
     # h_yolo only: cells with objectness in [tau, tau_high] go to people

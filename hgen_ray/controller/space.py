@@ -179,7 +179,7 @@ class SearchSpace:
             the other models ignore ``tau_high``).
         labor: Per gate score, the base gate's labour curve, to keep the level within the labour limit.
         gate_scores: The scores the gate step chooses among (no gate step for one).
-        by_rate: The human step's level is a share d of clean validation images, not a raw tau.
+        by_rate: The human step's level is a share d of samples to defer, not a raw tau.
         combine: How people's answers count, carried by every candidate that asks people.
     """
 

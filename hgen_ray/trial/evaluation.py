@@ -6,7 +6,7 @@ One path for every architecture, top to bottom: load the data, get the base
 model, compress and fine-tune, run the network, its gate and the people on one
 split's 13 challenge sets (clean + 12 challenges), turn the per-category
 outcomes into measures, then profile latency, energy and storage. The gate is fitted
-after fine-tuning, and a candidate that names a share d of clean validation images to
+after fine-tuning, and a candidate that names a share d of the validation challenges to
 defer gets the tau that does it (recorded in its saved candidate and as ``gate_tau``). A search
 scores on the ``validation`` split; the ``test`` split is measured only for the
 H-DNNs a search chose (:func:`measure_network` on their saved networks) and for
@@ -172,7 +172,7 @@ def evaluate_candidate(config: ExperimentConfig, candidate: Candidate, *, data: 
     gate = architecture.fit_gate(config, model, data, candidate.human.gate)
     human = candidate.human
     if human.deferral is not None:
-        tau = architecture.tau_for_deferral(model, gate, data, human.deferral)
+        tau = architecture.tau_for_deferral(config, model, gate, data, human.deferral)
         candidate = dataclasses.replace(candidate, human=dataclasses.replace(human, tau=tau))
     _timed(f"gate ({gate.score})", started)
     return measure_network(config, model, gate, candidate, split=split, data=data, pool=pool)

@@ -107,24 +107,27 @@ def fitted_gates(tiny_config: ExperimentConfig, splits: Splits, trained_base: Tr
 
 @pytest.mark.parametrize("share", [0.05, 0.1, 0.3])
 def test_deferral_by_rate_reproduces_d_on_validation_through_the_deployed_rule(
-        fitted_gates: dict[str, FittedGate], splits: Splits, trained_base: TrainedBase, share: float) -> None:
+        fitted_gates: dict[str, FittedGate], tiny_config: ExperimentConfig, splits: Splits,
+        trained_base: TrainedBase, share: float) -> None:
     architecture = get_architecture("h_cnn")
+    challenge = build_challenge_set(splits, tiny_config.data, tiny_config.seed, "validation")
+    stream = torch.cat([challenge.images[c] for c in CHALLENGE_CATEGORIES])
     for score, gate in fitted_gates.items():
-        human = architecture.reference_candidates(ExperimentConfig())["human_only"].human
-        tau = architecture.tau_for_deferral(trained_base.model, gate, splits, share)
-        deployed = architecture.predict(trained_base.model, gate, type(human)(tau=tau, gate=score), splits.val_images)
+        tau = architecture.tau_for_deferral(tiny_config, trained_base.model, gate, splits, share)
+        deployed = architecture.predict(trained_base.model, gate, HumanChoice(tau=tau, gate=score), stream)
         assert float(deployed.to_people.float().mean()) == pytest.approx(share, abs=0.01), score
 
 
-def test_shift_aware_scores_defer_more_noisy_images_than_clean_at_the_same_tau(
+def test_shift_aware_scores_defer_noisy_images_before_clean_ones(
         fitted_gates: dict[str, FittedGate], tiny_config: ExperimentConfig, splits: Splits,
         trained_base: TrainedBase) -> None:
     challenge = build_challenge_set(splits, tiny_config.data, tiny_config.seed, "validation")
     for score in ("mahalanobis", "rejector"):
         gate = fitted_gates[score]
-        tau = tau_for_rate(gate.validation_confidence, 0.1)
-        noisy = gate_confidence(trained_base.model, gate, challenge.images["gaussian_noise"])[1]
-        assert float((noisy < tau).float().mean()) > 0.2, score  # twice the clean share, at least
+        tau = get_architecture("h_cnn").tau_for_deferral(tiny_config, trained_base.model, gate, splits, 0.1)
+        share = {c: float((gate_confidence(trained_base.model, gate, challenge.images[c])[1] < tau).float().mean())
+                 for c in ("clean", "gaussian_noise")}
+        assert share["gaussian_noise"] > 2 * share["clean"], (score, share)
 
 
 def test_onnx_reproduces_torchs_deferral_decisions_for_every_score_on_every_category(
@@ -139,7 +142,7 @@ def test_onnx_reproduces_torchs_deferral_decisions_for_every_score_on_every_cate
         session = onnxruntime.InferenceSession(str(path))
         logits, onnx_confidence = session.run(None, {"image": images.numpy()})
         torch_logits, torch_confidence = gate_confidence(trained_base.model, gate, images)
-        tau = tau_for_rate(gate.validation_confidence, 0.2)
+        tau = tau_for_rate(torch_confidence, 0.2)
         assert np.array_equal(onnx_confidence < tau, (torch_confidence < tau).numpy()), score
         assert np.array_equal(logits.argmax(1), torch_logits.argmax(1).numpy()), score
 
@@ -177,11 +180,11 @@ def test_a_saved_h_dnn_keeps_its_fitted_gate_and_exports_it(fitted_gates: dict[s
                                                             trained_base: TrainedBase, tmp_path: Path,
                                                             score: str) -> None:
     gate = fitted_gates[score]
-    tau = tau_for_rate(gate.validation_confidence, 0.15)
+    images = splits.val_images[:300]
+    tau = tau_for_rate(gate_confidence(trained_base.model, gate, images)[1], 0.15)
     candidate = Candidate(human=HumanChoice("sequential", tau=tau, k=1, gate=score, deferral=0.15))
     save_hdnn(tmp_path, trained_base.model, gate, candidate, tiny_config, (1, 28, 28))
     loaded = load_hdnn(tmp_path)
-    images = splits.val_images[:300]
     _, deferred = loaded.predict(images)
     assert loaded.gate.score == score and float(deferred.float().mean()) > 0.05
     assert torch.equal(deferred, gate_confidence(trained_base.model, gate, images)[1] < tau)

@@ -157,15 +157,13 @@ def by_rate(tiny_config: ExperimentConfig, splits: Splits, trained_base: Trained
     return evaluate_candidate(tiny_config, Candidate(layers=LAYERS, human=human), data=splits)
 
 
-def test_a_candidate_naming_a_share_gets_the_tau_that_defers_it_on_clean_validation(
-        by_rate: Evaluation, splits: Splits) -> None:
+def test_a_candidate_naming_a_share_gets_the_tau_that_defers_it_on_the_validation_challenges(
+        by_rate: Evaluation, tiny_config: ExperimentConfig, splits: Splits) -> None:
     human = by_rate.candidate.human
     assert human.deferral == 0.2 and human.gate == "energy" and by_rate.metrics["gate_tau"] == human.tau
-    architecture = get_architecture("h_cnn")
-    assert human.tau == architecture.tau_for_deferral(by_rate.model, by_rate.gate, splits, 0.2)
-    deferred = architecture.predict(by_rate.model, by_rate.gate, human, splits.val_images).to_people
-    assert float(deferred.float().mean()) == pytest.approx(0.2, abs=0.01)
-    assert by_rate.metrics["deferral_rate/clean"] > 0.1  # the validation challenge's clean items, a subset
+    assert human.tau == get_architecture("h_cnn").tau_for_deferral(tiny_config, by_rate.model, by_rate.gate, splits,
+                                                                    0.2)
+    assert by_rate.metrics["deferral_rate"] == pytest.approx(0.2, abs=0.005)  # the validation challenges: d
 
 
 def test_bayes_reaches_the_pool_the_gate_and_the_network_stay_as_they_were(
