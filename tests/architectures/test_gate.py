@@ -142,7 +142,7 @@ def test_onnx_reproduces_torchs_deferral_decisions_for_every_score_on_every_cate
         session = onnxruntime.InferenceSession(str(path))
         logits, onnx_confidence = session.run(None, {"image": images.numpy()})
         torch_logits, torch_confidence = gate_confidence(trained_base.model, gate, images)
-        tau = tau_for_rate(torch_confidence, 0.2)
+        tau = architecture.tau_for_deferral(tiny_config, trained_base.model, gate, splits, 0.2)  # on validation
         assert np.array_equal(onnx_confidence < tau, (torch_confidence < tau).numpy()), score
         assert np.array_equal(logits.argmax(1), torch_logits.argmax(1).numpy()), score
 
