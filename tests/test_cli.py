@@ -71,6 +71,8 @@ def test_evaluate_writes_metrics_json_and_prints_the_table(tmp_path: Path, tiny_
          "gate.scores: 'mahalanobis' is not a gate score of h_yolo; allowed: msp"),
         ("gate: {rejector_families: []}\n", "gate.rejector_families: expected a non-empty list of names from speckle_noise"),
         ("gate: {rejector_families: [fog]}\n", "gate.rejector_families: 'fog' is not one of speckle_noise"),
+        ("gate: {rejector_families: [saturate]}\n",
+         "gate.rejector_families: saturate leaves no corruption family that changes 1-channel images"),
     ],
 )
 def test_bad_config_gives_one_line_exit_2_and_writes_nothing(tmp_path: Path, content: str, message: str) -> None:
