@@ -51,7 +51,7 @@ def test_missing_sections_take_documented_defaults() -> None:
         ({"human_pool": [1, 2]}, "human_pool: expected a mapping, got list"),
         ({"model": {"conv_channels": [8]}}, "model.conv_channels: expected a list of 2 integers"),
         ({"candidate": {"layers": {"conv1": {"ratio": 0.95}}}}, "candidate.layers.conv1.ratio: 0.95 is out of range"),
-        ({"candidate": {"human": {"tau": 1.5}}}, "candidate.human.tau: 1.5 is out of range [0.0, 1.0]"),
+        ({"candidate": {"human": {"deferral": 1.5}}}, "candidate.human.deferral: 1.5 is out of range [0.0, 1.0]"),
         ({"candidate": {"human": {"mechanism": "vote"}}}, "candidate.human.mechanism: 'vote' is not one of"),
         ({"candidate": {"human": {"k": 4}}}, "candidate.human.k: 4 is out of range [1, 3]"),
         ({"seed": True}, "seed: expected an integer, got True"),
