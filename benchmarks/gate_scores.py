@@ -28,7 +28,7 @@ import numpy as np
 import ray
 import torch
 
-from hgen_ray.architectures.gate import gate_confidence
+from hgen_ray.architectures.gate import pooled_confidence
 from hgen_ray.config import CHALLENGE_CATEGORIES, GATE_SCORES, ExperimentConfig, json_text, load_config
 from hgen_ray.architectures.training import predict_logits
 from hgen_ray.data.held_out_corruptions import OVERLAP_WITH_TEST, families_for
@@ -64,6 +64,9 @@ def _seed_figures(config: ExperimentConfig) -> dict[str, Any]:
     test_data = load_split_data(prepared.config, "test")
     figures: dict[str, Any] = {"curves": {}, "hard": _near_chance_on_validation(prepared.config, model, data)}
     calibration = architecture.people_calibration(config, data)
+    severity_5 = dataclasses.replace(prepared.config.data, severity=5)
+    hard_test = build_challenge_set(test_data, severity_5, config.seed, "test")  # for the risk-coverage plot
+    hard_test = dataclasses.replace(hard_test, images={c: hard_test.images[c] for c in CHALLENGE_CATEGORIES})
     with HumanPool(config.human_pool, config.seed, calibration) as pool:
         for score in GATE_SCORES:
             gate = architecture.fit_gate(prepared.config, model, data, score)
@@ -79,20 +82,8 @@ def _seed_figures(config: ExperimentConfig) -> dict[str, Any]:
                     figures[(score, severity, combine)] = metrics
                 logging.getLogger("gate_scores").info("seed %d %s severity %d: tau %.4g", config.seed, score,
                                                       severity, tau)
-            figures["curves"].update(_pooled_curves(at, model, gate, test_data))  # at severity 5, the last
+            figures["curves"][score] = pooled_confidence(model, gate, hard_test.images, hard_test.labels)
     return figures
-
-
-def _pooled_curves(config: ExperimentConfig, model: torch.nn.Module, gate: Any,
-                   data: Any) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """The gate's confidence and the network's correctness over all 12 test challenges (severity of ``config``)."""
-    challenge = build_challenge_set(data, config.data, config.seed, "test")
-    confidence, correct = [], []
-    for category in CHALLENGE_CATEGORIES:
-        logits, seen = gate_confidence(model, gate, challenge.images[category])
-        confidence.append(seen.numpy())
-        correct.append((logits.argmax(1) == challenge.labels).numpy())
-    return {gate.score: (np.concatenate(confidence), np.concatenate(correct))}
 
 
 def _interval(differences: list[float]) -> str:

@@ -41,7 +41,9 @@ from hgen_ray.architectures.gate import (
     fit_mahalanobis,
     fit_temperature,
     gate_confidence,
+    has_linear_head,
     logits_and_features,
+    pooled_confidence,
     tau_for_rate,
 )
 from hgen_ray.architectures.rejector import rejector_training_set, train_rejector
@@ -235,7 +237,7 @@ class ImageClassifier(Architecture):
             ConfigError: ``gate.scores`` names one of them for a network without a linear layer.
         """
         scores = self.searched_scores(config)
-        if any(isinstance(m, nn.Linear) for m in base.modules()):
+        if has_linear_head(base):
             return scores
         needing = [s for s in scores if s in FEATURE_SCORES]
         if config.gate.scores and needing:
@@ -245,7 +247,7 @@ class ImageClassifier(Architecture):
         return tuple(s for s in scores if s not in FEATURE_SCORES)
 
     def fit_gate(self, config: ExperimentConfig, model: nn.Module, data: Splits, score: str) -> FittedGate:
-        if score in FEATURE_SCORES and not any(isinstance(m, nn.Linear) for m in model.modules()):
+        if score in FEATURE_SCORES and not has_linear_head(model):
             raise ConfigError(f"candidate.human.gate: {score} needs the network's penultimate features (the input of "
                               f"its last linear layer), and this {self.name} network has none; allowed: msp, energy")
         gate = FittedGate(score, fit_temperature(predict_logits(model, data.val_images), data.val_labels))
@@ -281,13 +283,9 @@ class ImageClassifier(Architecture):
     def gate_curves(self, config: ExperimentConfig, model: nn.Module, data: Splits,
                     scores: tuple[str, ...]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         challenge = build_challenge_set(data, config.data, config.seed, self.data_split(data))
-        curves = {}
-        for score in scores:
-            gate = self.fit_gate(config, model, data, score)
-            seen = [gate_confidence(model, gate, challenge.images[c]) for c in CHALLENGE_CATEGORIES]
-            curves[score] = (torch.cat([confidence for _, confidence in seen]).numpy(),
-                             torch.cat([logits.argmax(1) == challenge.labels for logits, _ in seen]).numpy())
-        return curves
+        challenges = {c: challenge.images[c] for c in CHALLENGE_CATEGORIES}
+        return {score: pooled_confidence(model, self.fit_gate(config, model, data, score), challenges, challenge.labels)
+                for score in scores}
 
     def run_with_people(self, config: ExperimentConfig, model: nn.Module, gate: FittedGate, candidate: Candidate,
                         data: Splits, pool: HumanPool) -> dict[str, CategoryOutcome]:

@@ -36,13 +36,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import nn
 
 from hgen_ray.architectures.rejector import rejector_from_state
 
 __all__ = ["FittedGate", "GatedClassifier", "defer_mask", "fit_mahalanobis", "fit_temperature",
-           "gate_confidence", "head_of", "logits_and_features", "tau_for_rate"]
+           "gate_confidence", "has_linear_head", "head_of", "logits_and_features", "pooled_confidence",
+           "tau_for_rate"]
 
 _MIN_TEMPERATURE = 0.05
 _MAX_TEMPERATURE = 20.0
@@ -88,10 +90,9 @@ def head_of(network: nn.Module) -> nn.Linear:
     Raises:
         ValueError: The network has no linear layer.
     """
-    linears = [m for m in network.modules() if isinstance(m, nn.Linear)]
-    if not linears:
+    if not has_linear_head(network):
         raise ValueError("the network has no linear head; its gate needs penultimate features")
-    return linears[-1]
+    return [m for m in network.modules() if isinstance(m, nn.Linear)][-1]
 
 
 def _forward_with_features(network: nn.Module, head: nn.Module,
@@ -180,6 +181,20 @@ def gate_confidence(network: nn.Module, gate: FittedGate, images: torch.Tensor) 
     gated = GatedClassifier(network, gate).eval()
     parts = [gated(images[i : i + INFERENCE_BATCH]) for i in range(0, len(images), INFERENCE_BATCH)]
     return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+
+def pooled_confidence(network: nn.Module, gate: FittedGate, images: dict[str, torch.Tensor],
+                      labels: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """The gate's confidence and the network's correctness on every sample of ``images``' categories, pooled:
+    a risk-coverage curve's input."""
+    seen = [gate_confidence(network, gate, batch) for batch in images.values()]
+    return (torch.cat([confidence for _, confidence in seen]).numpy(),
+            torch.cat([logits.argmax(1) == labels for logits, _ in seen]).numpy())
+
+
+def has_linear_head(network: nn.Module) -> bool:
+    """Whether the network has the linear head whose input the feature scores (Mahalanobis, rejector) read."""
+    return any(isinstance(m, nn.Linear) for m in network.modules())
 
 
 def tau_for_rate(confidence: torch.Tensor, deferral: float) -> float:
