@@ -136,7 +136,7 @@ def export_onnx(path: str | Path, out: str | Path | None = None) -> Path:
     human = hdnn.candidate.human
     gate = {"architecture": hdnn.architecture, "score": hdnn.gate.score, "tau": human.tau, "deferral": human.deferral,
             "k": human.k, "mechanism": human.mechanism, "combine": human.combine, "temperature": hdnn.gate.temperature,
-            "rule": architecture.gate_rule, "outputs": list(architecture.output_names),
+            "rule": architecture.gate_rule, "outputs": list(architecture.onnx_outputs(hdnn.gate)),
             **architecture.gate_settings(human)}
     (target / GATE_FILE).write_text(json_text(gate, indent=2))  # tau -inf (defers nothing) is written as null
     return target / ONNX_FILE

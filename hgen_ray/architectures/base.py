@@ -71,14 +71,15 @@ class Architecture(ABC):
 
     Subclasses set :attr:`name` (the ``model.name`` users write), :attr:`gate_rule` (the
     sentence ``gate.json`` carries), :attr:`output_names` (the ONNX outputs), :attr:`gate_scores`
-    (what its gate may rank by), and whether it defers by rate and has class probabilities.
+    (what its gate may rank by), :attr:`rate_scores` (those whose tau is set from a share d) and whether it has
+    class probabilities.
     """
 
     name: ClassVar[str]
     gate_rule: ClassVar[str]
     output_names: ClassVar[tuple[str, ...]]
     gate_scores: ClassVar[tuple[str, ...]] = ("msp",)
-    defers_by_rate: ClassVar[bool] = False  # candidates name a share d of clean images deferred, not a raw tau
+    rate_scores: ClassVar[tuple[str, ...]] = ()  # scores whose candidates name a share d to defer, not a raw tau
     class_probabilities: ClassVar[bool] = False  # people's answers can be combined with the network's (bayes)
 
     def check_config(self, config: ExperimentConfig) -> None:
@@ -153,6 +154,10 @@ class Architecture(ABC):
         """The largest tau the search may propose."""
         return 1.0
 
+    def defers_by_rate(self, score: str) -> bool:
+        """Whether candidates gating by ``score`` name a share d of the validation challenges to defer."""
+        return score in self.rate_scores
+
     def searched_scores(self, config: ExperimentConfig) -> tuple[str, ...]:
         """The gate scores the search may choose: ``gate.scores``, or all this architecture has."""
         return config.gate.scores or self.gate_scores
@@ -189,10 +194,10 @@ class Architecture(ABC):
         if human.combine == "bayes" and not self.class_probabilities:
             raise ConfigError(f"candidate.human.combine: bayes needs class probabilities, which {self.name} does not "
                               "give; allowed: replace")
-        if human.deferral is not None and not self.defers_by_rate:
-            raise ConfigError(f"candidate.human.deferral: {self.name} gates by a raw threshold; allowed: null "
-                              "(set tau)")
-        if not self.defers_by_rate and not 0.0 <= human.tau <= 1.0:
+        if human.deferral is not None and not self.defers_by_rate(human.gate):
+            raise ConfigError(f"candidate.human.deferral: {self.name}'s {human.gate} gate takes a raw threshold; "
+                              "allowed: null (set tau)")
+        if not self.defers_by_rate(human.gate) and not 0.0 <= human.tau <= 1.0:
             raise ConfigError(f"candidate.human.tau: {human.tau} is out of range [0.0, 1.0] for {self.name}'s "
                               "score threshold")
         if human.asks_people and human.k > config.human_pool.size:
@@ -212,12 +217,13 @@ class Architecture(ABC):
 
     def tau_for_deferral(self, config: ExperimentConfig, model: nn.Module, gate: FittedGate, data: Any,
                          deferral: float) -> float:
-        """The tau that defers a share ``deferral`` of the 12 validation challenges (architectures deferring by rate).
+        """The tau that defers a share ``deferral`` of the 12 validation challenges (scores deferring by rate).
 
         Raises:
-            ConfigError: This architecture's gate takes a raw tau.
+            ConfigError: This gate's score takes a raw tau.
         """
-        raise ConfigError(f"candidate.human.deferral: {self.name} gates by a raw threshold; allowed: null (set tau)")
+        raise ConfigError(f"candidate.human.deferral: {self.name}'s {gate.score} gate takes a raw threshold; "
+                          "allowed: null (set tau)")
 
     def gate_curves(self, config: ExperimentConfig, model: nn.Module, data: Any,
                     scores: tuple[str, ...]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -253,6 +259,10 @@ class Architecture(ABC):
     def predict(self, model: nn.Module, gate: FittedGate, human: HumanChoice, images: torch.Tensor) -> Prediction:
         """The network's answers and the gate's choice for a batch."""
 
+    def onnx_outputs(self, gate: FittedGate) -> tuple[str, ...]:
+        """The exported model's outputs with this gate: :attr:`output_names`, unless the gate adds its score."""
+        return self.output_names
+
     def gate_settings(self, human: HumanChoice) -> dict[str, float]:
         """Settings of the gate beyond its score, tau, d, k and the temperature, for ``gate.json``."""
         return {}
@@ -260,5 +270,5 @@ class Architecture(ABC):
     def export(self, model: nn.Module, gate: FittedGate, sample: torch.Tensor, path: Path) -> None:
         """Write the network (with its gate, where it is a module) as ONNX, with a dynamic batch dimension."""
         torch.onnx.export(model.eval(), (sample.expand(2, *sample.shape[1:]).clone(),), path, input_names=["image"],
-                          output_names=list(self.output_names), dynamic_shapes=[{0: torch.export.Dim("batch")}],
+                          output_names=list(self.onnx_outputs(gate)), dynamic_shapes=[{0: torch.export.Dim("batch")}],
                           opset_version=ONNX_OPSET, external_data=False)

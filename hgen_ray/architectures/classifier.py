@@ -93,7 +93,7 @@ class ImageClassifier(Architecture):
     gate_rule = "defer when gate_confidence < tau (msp: also always when tau >= 1)"
     output_names = ("logits", "gate_confidence")
     gate_scores = GATE_SCORES
-    defers_by_rate = True
+    rate_scores = GATE_SCORES
     class_probabilities = True
 
     @abstractmethod

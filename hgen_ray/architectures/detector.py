@@ -5,6 +5,15 @@ The two differ in their heads and in how people help (a subclass writes
 :meth:`~Detector.people_pass`), but their data, base training, cache,
 fine-tuning after compression and the timing of people's looks are the same
 steps, held here. ``accuracy`` is mAP@0.5; labour and latency are per image.
+
+**The gate.** ``msp`` is each detector's own score on a raw tau (H-YOLO's objectness
+band, H-Faster-RCNN's best detection score). Under shift those scores stay confidently
+wrong, so the detectors also gate by ``mahalanobis``, a shift score on the image: minus
+the squared Mahalanobis distance of the image's pooled last backbone feature map to one
+Gaussian fitted on clean train canvases (Lee et al., NeurIPS 2018, with one class: a
+canvas holds several items, so it has no class of its own). It defers by rate: the
+candidate names the share d of the validation challenges' images that go to people, and
+people then help on the whole image (H-YOLO: every cell; H-Faster-RCNN: boxes drawn).
 """
 
 from __future__ import annotations
@@ -21,26 +30,27 @@ import numpy as np
 import torch
 from torch import nn
 
-from hgen_ray.architectures.base import Architecture, CategoryOutcome
-from hgen_ray.architectures.gate import FittedGate
+from hgen_ray.architectures.base import TAU_GRID, Architecture, CategoryOutcome
+from hgen_ray.architectures.gate import FittedGate, fit_mahalanobis, mahalanobis_confidence, tau_for_rate
 from hgen_ray.architectures.map50 import map50
 from hgen_ray.architectures.stream import query_stream
 from hgen_ray.atomic_write import replaced_atomically
 from hgen_ray.compress import CompressionPlan, TaylorData, compress_network
-from hgen_ray.config import Candidate, ConfigError, ExperimentConfig, FinetuneConfig, config_hash
+from hgen_ray.config import CHALLENGE_CATEGORIES, Candidate, ConfigError, ExperimentConfig, FinetuneConfig, config_hash
 from hgen_ray.data.detection_splits import DetectionData, DetectionSet, load_detection_data
 from hgen_ray.data.preview import draw_canvas_grid
 from hgen_ray.data.splits import EVALUATED_CATEGORIES, SPLIT_NAMES
 from hgen_ray.human import HumanPool, ImageAnswers, ImageRequest, Timeline, simulate_pool
 from hgen_ray.version import __version__
 
-__all__ = ["Detector", "HumanOutcome", "batched_output", "detection_batches", "image_key", "looks_of", "time_people"]
+__all__ = ["Detector", "HumanOutcome", "ShiftGatedDetector", "batched_output", "detection_batches", "image_key", "looks_of", "time_people"]
 
 log = logging.getLogger(__name__)
 INFERENCE_BATCH = 100
 GRADIENT_CLIP_NORM = 10.0  # Faster R-CNN's early box-regression losses spike without it
 TAYLOR_BATCH = 16
 DUMMY_BATCH = 2  # batch norm in train mode needs more than one sample per channel
+SHIFT_FIT_CANVASES = 1000  # assumed: clean train canvases the feature Gaussian of the mahalanobis gate is fitted on
 
 
 @dataclass
@@ -96,8 +106,35 @@ def time_people(outcomes: dict[str, HumanOutcome], arrivals: dict[str, np.ndarra
     return timed
 
 
+class ShiftGatedDetector(nn.Module):
+    """A detector and its shift gate as one module, for export: the network's outputs, then ``gate_confidence``.
+
+    Takes what the network takes: an image batch (H-YOLO) or a list of images (H-Faster-RCNN, whose export
+    holds one image; its outputs are then that image's boxes, labels and scores).
+    """
+
+    def __init__(self, detector: Detector, network: nn.Module, gate: FittedGate) -> None:
+        super().__init__()
+        self.network = network
+        self.features = detector.image_features
+        self.register_buffer("means", gate.tensors["means"])
+        self.register_buffer("precision", gate.tensors["precision"])
+
+    def forward(self, images: torch.Tensor | list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        output = self.network(images)
+        batch = images if isinstance(images, torch.Tensor) else torch.stack(list(images))
+        confidence = mahalanobis_confidence(self.features(self.network, batch), self.means, self.precision)
+        if isinstance(output, torch.Tensor):
+            return output, confidence
+        found = output[0]
+        return found["boxes"], found["labels"], found["scores"], confidence
+
+
 class Detector(Architecture):
     """A detector of Fashion-MNIST items on canvases, helped by people per cell or per image."""
+
+    gate_scores = ("msp", "mahalanobis")
+    rate_scores = ("mahalanobis",)
 
     @abstractmethod
     def build(self, config: ExperimentConfig) -> nn.Module:
@@ -112,18 +149,74 @@ class Detector(Architecture):
         """Boxes, scores and labels (0-9) per image of one batch, no people involved."""
 
     @abstractmethod
-    def people_pass(self, model: nn.Module, data: DetectionSet, category: str, severity: int, candidate: Candidate,
-                    pool: HumanPool, split: str) -> HumanOutcome:
+    def people_pass(self, model: nn.Module, gate: FittedGate, data: DetectionSet, category: str, severity: int,
+                    candidate: Candidate, pool: HumanPool, split: str) -> HumanOutcome:
         """One category's images through the network, its gate and the people."""
 
     @abstractmethod
     def threshold_labour_curve(self, config: ExperimentConfig, base: nn.Module, data: DetectionData) -> np.ndarray:
-        """One person's mean seconds per challenge image at each raw tau of :data:`TAU_GRID`."""
+        """One person's mean seconds per challenge image at each raw tau of :data:`TAU_GRID` (the msp gate)."""
+
+    @abstractmethod
+    def whole_image_seconds(self, data: DetectionSet) -> np.ndarray:
+        """Per image, one person's mean seconds to help on all of it (what a shifted image costs)."""
+
+    @abstractmethod
+    def image_features(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+        """``[N, F]``: each image's last backbone feature map, averaged over its positions (eval mode)."""
 
     def labour_curves(self, config: ExperimentConfig, base: nn.Module, data: DetectionData,
                       scores: tuple[str, ...]) -> dict[str, np.ndarray]:
-        """The detectors' one gate score, on raw thresholds."""
-        return {score: self.threshold_labour_curve(config, base, data) for score in scores}
+        """msp on raw thresholds; the shift score at each share d, the base's least confident images first."""
+        curves = {}
+        for score in scores:
+            if score == "msp":
+                curves[score] = self.threshold_labour_curve(config, base, data)
+                continue
+            gate = self.fit_gate(config, base, data, score)
+            sets = [data.challenges.sets[c] for c in CHALLENGE_CATEGORIES]
+            confidence = torch.cat([self.image_confidence(base, gate, s.images) for s in sets]).numpy()
+            seconds = np.concatenate([self.whole_image_seconds(s) for s in sets])[np.argsort(confidence, kind="stable")]
+            spent = np.concatenate([[0.0], np.cumsum(seconds)])
+            curves[score] = spent[np.round(TAU_GRID * len(seconds)).astype(int)] / len(seconds)
+        return curves
+
+    @torch.no_grad()
+    def image_confidence(self, model: nn.Module, gate: FittedGate, images: torch.Tensor) -> torch.Tensor:
+        """The shift score per image: minus its squared Mahalanobis distance to the clean feature Gaussian."""
+        model.eval()
+        features = torch.cat([self.image_features(model, images[start : start + INFERENCE_BATCH])
+                              for start in range(0, len(images), INFERENCE_BATCH)])
+        return mahalanobis_confidence(features, gate.tensors["means"], gate.tensors["precision"])
+
+    def onnx_outputs(self, gate: FittedGate) -> tuple[str, ...]:
+        return (*self.output_names, "gate_confidence") if gate.score == "mahalanobis" else self.output_names
+
+    def exported_module(self, model: nn.Module, gate: FittedGate) -> nn.Module:
+        """What export writes: the network, with its shift gate where the gate has one."""
+        return ShiftGatedDetector(self, model, gate).eval() if gate.score == "mahalanobis" else model.eval()
+
+    def shifted_images(self, model: nn.Module, gate: FittedGate, images: torch.Tensor, tau: float) -> torch.Tensor:
+        """Bool per image: the shift score sends it to people (confidence below tau)."""
+        return self.image_confidence(model, gate, images) < tau
+
+    def fit_gate(self, config: ExperimentConfig, model: nn.Module, data: DetectionData, score: str) -> FittedGate:
+        """msp needs no fitting; mahalanobis fits one Gaussian to clean train canvases' pooled features."""
+        if score != "mahalanobis":
+            return FittedGate(score)
+        canvases = data.splits.train.images[:SHIFT_FIT_CANVASES]
+        with torch.no_grad():
+            features = torch.cat([self.image_features(model.eval(), canvases[start : start + INFERENCE_BATCH])
+                                  for start in range(0, len(canvases), INFERENCE_BATCH)])
+        return FittedGate(score, tensors=fit_mahalanobis(features, torch.zeros(len(features), dtype=torch.int64), 1))
+
+    def tau_for_deferral(self, config: ExperimentConfig, model: nn.Module, gate: FittedGate, data: DetectionData,
+                         deferral: float) -> float:
+        if gate.score != "mahalanobis":
+            return super().tau_for_deferral(config, model, gate, data, deferral)
+        confidence = torch.cat([self.image_confidence(model, gate, data.challenges.sets[c].images)
+                                for c in CHALLENGE_CATEGORIES])
+        return tau_for_rate(confidence, deferral)
 
     @torch.no_grad()
     def detect(self, model: nn.Module, images: torch.Tensor) -> list[dict[str, torch.Tensor]]:
@@ -254,7 +347,7 @@ class Detector(Architecture):
     def run_with_people(self, config: ExperimentConfig, model: nn.Module, gate: FittedGate, candidate: Candidate,
                         data: DetectionData, pool: HumanPool) -> dict[str, CategoryOutcome]:
         severity, split = data.challenges.severity, data.challenges.split
-        outcomes = {category: self.people_pass(model, canvases, category, severity, candidate, pool, split)
+        outcomes = {category: self.people_pass(model, gate, canvases, category, severity, candidate, pool, split)
                     for category, canvases in data.challenges.sets.items()}
         arrivals = query_stream(config, split, {c: len(o.deferred) for c, o in outcomes.items()})
         timed = time_people(outcomes, arrivals, config.human_pool.size, candidate.human.mechanism)

@@ -43,8 +43,8 @@ from torch import nn
 from hgen_ray.architectures.rejector import rejector_from_state
 
 __all__ = ["FittedGate", "GatedClassifier", "defer_mask", "fit_mahalanobis", "fit_temperature",
-           "gate_confidence", "has_linear_head", "head_of", "logits_and_features", "pooled_confidence",
-           "tau_for_rate"]
+           "forward_with_input_of", "gate_confidence", "has_linear_head", "head_of", "logits_and_features",
+           "mahalanobis_confidence", "pooled_confidence", "tau_for_rate"]
 
 _MIN_TEMPERATURE = 0.05
 _MAX_TEMPERATURE = 20.0
@@ -95,15 +95,21 @@ def head_of(network: nn.Module) -> nn.Linear:
     return [m for m in network.modules() if isinstance(m, nn.Linear)][-1]
 
 
-def _forward_with_features(network: nn.Module, head: nn.Module,
-                           images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def forward_with_input_of(network: nn.Module, module: nn.Module, *inputs: object) -> tuple[object, torch.Tensor]:
+    """The network's output and what ``module`` (one of its parts) was given in the same forward pass."""
     captured: list[torch.Tensor] = []
-    hook = head.register_forward_pre_hook(lambda _module, inputs: captured.append(inputs[0]))
+    hook = module.register_forward_pre_hook(lambda _module, given: captured.append(given[0]))
     try:
-        logits = network(images)
+        output = network(*inputs)
     finally:
         hook.remove()
-    return logits, torch.flatten(captured[-1], 1)
+    return output, captured[-1]
+
+
+def _forward_with_features(network: nn.Module, head: nn.Module,
+                           images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    logits, features = forward_with_input_of(network, head, images)
+    return logits, torch.flatten(features, 1)  # type: ignore[return-value]
 
 
 @torch.no_grad()
@@ -137,7 +143,8 @@ def _energy(logits: torch.Tensor) -> torch.Tensor:
     return torch.logsumexp(logits, dim=1)
 
 
-def _mahalanobis(features: torch.Tensor, means: torch.Tensor, precision: torch.Tensor) -> torch.Tensor:
+def mahalanobis_confidence(features: torch.Tensor, means: torch.Tensor, precision: torch.Tensor) -> torch.Tensor:
+    """Minus the smallest squared Mahalanobis distance of each feature row to the class means."""
     difference = features[:, None, :] - means[None, :, :]
     distance = ((difference @ precision) * difference).sum(-1)
     return -distance.amin(dim=1)
@@ -172,7 +179,7 @@ class GatedClassifier(nn.Module):
         logits, features = _forward_with_features(self.network, self.head, images)
         if self.rejector is not None:
             return logits, self.rejector.confidence(features, torch.softmax(logits / self.temperature, dim=1))
-        return logits, _mahalanobis(features, self.means, self.precision)
+        return logits, mahalanobis_confidence(features, self.means, self.precision)
 
 
 @torch.no_grad()

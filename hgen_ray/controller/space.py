@@ -4,9 +4,9 @@ An episode walks the compressible layers in order, then a "gate" step when the
 search may choose among several gate scores, then one last "human" step. At each
 step the discrete agent picks an option (a technique; the gate score; for the human
 step, off or a mechanism with k) and the continuous agent picks a number in
-[-1, 1], mapped to a ratio in [0, 0.9], or at the human step to the share d of clean
-validation images to defer, in [0, d_max] (architectures deferring by rate, whose
-trials set tau from d), or to a raw tau in [0, max_tau] (the detectors).
+[-1, 1], mapped to a ratio in [0, 0.9], or at the human step to the share d of the
+validation challenges to defer, in [0, d_max] (gate scores deferring by rate, whose
+trials set tau from d), or to a raw tau in [0, max_tau] (the detectors' msp).
 
 The state at each step follows AMC's layer embedding (He et al., ECCV 2018):
 step index, layer type, in/out channels, kernel, stride, parameters, FLOPs,
@@ -143,7 +143,7 @@ def _falls(labor: LaborEstimate, max_level: float) -> bool:
     return len(inside) > 1 and labor.labor_s_per_1k(float(inside[-1]), 1) < labor.labor_s_per_1k(float(inside[0]), 1)
 
 
-def _level_bounds(labor: Mapping[str, LaborEstimate] | None, limit: float, max_level: float,
+def _level_bounds(labor: Mapping[str, LaborEstimate] | None, limit: float, max_levels: Mapping[str, float],
                   options: tuple[tuple[str, int], ...]) -> tuple[dict[tuple[str, int], float], dict[tuple[str, int], float]]:
     """Per gate score and chain length k, the levels (tau or d) whose estimated labour fits the limit: an upper
     cap where people's work grows with the level, a floor where it falls (none without a limit)."""
@@ -151,6 +151,7 @@ def _level_bounds(labor: Mapping[str, LaborEstimate] | None, limit: float, max_l
         return {}, {}
     caps, floors = {}, {}
     for score, curve in labor.items():
+        max_level = max_levels[score]
         falls = _falls(curve, max_level)
         for k in {k for mechanism, k in options if mechanism != "off"}:
             affordable = [t for t in curve.taus if curve.labor_s_per_1k(t, k) <= LABOR_MARGIN * limit]
@@ -174,27 +175,29 @@ class SearchSpace:
         reference: Measures of the uncompressed model (``storage_mb``, ``energy_mj``), for normalising.
         human_enabled: False for ``compression_only``: the human step is always off.
         pool_size: People in the pool; longer chains are left out of the space.
-        max_tau: Largest level the human step proposes: d_max when deferring by rate, else the largest raw
-            tau, also every candidate's ``tau_high`` (H-YOLO's band ``[tau, tau_high]`` needs ``tau <= tau_high``;
-            the other models ignore ``tau_high``).
+        max_tau: Largest raw tau the human step proposes, also every candidate's ``tau_high`` (H-YOLO's band
+            ``[tau, tau_high]`` needs ``tau <= tau_high``; the other models ignore ``tau_high``).
         labor: Per gate score, the base gate's labour curve, to keep the level within the labour limit.
         gate_scores: The scores the gate step chooses among (no gate step for one).
-        by_rate: The human step's level is a share d of samples to defer, not a raw tau.
+        rate_scores: The gate scores whose level is a share d of samples to defer, not a raw tau.
+        max_deferral: Largest share d the human step proposes for those scores (d_max).
         combine: How people's answers count, carried by every candidate that asks people.
     """
 
     def __init__(self, layers: list[LayerSpec], constraints: Constraints, reference: Mapping[str, float],
                  human_enabled: bool = True, pool_size: int = 3, max_tau: float = MAX_TAU,
                  labor: Mapping[str, LaborEstimate] | None = None, gate_scores: tuple[str, ...] = ("msp",),
-                 by_rate: bool = False, combine: str = "replace") -> None:
+                 rate_scores: tuple[str, ...] = (), max_deferral: float = 1.0, combine: str = "replace") -> None:
         self.layers = layers
         self.max_tau = max_tau
+        self.max_deferral = max_deferral
         self.human_enabled = human_enabled
-        self.by_rate = by_rate
+        self.rate_scores = rate_scores
         self.combine = combine
         self.human_options = tuple(o for o in HUMAN_OPTIONS if o[1] <= pool_size) if human_enabled else (HUMAN_OFF,)
         self.gate_scores = gate_scores if human_enabled else gate_scores[:1]
-        self.tau_caps, self.tau_floors = _level_bounds(labor, constraints.labor_s_per_1k_max, max_tau,
+        self.tau_caps, self.tau_floors = _level_bounds(labor, constraints.labor_s_per_1k_max,
+                                                       {score: self.max_level(score) for score in (labor or {})},
                                                        self.human_options)
         self.total_params = sum(s.params for s in layers)
         self.total_flops = sum(s.flops for s in layers)
@@ -269,9 +272,13 @@ class SearchSpace:
         """Map an actor output in [-1, 1] to a compression ratio in [0, 0.9]."""
         return float(np.clip((action + 1) / 2, 0.0, 1.0) * MAX_COMPRESSION_RATIO)
 
-    def tau(self, action: float) -> float:
-        """Map an actor output in [-1, 1] to the human step's level in [0, max_tau]: a share d, or a raw tau."""
-        return float(np.clip((action + 1) / 2, 0.0, 1.0) * self.max_tau)
+    def max_level(self, score: str) -> float:
+        """The human step's largest level with gate score ``score``: d_max for a share, else the largest raw tau."""
+        return self.max_deferral if score in self.rate_scores else self.max_tau
+
+    def level(self, action: float, score: str) -> float:
+        """Map an actor output in [-1, 1] to the human step's level in [0, max_level]: a share d, or a raw tau."""
+        return float(np.clip((action + 1) / 2, 0.0, 1.0) * self.max_level(score))
 
     def gate_score(self, discrete: list[int]) -> str:
         """The gate score an episode's actions chose (the only one when there is no gate step)."""
@@ -287,9 +294,10 @@ class SearchSpace:
         mechanism, k = self.option(self.human_step, discrete[-1])  # type: ignore[misc]
         if mechanism == "off":
             return Candidate(layers=layers, human=HumanChoice(tau=0.0))
-        level = round(self.tau(continuous[-1]), 4)
-        chosen = {"mechanism": mechanism, "k": k, "gate": self.gate_score(discrete), "combine": self.combine}
-        if self.by_rate:
+        score = self.gate_score(discrete)
+        level = round(self.level(continuous[-1], score), 4)
+        chosen = {"mechanism": mechanism, "k": k, "gate": score, "combine": self.combine}
+        if score in self.rate_scores:
             return Candidate(layers=layers, human=HumanChoice(deferral=level, **chosen))
         return Candidate(layers=layers, human=HumanChoice(tau=level, tau_high=self.max_tau, **chosen))
 
@@ -327,9 +335,9 @@ class SearchSpace:
         if mechanism == "off":
             return value
         if (score, k) in self.tau_caps:
-            value = min(value, 2.0 * self.tau_caps[(score, k)] / self.max_tau - 1.0)
+            value = min(value, 2.0 * self.tau_caps[(score, k)] / self.max_level(score) - 1.0)
         if (score, k) in self.tau_floors:
-            value = max(value, 2.0 * self.tau_floors[(score, k)] / self.max_tau - 1.0)
+            value = max(value, 2.0 * self.tau_floors[(score, k)] / self.max_level(score) - 1.0)
         return value
 
     def legal_actions(self, discrete: list[int], continuous: list[float]) -> tuple[list[int], list[float]]:

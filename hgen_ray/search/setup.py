@@ -104,10 +104,10 @@ def search_space(prepared: Prepared) -> SearchSpace:
     labor = ({score: LaborEstimate(TAU_GRID, curve)
               for score, curve in architecture.labour_curves(config, base, prepared.data, scores).items()}
              if human else None)
-    max_level = config.gate.max_deferral if architecture.defers_by_rate else architecture.max_tau(config)
     return SearchSpace(specs, labour_within_pool(config), reference, human_enabled=human,
-                       pool_size=config.human_pool.size, max_tau=max_level, labor=labor, gate_scores=scores,
-                       by_rate=architecture.defers_by_rate, combine=architecture.combination(config))
+                       pool_size=config.human_pool.size, max_tau=architecture.max_tau(config), labor=labor,
+                       gate_scores=scores, rate_scores=architecture.rate_scores, max_deferral=config.gate.max_deferral,
+                       combine=architecture.combination(config))
 
 
 def gate_summary(config: ExperimentConfig) -> dict[str, Any]:
@@ -117,7 +117,7 @@ def gate_summary(config: ExperimentConfig) -> dict[str, Any]:
     scores = architecture.searched_scores(config)
     families = config.gate.rejector_families if "rejector" in scores else ()
     return {"scores": list(scores), "combine": architecture.combination(config),
-            "max_deferral": config.gate.max_deferral if architecture.defers_by_rate else None,
+            "max_deferral": config.gate.max_deferral if set(scores) & set(architecture.rate_scores) else None,
             "rejector_families": {family: OVERLAP_WITH_TEST[family] for family in families}}
 
 

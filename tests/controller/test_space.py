@@ -6,6 +6,7 @@ import torch
 
 from hgen_ray.architectures.h_cnn.network import COMPRESSIBLE_LAYERS, build_h_cnn
 from hgen_ray.config import (
+    GATE_SCORES,
     Candidate,
     ConfigError,
     Constraints,
@@ -109,7 +110,7 @@ def test_tau_is_lowered_until_the_estimated_labour_fits_the_limit(specs) -> None
     human = len(specs)
     pair = space.human_options.index(("majority", 2))
     action, value = space.within_budget(human, [0, 0, 0], [0.0, 0.0, 0.0], pair, 1.0)
-    assert action == pair and space.tau(value) == pytest.approx(0.07)  # 2 people x 4 s: 0.07 gives 560 <= 0.9 x 700, 0.08 gives 640
+    assert action == pair and space.level(value, "msp") == pytest.approx(0.07)  # 2 people x 4 s: 0.07 gives 560 <= 0.9 x 700, 0.08 gives 640
     assert space.within_budget(human, [0, 0, 0], [0.0] * 3, pair, -0.99) == (pair, -0.99)  # already affordable
     assert space.within_budget(human, [0, 0, 0], [0.0] * 3, 0, 1.0) == (0, 1.0)  # people off: nothing to limit
 
@@ -122,7 +123,7 @@ def test_a_band_that_narrows_as_tau_grows_gets_a_floor_under_tau(specs) -> None:
     assert not space.tau_caps and set(space.tau_floors) == {("msp", 1), ("msp", 2), ("msp", 3)}
     human, pair = len(specs), space.human_options.index(("majority", 2))
     action, value = space.within_budget(human, [0, 0, 0], [0.0] * 3, pair, -0.9)
-    assert action == pair and space.tau(value) == pytest.approx(0.93)  # 2 x 4 s x 0.07 = 560 <= 630; 0.92 gives 640
+    assert action == pair and space.level(value, "msp") == pytest.approx(0.93)  # 2 x 4 s x 0.07 = 560 <= 630; 0.92 gives 640
     assert space.within_budget(human, [0, 0, 0], [0.0] * 3, pair, 0.99) == (pair, 0.99)  # already affordable
 
 
@@ -176,7 +177,8 @@ def test_a_gate_step_chooses_the_score_and_the_labour_cap_follows_the_score_chos
     labor = {"msp": LaborEstimate(shares, person_s_per_sample=shares * 2.0),  # defers d of the challenges too
              "mahalanobis": LaborEstimate(shares, person_s_per_sample=np.minimum(shares * 3, 1.0) * 4.0)}  # 3x d
     space = SearchSpace(specs, Constraints(labor_s_per_1k_max=700.0), {"storage_mb": 1.69, "energy_mj": 0.2},
-                        labor=labor, gate_scores=("msp", "mahalanobis"), by_rate=True, max_tau=0.3, combine="bayes")
+                        labor=labor, gate_scores=("msp", "mahalanobis"), rate_scores=("msp", "mahalanobis"),
+                        max_deferral=0.3, combine="bayes")
     assert space.num_steps == len(specs) + 2 and space.step_kind(len(specs)) == "gate"
     assert space.options(len(specs)) == ("msp", "mahalanobis")
     pair = space.human_options.index(("majority", 2))
@@ -184,16 +186,27 @@ def test_a_gate_step_chooses_the_score_and_the_labour_cap_follows_the_score_chos
     caps = {}
     for gate in (0, 1):
         _, value = space.within_budget(space.human_step, [*layers, gate], [0.0] * (len(specs) + 1), pair, 1.0)
-        caps[space.options(len(specs))[gate]] = space.tau(value)
+        score = space.options(len(specs))[gate]
+        caps[score] = space.level(value, score)
     assert caps["msp"] == pytest.approx(0.15)  # 2 x 2 s x 0.15 = 600 <= 630; 0.16 gives 640
     assert caps["mahalanobis"] == pytest.approx(0.02)  # 2 x 4 s x 3 x 0.02 = 480; 0.03 gives 720
     candidate = space.decode([*layers, 1, pair], [0.0] * len(specs) + [0.0, 1.0])
     assert candidate.human == HumanChoice("majority", 0.0, 2, gate="mahalanobis", deferral=0.3, combine="bayes")
 
 
+def test_a_detector_space_gives_msp_a_raw_tau_and_its_shift_score_a_share_each_on_its_own_range(specs) -> None:  # type: ignore[no-untyped-def]
+    space = SearchSpace(specs, Constraints(), {"storage_mb": 1.69, "energy_mj": 0.2}, max_tau=0.9,
+                        gate_scores=("msp", "mahalanobis"), rate_scores=("mahalanobis",), max_deferral=0.3)
+    pair, layers = space.human_options.index(("majority", 2)), [0] * len(specs)
+    by_msp = space.decode([*layers, 0, pair], [0.0] * len(specs) + [0.0, 1.0]).human
+    by_shift = space.decode([*layers, 1, pair], [0.0] * len(specs) + [0.0, 1.0]).human
+    assert (by_msp.gate, by_msp.tau, by_msp.tau_high, by_msp.deferral) == ("msp", 0.9, 0.9, None)
+    assert (by_shift.gate, by_shift.deferral) == ("mahalanobis", 0.3)
+
+
 def test_compression_only_has_no_gate_step(specs) -> None:  # type: ignore[no-untyped-def]
     space = SearchSpace(specs, Constraints(), {"storage_mb": 1.69, "energy_mj": 0.2}, human_enabled=False,
-                        gate_scores=("msp", "energy", "mahalanobis", "rejector"), by_rate=True)
+                        gate_scores=("msp", "energy", "mahalanobis", "rejector"), rate_scores=GATE_SCORES)
     assert space.num_steps == len(specs) + 1 and space.gate_step is None
     pair = HUMAN_OPTIONS.index(("majority", 2))  # a chain the space would offer, were people on
     assert not space.decode([0] * len(specs) + [pair], [0.0] * space.num_steps).human.asks_people

@@ -36,7 +36,8 @@ ONNX_OPSET = 17  # the TorchScript-based exporter's newest well-supported opset
 
 class HFasterRCNNArchitecture(Detector):
     name = "h_faster_rcnn"
-    gate_rule = "the image goes to people when its best score < tau; their boxes join the RPN's proposals"
+    gate_rule = ("the image goes to people when its best score < tau (msp) or its gate_confidence < tau "
+                 "(mahalanobis); their boxes join the RPN's proposals")
     output_names = ("boxes", "labels", "scores")
 
     def build(self, config: ExperimentConfig) -> nn.Module:
@@ -64,25 +65,34 @@ class HFasterRCNNArchitecture(Detector):
         return CompressionPlan(plan.dummy_input, plan.taylor, plan.finetune, pruned_part=SPEEDUP_MODULE,
                                part_input=lambda model, dummy: model.transform(list(dummy))[0].tensors)
 
-    def people_pass(self, model: nn.Module, data: DetectionSet, category: str, severity: int, candidate: Candidate,
-                    pool: HumanPool, split: str) -> HumanOutcome:
+    def people_pass(self, model: nn.Module, gate: FittedGate, data: DetectionSet, category: str, severity: int,
+                    candidate: Candidate, pool: HumanPool, split: str) -> HumanOutcome:
+        shifted = (self.shifted_images(model, gate, data.images, candidate.human.tau) if gate.score == "mahalanobis"
+                   else None)
         return human_boxes_pass(model, self.detect(model, data.images), data, category, severity,  # type: ignore[arg-type]
-                                candidate, pool, split)
+                                candidate, pool, split, shifted)
+
+    def image_features(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+        return model.backbone(model.transform(list(images))[0].tensors).mean(dim=(2, 3))
+
+    def whole_image_seconds(self, data: DetectionSet) -> np.ndarray:
+        """A box drawn around every item, each at one person's mean seconds per box (a lognormal's mean)."""
+        items = np.array([len(boxes) for boxes in data.boxes], dtype=float)
+        return items * BOX_DRAW_MEDIAN_S * float(np.exp(BOX_DRAW_SIGMA**2 / 2))
 
     @torch.no_grad()
     def threshold_labour_curve(self, config: ExperimentConfig, base: nn.Module, data: DetectionData) -> np.ndarray:
         """At each tau, the items on the images whose best score is below it, times one person's mean seconds per box."""
-        best, items = [], []
-        for category in CHALLENGE_CATEGORIES:
-            canvases = data.challenges.sets[category]
-            best += [float(d["scores"].max()) if len(d["scores"]) else 0.0 for d in self.detect(base, canvases.images)]
-            items += [len(boxes) for boxes in canvases.boxes]
-        best_score, item_count = np.array(best), np.array(items, dtype=float)
-        boxes = np.array([float(np.mean(item_count * (best_score < tau))) for tau in TAU_GRID])
-        return boxes * BOX_DRAW_MEDIAN_S * float(np.exp(BOX_DRAW_SIGMA**2 / 2))  # lognormal mean
+        sets = [data.challenges.sets[c] for c in CHALLENGE_CATEGORIES]
+        best = np.array([float(d["scores"].max()) if len(d["scores"]) else 0.0
+                         for canvases in sets for d in self.detect(base, canvases.images)])
+        seconds = np.concatenate([self.whole_image_seconds(canvases) for canvases in sets])
+        return np.array([float(np.mean(seconds * (best < tau))) for tau in TAU_GRID])
 
     def predict(self, model: nn.Module, gate: FittedGate, human: HumanChoice, images: torch.Tensor) -> Prediction:
         detections = self.detect(model, images)
+        if gate.score == "mahalanobis":
+            return Prediction(detections, self.shifted_images(model, gate, images, human.tau))
         return Prediction(detections, unsure_images(detections, human.tau))
 
     def export(self, model: nn.Module, gate: FittedGate, sample: torch.Tensor, path: Path) -> None:
@@ -91,5 +101,5 @@ class HFasterRCNNArchitecture(Detector):
         with warnings.catch_warnings():  # the tracer's notes on torchvision's shape arithmetic, expected here
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
             warnings.simplefilter("ignore", UserWarning)
-            torch.onnx.export(model.eval(), ([sample[0]],), path, input_names=["image"],
-                              output_names=list(self.output_names), opset_version=ONNX_OPSET, dynamo=False)
+            torch.onnx.export(self.exported_module(model, gate), ([sample[0]],), path, input_names=["image"],
+                              output_names=list(self.onnx_outputs(gate)), opset_version=ONNX_OPSET, dynamo=False)

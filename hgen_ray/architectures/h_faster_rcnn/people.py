@@ -1,7 +1,8 @@
 """H-Faster-RCNN's people: they draw boxes on the images the detector is least sure of.
 
-An image whose best detection score is below tau goes to the chain; every box
-any of them draws joins the RPN's proposals, and the box head classifies them.
+An image whose best detection score is below tau (the msp gate), or that the shift
+score sends (the mahalanobis gate), goes to the chain; every box any of them draws
+joins the RPN's proposals, and the box head classifies them.
 """
 
 from __future__ import annotations
@@ -27,10 +28,12 @@ def _box_task(image: torch.Tensor, boxes: torch.Tensor, category: str, severity:
 
 @torch.no_grad()
 def human_boxes_pass(model: HFasterRCNN, plain: list[dict[str, torch.Tensor]], data: DetectionSet, category: str,
-                     severity: int, candidate: Candidate, pool: HumanPool, split: str) -> HumanOutcome:
-    """H-Faster-RCNN with people drawing boxes on the images it is least sure of (``plain``: its own detections)."""
+                     severity: int, candidate: Candidate, pool: HumanPool, split: str,
+                     shifted: torch.Tensor | None = None) -> HumanOutcome:
+    """H-Faster-RCNN with people drawing boxes on the images it is least sure of (``plain``: its own detections),
+    or (given ``shifted``, bool per image) on those the shift score sends."""
     detections = list(plain)
-    deferred = unsure_images(plain, candidate.human.tau).numpy()
+    deferred = (unsure_images(plain, candidate.human.tau) if shifted is None else shifted).numpy()
     tasks, looks = np.zeros(len(data)), {}
     gated = np.flatnonzero(deferred).tolist()
     if gated:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -9,12 +10,14 @@ import torch
 from torch import nn
 
 from hgen_ray.architectures.base import TAU_GRID, Prediction
-from hgen_ray.architectures.gate import FittedGate
+from hgen_ray.architectures.gate import FittedGate, forward_with_input_of
 from hgen_ray.architectures.detector import Detector, HumanOutcome, batched_output
 from hgen_ray.architectures.h_yolo.network import (
+    GRID_STRIDE,
     YOLO_COMPRESSIBLE_LAYERS,
     HYolo,
     decode_cells,
+    every_cell_of,
     gated_cells,
     rebuild_h_yolo,
     yolo_loss,
@@ -33,7 +36,8 @@ EVERY_CELL = HumanChoice(mechanism="sequential", tau=1e-6, k=1, tau_high=1.0)
 
 class HYOLO(Detector):
     name = "h_yolo"
-    gate_rule = "a cell goes to people when tau > 0 and tau <= sigmoid(cells[:, 0]) <= tau_high"
+    gate_rule = ("msp: a cell goes to people when tau > 0 and tau <= sigmoid(cells[:, 0]) <= tau_high; "
+                 "mahalanobis: every cell of an image whose gate_confidence < tau")
     output_names = ("cells",)
 
     def build(self, config: ExperimentConfig) -> nn.Module:
@@ -55,9 +59,19 @@ class HYOLO(Detector):
     def declared_layers(self, config: ExperimentConfig) -> dict[str, str]:
         return dict(YOLO_COMPRESSIBLE_LAYERS)
 
-    def people_pass(self, model: nn.Module, data: DetectionSet, category: str, severity: int, candidate: Candidate,
-                    pool: HumanPool, split: str) -> HumanOutcome:
-        return human_cells_pass(model, data, category, severity, candidate, pool, split)
+    def people_pass(self, model: nn.Module, gate: FittedGate, data: DetectionSet, category: str, severity: int,
+                    candidate: Candidate, pool: HumanPool, split: str) -> HumanOutcome:
+        shifted = (self.shifted_images(model, gate, data.images, candidate.human.tau) if gate.score == "mahalanobis"
+                   else None)
+        return human_cells_pass(model, data, category, severity, candidate, pool, split, shifted)
+
+    def image_features(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+        return forward_with_input_of(model, model.head1, images)[1].mean(dim=(2, 3))
+
+    def whole_image_seconds(self, data: DetectionSet) -> np.ndarray:
+        """Every cell of the grid checked, each at one person's mean seconds per cell check."""
+        cells = (data.images.shape[-1] // GRID_STRIDE) ** 2
+        return np.full(len(data), cells * CELL_CHECK_MEDIAN_S * float(np.exp(CELL_CHECK_SIGMA**2 / 2)))
 
     def reference_candidates(self, config: ExperimentConfig) -> dict[str, Candidate]:
         return {"original": Candidate(), "human_only": Candidate(human=EVERY_CELL)}
@@ -83,10 +97,14 @@ class HYOLO(Detector):
                           else 0.0 for tau in TAU_GRID])
         return cells * CELL_CHECK_MEDIAN_S * float(np.exp(CELL_CHECK_SIGMA**2 / 2))  # lognormal mean
 
+    def export(self, model: nn.Module, gate: FittedGate, sample: torch.Tensor, path: Path) -> None:
+        super().export(self.exported_module(model, gate), gate, sample, path)
+
     def gate_settings(self, human: HumanChoice) -> dict[str, float]:
         return {"tau_high": human.tau_high}
 
     def predict(self, model: nn.Module, gate: FittedGate, human: HumanChoice, images: torch.Tensor) -> Prediction:
         output = model.eval()(images)
-        gated = gated_cells(output, human.tau, human.tau_high)
+        gated = (every_cell_of(output, self.shifted_images(model, gate, images, human.tau))
+                 if gate.score == "mahalanobis" else gated_cells(output, human.tau, human.tau_high))
         return Prediction(decode_cells(output, images.shape[-1]), gated.flatten(1).any(1))

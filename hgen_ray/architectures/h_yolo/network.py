@@ -24,7 +24,7 @@ from torchvision.ops import batched_nms
 from hgen_ray.architectures.h_cnn.network import FASHION_MNIST_MEAN, FASHION_MNIST_STD, NUM_CLASSES
 
 __all__ = ["CellVerdicts", "GRID_STRIDE", "HYolo", "YOLO_COMPRESSIBLE_LAYERS", "apply_cell_answers", "cell_boxes",
-           "cell_targets", "decode_cells", "gated_cells", "rebuild_h_yolo", "yolo_loss"]
+           "cell_targets", "decode_cells", "every_cell_of", "gated_cells", "rebuild_h_yolo", "yolo_loss"]
 
 GRID_STRIDE = 8  # three 2x2 pools: one cell per 8 x 8 px
 YOLO_CHANNELS = (16, 32, 64, 64)  # conv1..conv4 widths
@@ -139,6 +139,11 @@ def gated_cells(output: torch.Tensor, tau: float, tau_high: float) -> torch.Tens
     if tau <= 0:
         return torch.zeros_like(objectness, dtype=torch.bool)
     return (objectness >= tau) & (objectness <= tau_high)
+
+
+def every_cell_of(output: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """The shift gate's cells: all of those of the images marked True (bool per image), none of the others."""
+    return images.to(torch.bool)[:, None, None].expand(-1, *output.shape[-2:]).clone()
 
 
 @torch.no_grad()

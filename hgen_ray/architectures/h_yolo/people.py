@@ -1,8 +1,9 @@
 """H-YOLO's people: they check the grid cells whose objectness is in the ambiguous band.
 
-A cell whose objectness is in ``[tau, tau_high]`` is checked by each of the
-chain's k people, who see its box: the per-cell majority confirms or rejects
-it and names the class; a tie goes the way the network leans.
+A cell whose objectness is in ``[tau, tau_high]`` (the msp gate), or any cell of an
+image the shift score sends (the mahalanobis gate), is checked by each of the chain's
+k people, who see its box: the per-cell majority confirms or rejects it and names the
+class; a tie goes the way the network leans.
 """
 
 from __future__ import annotations
@@ -15,7 +16,14 @@ from torch import nn
 from torchvision.ops import box_iou
 
 from hgen_ray.architectures.detector import HumanOutcome, batched_output, image_key, looks_of
-from hgen_ray.architectures.h_yolo.network import CellVerdicts, apply_cell_answers, cell_boxes, decode_cells, gated_cells
+from hgen_ray.architectures.h_yolo.network import (
+    CellVerdicts,
+    apply_cell_answers,
+    cell_boxes,
+    decode_cells,
+    every_cell_of,
+    gated_cells,
+)
 from hgen_ray.config import Candidate
 from hgen_ray.data.detection_splits import DetectionSet
 from hgen_ray.human import HumanPool, ImageRequest, decide
@@ -52,12 +60,14 @@ def _requests(output: torch.Tensor, gated: torch.Tensor, data: DetectionSet, cat
 
 @torch.no_grad()
 def human_cells_pass(model: nn.Module, data: DetectionSet, category: str, severity: int, candidate: Candidate,
-                     pool: HumanPool, split: str) -> HumanOutcome:
-    """H-YOLO with people checking the ambiguous cells of every image."""
+                     pool: HumanPool, split: str, shifted: torch.Tensor | None = None) -> HumanOutcome:
+    """H-YOLO with people checking the ambiguous cells of every image, or (given ``shifted``, bool per image)
+    every cell of the images the shift score sends."""
     output = batched_output(model, data.images)
     side = data.images.shape[-1]
     plain = decode_cells(output, side)
-    gated = gated_cells(output, candidate.human.tau, candidate.human.tau_high)
+    gated = (gated_cells(output, candidate.human.tau, candidate.human.tau_high) if shifted is None
+             else every_cell_of(output, shifted))
     requests, cells = _requests(output, gated, data, category, severity, pool.config.clean_majority_of_3_accuracy,
                                 split)
     tasks, looks = np.zeros(len(data)), {}
