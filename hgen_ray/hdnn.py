@@ -37,6 +37,7 @@ from hgen_ray.config import (
 from hgen_ray.architectures import Architecture, Prediction, get_architecture
 from hgen_ray.architectures.base import FASHION_MNIST_INPUT_SHAPE
 from hgen_ray.architectures.gate import FittedGate
+from hgen_ray.compress import rebuilt_with_int8
 
 __all__ = ["HDNN", "HDNNError", "export_onnx", "load_hdnn", "save_hdnn"]
 
@@ -99,7 +100,7 @@ def load_hdnn(path: str | Path) -> HDNN:
         architecture = get_architecture(config.model.name)
         payload = torch.load(folder / MODEL_FILE, map_location="cpu", weights_only=True)
         input_shape = _input_shape(payload, architecture, config)
-        model = architecture.rebuild(config, payload["state_dict"], input_shape)
+        model = rebuilt_with_int8(lambda state: architecture.rebuild(config, state, input_shape), payload["state_dict"])
         # an H-DNN saved before gates had scores holds only msp's temperature
         gate = FittedGate.from_state(payload["gate"]) if "gate" in payload else \
             FittedGate("msp", float(payload["temperature"]))

@@ -269,6 +269,9 @@ class Architecture(ABC):
 
     def export(self, model: nn.Module, gate: FittedGate, sample: torch.Tensor, path: Path) -> None:
         """Write the network (with its gate, where it is a module) as ONNX, with a dynamic batch dimension."""
+        # The exporter's optimiser folds small int8 weights' dequantization into fp32 constants, which would
+        # ship four bytes per weight: int8 networks are exported unoptimised, their int8 initializers kept.
+        int8 = any(hasattr(module, "weight_int8") for module in model.modules())
         torch.onnx.export(model.eval(), (sample.expand(2, *sample.shape[1:]).clone(),), path, input_names=["image"],
                           output_names=list(self.onnx_outputs(gate)), dynamic_shapes=[{0: torch.export.Dim("batch")}],
-                          opset_version=ONNX_OPSET, external_data=False)
+                          opset_version=ONNX_OPSET, external_data=False, optimize=not int8)

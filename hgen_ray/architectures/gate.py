@@ -41,6 +41,7 @@ import torch
 from torch import nn
 
 from hgen_ray.architectures.rejector import rejector_from_state
+from hgen_ray.compress import Int8Linear
 
 __all__ = ["FittedGate", "GatedClassifier", "defer_mask", "fit_mahalanobis", "fit_temperature",
            "forward_with_input_of", "gate_confidence", "has_linear_head", "head_of", "logits_and_features",
@@ -50,6 +51,7 @@ _MIN_TEMPERATURE = 0.05
 _MAX_TEMPERATURE = 20.0
 COVARIANCE_RIDGE = 1e-3  # assumed: added to the shared covariance, relative to its mean variance, so it inverts
 INFERENCE_BATCH = 1000
+LINEAR_LAYERS = (nn.Linear, Int8Linear)  # a head quantized to int8 is still the head
 
 
 @dataclass
@@ -84,7 +86,7 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, steps: int = 200
     return float(log_temperature.detach().exp().clamp(_MIN_TEMPERATURE, _MAX_TEMPERATURE))
 
 
-def head_of(network: nn.Module) -> nn.Linear:
+def head_of(network: nn.Module) -> nn.Module:
     """The network's head: its last registered linear layer, whose input are the penultimate features.
 
     Raises:
@@ -92,7 +94,7 @@ def head_of(network: nn.Module) -> nn.Linear:
     """
     if not has_linear_head(network):
         raise ValueError("the network has no linear head; its gate needs penultimate features")
-    return [m for m in network.modules() if isinstance(m, nn.Linear)][-1]
+    return [m for m in network.modules() if isinstance(m, LINEAR_LAYERS)][-1]
 
 
 def forward_with_input_of(network: nn.Module, module: nn.Module, *inputs: object) -> tuple[object, torch.Tensor]:
@@ -201,7 +203,7 @@ def pooled_confidence(network: nn.Module, gate: FittedGate, images: dict[str, to
 
 def has_linear_head(network: nn.Module) -> bool:
     """Whether the network has the linear head whose input the feature scores (Mahalanobis, rejector) read."""
-    return any(isinstance(m, nn.Linear) for m in network.modules())
+    return any(isinstance(m, LINEAR_LAYERS) for m in network.modules())
 
 
 def tau_for_rate(confidence: torch.Tensor, deferral: float) -> float:

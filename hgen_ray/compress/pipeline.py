@@ -1,4 +1,4 @@
-"""One candidate's compression: prune convs, factorise fcs, fine-tune.
+"""One candidate's compression: prune convs, factorise fcs, fine-tune, then int8 where chosen.
 
 Generic: it knows no model and no data. The architecture hands it a
 :class:`CompressionPlan`: an input to trace with, where Taylor scores take their
@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from hgen_ray.compress.pruning import TaylorData, prune_conv_channels
+from hgen_ray.compress.quantization import NotQuantizable, quantize_layers
 from hgen_ray.compress.svd import factorize, replace_module
 from hgen_ray.config import CONV_TECHNIQUES, FC_TECHNIQUES, Candidate, ConfigError
 
@@ -60,7 +61,7 @@ def compress_network(base: nn.Module, candidate: Candidate, layers: dict[str, st
 
     Args:
         base: The trained base network.
-        candidate: Per-layer technique and ratio (the human part is not used here).
+        candidate: Per-layer technique, ratio and bits (the human part is not used here).
         layers: The network's compressible layers, name -> ``conv`` or ``fc``.
         plan: The architecture's tracing input, Taylor data, pruned part and fine-tuning.
     """
@@ -79,4 +80,10 @@ def compress_network(base: nn.Module, candidate: Candidate, layers: dict[str, st
         if layers[name] == "fc" and choice.technique == "svd" and choice.ratio > 0:
             replace_module(model, name, factorize(model.get_submodule(name), choice.ratio))
     plan.finetune(model)  # uncompressed too: every candidate and reference gets the same training (fair comparison)
+    int8 = [name for name, choice in candidate.layers.items() if choice.bits == 8]
+    try:  # after fine-tuning: int8 weights are not trained (post-training quantization)
+        quantize_layers(model, int8)
+    except NotQuantizable as error:
+        raise ConfigError(f"candidate.layers.{error.layer}.bits: 8 does not apply to a {error.kind}; "
+                          "allowed: 32") from None
     return model.eval()

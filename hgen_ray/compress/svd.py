@@ -8,10 +8,10 @@ pixel (H-YOLO's per-cell head), so it is factorised the same way into two 1x1 co
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
+
+from hgen_ray.config.shrinkage import kept_rank
 
 __all__ = ["factorize", "factorize_linear", "factorize_pointwise_conv", "rank_for_ratio", "replace_module"]
 
@@ -26,8 +26,7 @@ def _features(layer: nn.Module) -> tuple[int, int]:
 
 def rank_for_ratio(layer: nn.Module, ratio: float) -> int:
     """Rank kept when ``ratio`` of the full rank is removed (at least 1)."""
-    full_rank = min(_features(layer))
-    return max(1, math.ceil((1.0 - ratio) * full_rank))
+    return kept_rank(min(_features(layer)), ratio)
 
 
 @torch.no_grad()

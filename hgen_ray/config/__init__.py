@@ -23,6 +23,7 @@ from hgen_ray.config.schema import (
     CROWD_MAJORITY_OF_3_ACCURACY,
     FC_TECHNIQUES,
     GATE_SCORES,
+    WEIGHT_BITS,
     HELD_OUT_FAMILIES,
     MAX_BENCH_SEEDS,
     MAX_COMPRESSION_RATIO,
@@ -48,7 +49,7 @@ from hgen_ray.config.schema import (
 
 __all__ = [
     "BENCH_STRATEGIES", "CHALLENGE_CATEGORIES", "CHANCE_ACCURACY", "COMBINATION_RULES", "CONV_TECHNIQUES",
-    "CROWD_MAJORITY_OF_3_ACCURACY", "FC_TECHNIQUES", "GATE_SCORES", "HELD_OUT_FAMILIES", "MAX_BENCH_SEEDS",
+    "CROWD_MAJORITY_OF_3_ACCURACY", "FC_TECHNIQUES", "GATE_SCORES", "WEIGHT_BITS", "HELD_OUT_FAMILIES", "MAX_BENCH_SEEDS",
     "MAX_COMPRESSION_RATIO", "SEARCH_ALGORITHMS", "BenchConfig", "Candidate", "ConfigError", "Constraints",
     "DataConfig", "DetectionConfig", "ExperimentConfig", "FinetuneConfig", "GateConfig", "HumanChoice",
     "HumanPoolConfig", "LayerChoice", "ModelConfig", "PeopleCalibrationConfig", "ProfileConfig", "RewardConfig",

@@ -140,6 +140,9 @@ def _convert(value: Any, hint: Any, key: str, meta: typing.Mapping[str, Any]) ->
             raise ConfigError(f"{key}: {value!r} is not one of {', '.join(allowed)}")
         return value
     number = _check_number(value, hint, key)
+    allowed = meta.get("choices")
+    if allowed and number not in allowed:
+        raise ConfigError(f"{key}: {number} is not one of {', '.join(map(str, allowed))}")
     low, high = meta.get("range", (-math.inf, math.inf))
     if not low <= number <= high:
         raise ConfigError(f"{key}: {number} is out of range [{low}, {high}]")

@@ -28,6 +28,7 @@ __all__ = [
     "FC_TECHNIQUES",
     "FinetuneConfig",
     "GATE_SCORES",
+    "WEIGHT_BITS",
     "GateConfig",
     "COMBINATION_RULES",
     "HELD_OUT_FAMILIES",
@@ -69,6 +70,7 @@ COMBINATION_RULES: tuple[str, ...] = ("replace", "bayes")  # people's answers re
 HELD_OUT_FAMILIES: tuple[str, ...] = ("speckle_noise", "gaussian_blur", "spatter", "saturate", "elastic_transform")
 CHANCE_ACCURACY = 0.1  # ten classes: what a guess gets right
 CROWD_MAJORITY_OF_3_ACCURACY = 0.835  # Xiao et al. 2017, Fashion-MNIST benchmark, human row (majority of 3)
+WEIGHT_BITS: tuple[int, ...] = (32, 8)  # a layer's weights: fp32, or int8 with one fp32 scale per output channel
 MAX_COMPRESSION_RATIO = 0.9  # beyond this a layer keeps too few channels to train
 
 
@@ -80,7 +82,7 @@ def _range(low: float, high: float) -> dict[str, Any]:
     return {"range": (low, high)}
 
 
-def _choices(*allowed: str) -> dict[str, Any]:
+def _choices(*allowed: str | int) -> dict[str, Any]:
     return {"choices": allowed}
 
 
@@ -218,12 +220,14 @@ class SearchConfig:
     references: bool = True  # also evaluate `original` and `human_only` (on test) for the report
     test_evaluation: str = field(default="pareto", metadata=_choices("pareto", "best"))  # chosen H-DNNs measured on test
     reuse_actors: bool = True  # run trials in warm processes (saves seconds of imports per trial)
+    int8: bool = True  # each layer may also choose int8 weights; false: fp32 only (the no-quantization ablation)
 
 
 @dataclass(frozen=True)
 class LayerChoice:
     technique: str = "none"  # conv: none|l1|l2|fpgm|taylor; fc: none|svd
     ratio: float = field(default=0.0, metadata=_range(0.0, MAX_COMPRESSION_RATIO))  # fraction of channels or rank removed
+    bits: int = field(default=32, metadata=_choices(*WEIGHT_BITS))  # weight width: 32 (fp32) or 8 (int8 per channel)
 
 
 @dataclass(frozen=True)

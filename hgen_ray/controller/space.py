@@ -2,8 +2,9 @@
 
 An episode walks the compressible layers in order, then a "gate" step when the
 search may choose among several gate scores, then one last "human" step. At each
-step the discrete agent picks an option (a technique; the gate score; for the human
-step, off or a mechanism with k) and the continuous agent picks a number in
+step the discrete agent picks an option (a technique with its weight bits, 32 or
+8; the gate score; for the human step, off or a mechanism with k) and the
+continuous agent picks a number in
 [-1, 1], mapped to a ratio in [0, 0.9], or at the human step to the share d of the
 validation challenges to defer, in [0, d_max] (gate scores deferring by rate, whose
 trials set tau from d), or to a raw tau in [0, max_tau] (the detectors' msp).
@@ -35,9 +36,13 @@ from hgen_ray.config import (
     MAX_COMPRESSION_RATIO,
     Candidate,
     Constraints,
+    WEIGHT_BITS,
     HumanChoice,
     LayerChoice,
 )
+from hgen_ray.controller.storage_projection import StorageLayout
+from hgen_ray.profile.flops import macs_by_module
+from hgen_ray.profile.storage import BYTES_PER_MB
 
 __all__ = [
     "HUMAN_OPTIONS",
@@ -58,14 +63,14 @@ HUMAN_OPTIONS: tuple[tuple[str, int], ...] = (
     ("majority", 2),
     ("majority", 3),
 )
-NUM_DISCRETE_ACTIONS = max(len(CONV_TECHNIQUES), len(FC_TECHNIQUES), len(HUMAN_OPTIONS))
+NUM_DISCRETE_ACTIONS = max(len(CONV_TECHNIQUES) * len(WEIGHT_BITS), len(FC_TECHNIQUES) * len(WEIGHT_BITS),
+                           len(HUMAN_OPTIONS))
 MAX_TAU = 1.0
 # The cap trusts the base gate's labour estimate to 0.9 of the limit. Measured in bench-small's H-CNN
 # (runs of 2026-11-29): fine-tuned candidates at the cap used 0.7-0.9 x the estimate, since fine-tuning
 # makes them surer; the last 10% is room for more heavily pruned ones, which doubt more.
 LABOR_MARGIN = 0.9
-STORAGE_MARGIN = 0.95  # the budget check counts compressible layers only; leave room for biases, norms, the head
-_RATIO_GRID = np.linspace(0.0, MAX_COMPRESSION_RATIO, 91)  # ratios tried, in 0.01 steps, when a layer must shrink
+_RATIO_GRID = [round(float(r), 4) for r in np.linspace(0.0, MAX_COMPRESSION_RATIO, 91)]  # tried when a layer must shrink
 # Scales that bring the budget into [0, 1] for the agents' inputs.
 LATENCY_SCALE_MS = 10_000.0  # beyond 10 s per sample an H-DNN is not interactive
 LABOR_SCALE_S_PER_1K = 9_000.0  # every sample to a chain of 3 people at ~3 s each
@@ -96,23 +101,8 @@ class LayerSpec:
 
 @torch.no_grad()
 def describe_layers(model: nn.Module, layers: Mapping[str, str], sample: torch.Tensor) -> list[LayerSpec]:
-    """Static facts of each compressible layer, from one forward pass."""
-    macs: dict[str, int] = {}
-
-    def recorder(name: str):  # type: ignore[no-untyped-def]
-        def hook(module: nn.Module, _inputs: object, output: torch.Tensor) -> None:
-            weight = module.weight
-            per_output = weight[0].numel() if isinstance(module, nn.Conv2d) else weight.shape[1]
-            macs[name] = output[0].numel() * per_output
-
-        return hook
-
-    handles = [model.get_submodule(n).register_forward_hook(recorder(n)) for n in layers]
-    try:
-        model.eval()(sample)
-    finally:
-        for handle in handles:
-            handle.remove()
+    """Static facts of each compressible layer; its MACs for one sample from torch's FLOP counter."""
+    macs = macs_by_module(model, sample[:1])
     specs = []
     for name, kind in layers.items():
         module = model.get_submodule(name)
@@ -162,6 +152,12 @@ def _level_bounds(labor: Mapping[str, LaborEstimate] | None, limit: float, max_l
     return caps, floors
 
 
+def layer_options(kind: str, bits: tuple[int, ...]) -> tuple[tuple[str, int], ...]:
+    """A layer step's options: each technique at each weight width, 32-bit ones first."""
+    techniques = CONV_TECHNIQUES if kind == "conv" else FC_TECHNIQUES
+    return tuple((technique, width) for width in bits for technique in techniques)
+
+
 def _normalised_limit(limit: float, scale: float) -> float:
     return 1.0 if math.isinf(limit) else min(limit / scale, 1.0)
 
@@ -182,13 +178,20 @@ class SearchSpace:
         rate_scores: The gate scores whose level is a share d of samples to defer, not a raw tau.
         max_deferral: Largest share d the human step proposes for those scores (d_max).
         combine: How people's answers count, carried by every candidate that asks people.
+        storage: The base's tensors and their coupling, for the exact storage projection (none: no storage help).
+        int8: Layers may choose int8 weights (``search.int8``).
     """
 
     def __init__(self, layers: list[LayerSpec], constraints: Constraints, reference: Mapping[str, float],
                  human_enabled: bool = True, pool_size: int = 3, max_tau: float = MAX_TAU,
                  labor: Mapping[str, LaborEstimate] | None = None, gate_scores: tuple[str, ...] = ("msp",),
-                 rate_scores: tuple[str, ...] = (), max_deferral: float = 1.0, combine: str = "replace") -> None:
+                 rate_scores: tuple[str, ...] = (), max_deferral: float = 1.0, combine: str = "replace",
+                 storage: StorageLayout | None = None, int8: bool = True) -> None:
         self.layers = layers
+        self.storage = storage
+        self.storage_limit_bytes = constraints.storage_mb_max * BYTES_PER_MB
+        self.bits = WEIGHT_BITS if int8 else (32,)
+        self.layer_options = {kind: layer_options(kind, self.bits) for kind in ("conv", "fc")}
         self.max_tau = max_tau
         self.max_deferral = max_deferral
         self.human_enabled = human_enabled
@@ -234,8 +237,7 @@ class SearchSpace:
 
     def options(self, step: int) -> tuple:
         kind = self.step_kind(step)
-        return {"conv": CONV_TECHNIQUES, "fc": FC_TECHNIQUES, "gate": self.gate_scores,
-                "human": self.human_options}[kind]
+        return {**self.layer_options, "gate": self.gate_scores, "human": self.human_options}[kind]
 
     def option(self, step: int, action: int) -> object:
         """The option a discrete action means at ``step`` (actions wrap around short lists)."""
@@ -246,7 +248,7 @@ class SearchSpace:
         """The state before choosing at ``step``, given the choices made so far."""
         kind = self.step_kind(step)
         spec = self.layers[step] if step < len(self.layers) else None
-        kept = [kept_fraction(s, str(self.option(i, discrete[i])), self.ratio(continuous[i]))
+        kept = [kept_fraction(s, self.option(i, discrete[i])[0], self.ratio(continuous[i]))  # type: ignore[index]
                 for i, s in enumerate(self.layers[:step])]
         flops_done = sum(s.flops * (1 - k) for s, k in zip(self.layers, kept))
         flops_left = sum(s.flops for s in self.layers[step:])
@@ -280,6 +282,11 @@ class SearchSpace:
         """Map an actor output in [-1, 1] to the human step's level in [0, max_level]: a share d, or a raw tau."""
         return float(np.clip((action + 1) / 2, 0.0, 1.0) * self.max_level(score))
 
+    def layer_choice(self, step: int, action: int, value: float) -> LayerChoice:
+        """The layer choice of one layer step's actions."""
+        technique, bits = self.option(step, action)  # type: ignore[misc]
+        return LayerChoice(technique=technique, ratio=round(self.ratio(value), 4), bits=bits)
+
     def gate_score(self, discrete: list[int]) -> str:
         """The gate score an episode's actions chose (the only one when there is no gate step)."""
         step = self.gate_step
@@ -287,10 +294,7 @@ class SearchSpace:
 
     def decode(self, discrete: list[int], continuous: list[float]) -> Candidate:
         """The candidate an episode's actions describe."""
-        layers = {
-            spec.name: LayerChoice(technique=str(self.option(i, discrete[i])), ratio=round(self.ratio(continuous[i]), 4))
-            for i, spec in enumerate(self.layers)
-        }
+        layers = {spec.name: self.layer_choice(i, discrete[i], continuous[i]) for i, spec in enumerate(self.layers)}
         mechanism, k = self.option(self.human_step, discrete[-1])  # type: ignore[misc]
         if mechanism == "off":
             return Candidate(layers=layers, human=HumanChoice(tau=0.0))
@@ -305,30 +309,41 @@ class SearchSpace:
                       value: float) -> tuple[int, float]:
         """AMC's resource-constrained action (He et al., ECCV 2018, Sec. 3.2), for storage and labour.
 
-        A layer is compressed at least as much as it takes for the storage limit
-        to stay reachable when every later layer is compressed to the maximum; a
-        "none" technique then becomes the first real one. At the human step, the level
-        (d or tau) is moved (lowered, or raised where people's work falls as tau grows)
-        until the base network's estimated labour with the chosen gate score fits
-        LABOR_MARGIN of the labour limit. Without limits, choices are left as made.
+        A layer is compressed at least as much as it takes for the storage limit to stay
+        reachable when every later layer is compressed to the maximum, counted exactly
+        (:class:`StorageLayout`): a "none" technique becomes the first real one, the
+        ratio rises, and where no ratio is enough at the chosen width, int8 is taken.
+        At the human step, the level (d or tau) is moved (lowered, or raised where
+        people's work falls as tau grows) until the base network's estimated labour with
+        the chosen gate score fits LABOR_MARGIN of the labour limit. Without limits,
+        choices are left as made.
         """
         if step == self.human_step:
             return action, self._within_labor(action, value, self.gate_score(discrete))
-        if step >= len(self.layers) or self.budget[3] >= 1.0:
+        if step >= len(self.layers) or self.storage is None or math.isinf(self.storage_limit_bytes):
             return action, value
-        spec = self.layers[step]
-        before = sum(s.params * kept_fraction(s, str(self.option(i, discrete[i])), self.ratio(continuous[i]))
-                     for i, s in enumerate(self.layers[:step]))
-        strongest = {"conv": CONV_TECHNIQUES[1], "fc": FC_TECHNIQUES[1]}
-        after = sum(s.params * kept_fraction(s, strongest[s.kind], MAX_COMPRESSION_RATIO) for s in self.layers[step + 1:])
-        allowed = (STORAGE_MARGIN * self.budget[3] * self.total_params - before - after) / spec.params
-        technique = str(self.option(step, action))
-        if kept_fraction(spec, technique, self.ratio(value)) <= allowed:
+        chosen = {s.name: self.layer_choice(i, discrete[i], continuous[i]) for i, s in enumerate(self.layers[:step])}
+        strongest = {s.name: self._strongest(s.kind) for s in self.layers[step + 1:]}
+        name, kind = self.layers[step].name, self.layers[step].kind
+
+        def fits(choice: LayerChoice) -> bool:
+            return self.storage.projected_bytes({**chosen, name: choice, **strongest}) <= self.storage_limit_bytes  # type: ignore[union-attr]
+
+        if fits(self.layer_choice(step, action, value)):
             return action, value
+        technique, bits = self.option(step, action)  # type: ignore[misc]
         if technique == "none":
-            action, technique = 1, strongest[spec.kind]  # index 1: the first real technique of either kind
-        ratio = next((r for r in _RATIO_GRID if kept_fraction(spec, technique, r) <= allowed), MAX_COMPRESSION_RATIO)
-        return action, max(value, 2.0 * ratio / MAX_COMPRESSION_RATIO - 1.0)
+            technique = self._strongest(kind).technique
+        for width in (bits, *(w for w in self.bits if w < bits)):
+            ratio = next((r for r in _RATIO_GRID if fits(LayerChoice(technique, r, width))), None)
+            if ratio is not None:
+                return self.options(step).index((technique, width)), max(value, 2.0 * ratio / MAX_COMPRESSION_RATIO - 1.0)
+        return self.options(step).index((technique, min(self.bits))), 1.0
+
+    def _strongest(self, kind: str) -> LayerChoice:
+        """The smallest a layer can be made: the first real technique, the largest ratio, the fewest bits."""
+        technique = CONV_TECHNIQUES[1] if kind == "conv" else FC_TECHNIQUES[1]
+        return LayerChoice(technique, MAX_COMPRESSION_RATIO, min(self.bits))
 
     def _within_labor(self, action: int, value: float, score: str) -> float:
         mechanism, k = self.option(self.human_step, action)  # type: ignore[misc]

@@ -9,7 +9,8 @@ In order of preference (``profile.energy_source: auto``):
 2. ``rapl``: Intel RAPL's package energy counter from ``/sys/class/powercap``.
    It meters the whole CPU package, so other load on the machine adds to it.
 3. ``estimate``: MACs times energy per MAC plus bytes moved times energy per
-   byte, with the 45 nm figures of Horowitz, "Computing's energy problem (and
+   byte (an int8 weight is one byte read; its MAC stays fp32, since int8 layers
+   dequantize before the arithmetic), with the 45 nm figures of Horowitz, "Computing's energy problem (and
    what we can do about it)", ISSCC 2014. A phone SoC is a few nodes newer, so
    read it as a consistent relative cost, not an absolute prediction.
 """
@@ -25,6 +26,8 @@ from pathlib import Path
 import ray
 import torch
 from torch import nn
+
+from hgen_ray.profile.flops import macs_by_module
 
 __all__ = [
     "PJ_PER_DRAM_BYTE",
@@ -56,24 +59,25 @@ class EnergyReading:
 
 @torch.no_grad()
 def count_macs_and_bytes(model: nn.Module, sample: torch.Tensor) -> tuple[int, int, int]:
-    """Multiply-accumulates, weight bytes and activation bytes of one forward pass."""
-    macs = weight_bytes = activation_bytes = 0
+    """Multiply-accumulates (torch's FLOP counter), weight bytes and activation bytes of one forward pass of the
+    network's conv and linear layers."""
+    weight_bytes = activation_bytes = 0
+    weighted = {name: m for name, m in model.named_modules()
+                if isinstance(m, (nn.Conv2d, nn.Linear)) or hasattr(m, "weight_int8")}
 
     def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-        nonlocal macs, weight_bytes, activation_bytes
-        weight = module.weight
-        per_output = weight.numel() // weight.shape[0] if isinstance(module, nn.Conv2d) else weight.shape[1]
-        macs += output.numel() // output.shape[0] * per_output
-        weight_bytes += sum(p.numel() * p.element_size() for p in module.parameters(recurse=False))
+        nonlocal weight_bytes, activation_bytes
+        stored = [*module.parameters(recurse=False), *module.buffers(recurse=False)]  # int8 weights are buffers
+        weight_bytes += sum(t.numel() * t.element_size() for t in stored)
         activation_bytes += (inputs[0].numel() + output.numel()) * output.element_size() // output.shape[0]
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    handles = [m.register_forward_hook(hook) for m in weighted.values()]
     try:
-        model.eval()(sample)
+        per_module = macs_by_module(model, sample)
     finally:
         for handle in handles:
             handle.remove()
-    return macs, weight_bytes, activation_bytes
+    return sum(per_module.get(name, 0) for name in weighted), weight_bytes, activation_bytes
 
 
 def estimate_energy_mj(model: nn.Module, sample: torch.Tensor) -> float:

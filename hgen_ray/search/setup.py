@@ -7,6 +7,7 @@ The space carries the same storage projection and labour cap for every strategy;
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,16 +17,21 @@ from torch import nn
 
 from hgen_ray.architectures import TAU_GRID, Architecture, architecture_for
 from hgen_ray.config import MAX_COMPRESSION_RATIO, Candidate, ConfigError, Constraints, ExperimentConfig, LayerChoice
+from hgen_ray.config.shrinkage import kept_channels
 from hgen_ray.controller import SearchSpace, describe_layers
 from hgen_ray.controller.space import LaborEstimate
+from hgen_ray.controller.storage_projection import StorageLayout
 from hgen_ray.controller.strategies import make_searcher
 from hgen_ray.data.fashion_mnist import resolve_data_root
 from hgen_ray.data.held_out_corruptions import OVERLAP_WITH_TEST
 from hgen_ray.human.pool_timeline import capacity_s_per_1k
 from hgen_ray.profile import estimate_energy_mj, storage_mb
+from hgen_ray.profile.storage import BYTES_PER_MB, tensor_specs
 
 __all__ = ["Prepared", "absolute_paths", "check_budget_is_possible", "gate_summary", "labour_within_pool", "prepare",
-           "search_space", "searcher"]
+           "search_space", "searcher", "storage_layout"]
+
+PROBE_RATIO = 0.5  # each conv is pruned by this much once, to see which tensors shrink with its channels
 
 
 def absolute_paths(config: ExperimentConfig) -> ExperimentConfig:
@@ -44,6 +50,7 @@ class Prepared:
     base: nn.Module
     layers: dict[str, str]  # the compressible layers an episode walks
     sample: torch.Tensor  # one input, for tracing and FLOP counts
+    storage: StorageLayout  # the base's tensors and their coupling: the exact storage projection
 
 
 def prepare(config: ExperimentConfig) -> Prepared:
@@ -59,12 +66,38 @@ def prepare(config: ExperimentConfig) -> Prepared:
     architecture.check_data(config, data)
     base = architecture.load_base(config, data)
     architecture.usable_scores(config, base)  # a score the network cannot give is refused before anything is written
-    return Prepared(config, architecture, architecture.trial_data(config, data), base,
-                    architecture.compressible_layers(config, base, data), architecture.input_sample(config, data))
+    trial_data, layers = architecture.trial_data(config, data), architecture.compressible_layers(config, base, data)
+    no_training = dataclasses.replace(config.finetune, epochs=0)
+    storage = storage_layout(base, layers, lambda probe: architecture.compress(config, base, probe, trial_data,
+                                                                                 no_training))
+    return Prepared(config, architecture, trial_data, base, layers, architecture.input_sample(config, data), storage)
 
 
-def smallest_candidate(layers: dict[str, str]) -> Candidate:
-    return Candidate(layers={n: LayerChoice("l1" if k == "conv" else "svd", MAX_COMPRESSION_RATIO)
+def storage_layout(base: nn.Module, layers: dict[str, str],
+                   compress: Callable[[Candidate], nn.Module]) -> StorageLayout:
+    """The base's tensors, and which of their dimensions follow each conv's output channels, measured by pruning
+    each conv for real once (NNI's speedup shrinks whatever consumes the pruned channels).
+
+    Raises:
+        RuntimeError: A tensor shrank out of proportion to the channels pruned (the projection could not follow).
+    """
+    before = tensor_specs(base.state_dict())
+    coupled, out_channels = {}, {}
+    for conv in (name for name, kind in layers.items() if kind == "conv"):
+        after = tensor_specs(compress(Candidate(layers={conv: LayerChoice("l1", PROBE_RATIO)})).state_dict())
+        out = base.get_submodule(conv).out_channels
+        kept = kept_channels(out, PROBE_RATIO)
+        changed = tuple((name, dim) for name, (shape, _) in before.items()
+                        for dim, side in enumerate(shape) if after[name][0][dim] != side)
+        if any(side % out or after[name][0][dim] != side // out * kept
+               for name, dim in changed for side in [before[name][0][dim]]):
+            raise RuntimeError(f"pruning {conv} reshaped {changed} out of proportion to its channels")
+        coupled[conv], out_channels[conv] = changed, out
+    return StorageLayout(before, dict(layers), coupled, out_channels)
+
+
+def smallest_candidate(layers: dict[str, str], int8: bool) -> Candidate:
+    return Candidate(layers={n: LayerChoice("l1" if k == "conv" else "svd", MAX_COMPRESSION_RATIO, 8 if int8 else 32)
                              for n, k in layers.items()})
 
 
@@ -74,9 +107,8 @@ def check_budget_is_possible(prepared: Prepared) -> None:
     limit = config.constraints.storage_mb_max
     if limit == float("inf"):
         return
-    no_finetune = dataclasses.replace(config.finetune, epochs=0)
-    smallest = storage_mb(prepared.architecture.compress(config, prepared.base, smallest_candidate(prepared.layers),
-                                                         prepared.data, no_finetune))
+    smallest = prepared.storage.projected_bytes(smallest_candidate(prepared.layers, config.search.int8).layers) \
+        / BYTES_PER_MB
     if limit < smallest:
         raise ConfigError(f"constraints.storage_mb_max: {limit} MB is below the smallest model this search space "
                           f"can produce ({smallest:.4f} MB); allowed: at least {smallest:.4f}")
@@ -107,7 +139,7 @@ def search_space(prepared: Prepared) -> SearchSpace:
     return SearchSpace(specs, labour_within_pool(config), reference, human_enabled=human,
                        pool_size=config.human_pool.size, max_tau=architecture.max_tau(config), labor=labor,
                        gate_scores=scores, rate_scores=architecture.rate_scores, max_deferral=config.gate.max_deferral,
-                       combine=architecture.combination(config))
+                       combine=architecture.combination(config), storage=prepared.storage, int8=config.search.int8)
 
 
 def gate_summary(config: ExperimentConfig) -> dict[str, Any]:

@@ -4,7 +4,11 @@ import numpy as np
 import pytest
 import torch
 
+from torch import nn
+
 from hgen_ray.architectures.h_cnn.network import COMPRESSIBLE_LAYERS, build_h_cnn
+from hgen_ray.architectures.training import training_step
+from hgen_ray.compress import CompressionPlan, TaylorData, compress_network
 from hgen_ray.config import (
     GATE_SCORES,
     Candidate,
@@ -22,17 +26,37 @@ from hgen_ray.controller.space import (
     LaborEstimate,
     SearchSpace,
     describe_layers,
-    kept_fraction,
 )
+from hgen_ray.controller.storage_projection import StorageLayout
+from hgen_ray.profile import storage_mb
+from hgen_ray.search.setup import storage_layout
 
 
 @pytest.fixture(scope="module")
-def specs():  # type: ignore[no-untyped-def]
-    return describe_layers(build_h_cnn(ModelConfig()), COMPRESSIBLE_LAYERS, torch.rand(1, 1, 28, 28))
+def base() -> nn.Module:
+    return build_h_cnn(ModelConfig()).eval()
 
 
-def _space(specs, **kwargs) -> SearchSpace:  # type: ignore[no-untyped-def]
-    return SearchSpace(specs, Constraints(storage_mb_max=0.42), {"storage_mb": 1.69, "energy_mj": 0.2}, **kwargs)
+@pytest.fixture(scope="module")
+def specs(base: nn.Module):  # type: ignore[no-untyped-def]
+    return describe_layers(base, COMPRESSIBLE_LAYERS, torch.rand(1, 1, 28, 28))
+
+
+def compress_untrained(base: nn.Module, candidate: Candidate) -> nn.Module:
+    batch = (torch.rand(8, 1, 28, 28, generator=torch.Generator().manual_seed(0)), torch.arange(8) % 10)
+    taylor = TaylorData(lambda: [batch], training_step)
+    plan = CompressionPlan(batch[0][:2], lambda _model: taylor, lambda _model: None)
+    return compress_network(base, candidate, dict(COMPRESSIBLE_LAYERS), plan)
+
+
+@pytest.fixture(scope="module")
+def storage(base: nn.Module) -> StorageLayout:
+    return storage_layout(base, dict(COMPRESSIBLE_LAYERS), lambda candidate: compress_untrained(base, candidate))
+
+
+def _space(specs, storage=None, **kwargs) -> SearchSpace:  # type: ignore[no-untyped-def]
+    return SearchSpace(specs, Constraints(storage_mb_max=0.42), {"storage_mb": 1.69, "energy_mj": 0.2},
+                       storage=storage, **kwargs)
 
 
 def test_layer_facts_match_the_network(specs) -> None:  # type: ignore[no-untyped-def]
@@ -83,8 +107,8 @@ def test_candidate_config_round_trip_is_validated() -> None:
         config_to_candidate({"layers": {"conv1": {"technique": "l1", "ratio": 2.0}}})
 
 
-def test_layers_shrink_just_enough_to_keep_the_storage_limit_reachable(specs) -> None:  # type: ignore[no-untyped-def]
-    space = _space(specs)  # storage limit 0.42 of 1.69 MB
+def test_layers_shrink_just_enough_to_keep_the_storage_limit_reachable(specs, storage, base) -> None:  # type: ignore[no-untyped-def]
+    space = _space(specs, storage, int8=False)  # storage limit 0.42 of 1.69 MB
     discrete: list[int] = []
     continuous: list[float] = []
     for step in range(space.num_steps):  # an agent that wants no compression and no people at all
@@ -94,10 +118,27 @@ def test_layers_shrink_just_enough_to_keep_the_storage_limit_reachable(specs) ->
     candidate = space.decode(discrete, continuous)
     assert candidate.layers["conv1"].technique == "none" and candidate.layers["conv2"].technique == "none"
     assert candidate.layers["fc1"].technique == "svd"  # the last layer had to take what the limit needs
-    kept = sum(s.params * kept_fraction(s, candidate.layers[s.name].technique, candidate.layers[s.name].ratio)
-               for s in specs) / space.total_params
-    assert kept <= 0.42 / 1.69 and kept > 0.42 / 1.69 - 0.03  # enough, and no more than a ratio step beyond
+    stored = storage_mb(compress_untrained(base, candidate))
+    less_cut = {**candidate.layers, "fc1": LayerChoice("svd", round(candidate.layers["fc1"].ratio - 0.01, 4))}
+    assert stored <= 0.42 < storage.projected_bytes(less_cut) / 1e6  # enough, and one ratio step less is not
     assert space.within_budget(0, [], [], 2, 0.5) == (2, 0.5)  # already within budget: untouched
+
+
+def test_where_no_ratio_is_enough_at_32_bits_the_layer_takes_int8(specs, storage) -> None:  # type: ignore[no-untyped-def]
+    space = SearchSpace(specs, Constraints(storage_mb_max=0.06), {"storage_mb": 1.69, "energy_mj": 0.2},
+                        storage=storage)
+    discrete, continuous = space.legal_actions([0] * space.num_steps, [-1.0] * space.num_steps)
+    candidate = space.decode(discrete, continuous)
+    assert candidate.layers["fc1"].bits == 8 and candidate.layers["fc1"].technique == "svd"
+    assert storage.projected_bytes(candidate.layers) <= 0.06e6
+
+
+def test_the_projection_equals_the_measured_storage_on_50_random_candidates(specs, storage, base) -> None:  # type: ignore[no-untyped-def]
+    space = _space(specs, storage)
+    rng = np.random.default_rng(7)
+    for _ in range(50):
+        layers = space.decode(*space.random_actions(rng)).layers
+        assert storage.projected_bytes(layers) == round(storage_mb(compress_untrained(base, Candidate(layers))) * 1e6)
     unlimited = SearchSpace(specs, Constraints(), {"storage_mb": 1.69, "energy_mj": 0.2})
     assert unlimited.within_budget(2, [0, 0], [-1.0, -1.0], 0, -1.0) == (0, -1.0)
 
@@ -127,9 +168,8 @@ def test_a_band_that_narrows_as_tau_grows_gets_a_floor_under_tau(specs) -> None:
     assert space.within_budget(human, [0, 0, 0], [0.0] * 3, pair, 0.99) == (pair, 0.99)  # already affordable
 
 
-def _kept_share(space: SearchSpace, candidate: Candidate) -> float:
-    return sum(s.params * kept_fraction(s, candidate.layers[s.name].technique, candidate.layers[s.name].ratio)
-               for s in space.layers) / space.total_params
+def _stored_mb(space: SearchSpace, candidate: Candidate) -> float:
+    return space.storage.projected_bytes(candidate.layers) / 1e6  # type: ignore[union-attr]
 
 
 def _labour(labor: LaborEstimate, candidate: Candidate) -> float:
@@ -137,7 +177,7 @@ def _labour(labor: LaborEstimate, candidate: Candidate) -> float:
 
 
 @pytest.mark.parametrize("strategy", ["random", "optuna"])
-def test_random_and_optuna_proposals_get_the_same_projection_as_hgens(specs, strategy: str) -> None:  # type: ignore[no-untyped-def]
+def test_random_and_optuna_proposals_get_the_same_projection_as_hgens(specs, storage, strategy: str) -> None:  # type: ignore[no-untyped-def]
     from ray.tune.search.optuna import OptunaSearch
 
     from hgen_ray.controller import RandomSearcher
@@ -146,25 +186,25 @@ def test_random_and_optuna_proposals_get_the_same_projection_as_hgens(specs, str
     taus = np.linspace(0.0, 1.0, 101)
     labor = LaborEstimate(taus, person_s_per_sample=taus * 4.0)
     space = SearchSpace(specs, Constraints(storage_mb_max=0.42, labor_s_per_1k_max=700.0),
-                        {"storage_mb": 1.69, "energy_mj": 0.2}, labor={"msp": labor})
+                        {"storage_mb": 1.69, "energy_mj": 0.2}, labor={"msp": labor}, storage=storage)
     searcher = (RandomSearcher(space, seed=3) if strategy == "random" else
                 ProjectedSearcher(OptunaSearch(space=action_space(space), metric="reward", mode="max", seed=3), space))
     proposals = [config_to_candidate(searcher.suggest(f"t{i}")) for i in range(40)]
-    assert all(_kept_share(space, c) <= 0.42 / 1.69 for c in proposals)  # storage limit reachable, as hgen's
+    assert all(_stored_mb(space, c) <= 0.42 for c in proposals)  # storage limit kept, as hgen's
     assert all(_labour(labor, c) <= 0.9 * 700.0 + 1e-9 for c in proposals)  # the same labour cap
     raw = [space.random_actions(np.random.default_rng(i)) for i in range(40)]
     unprojected = [space.decode(*actions) for actions in raw]
-    assert any(_kept_share(space, c) > 0.42 / 1.69 for c in unprojected)  # without it, proposals break the limit
+    assert any(_stored_mb(space, c) > 0.42 for c in unprojected)  # without it, proposals break the limit
 
 
-def test_hgens_warm_up_rollouts_get_exactly_the_projection_the_baselines_get(specs) -> None:  # type: ignore[no-untyped-def]
+def test_hgens_warm_up_rollouts_get_exactly_the_projection_the_baselines_get(specs, storage) -> None:  # type: ignore[no-untyped-def]
     from hgen_ray.config import RewardConfig, SearchConfig
     from hgen_ray.controller import HGenSearcher
 
     taus = np.linspace(0.0, 1.0, 101)
     space = SearchSpace(specs, Constraints(storage_mb_max=0.42, labor_s_per_1k_max=700.0),
                         {"storage_mb": 1.69, "energy_mj": 0.2},
-                        labor={"msp": LaborEstimate(taus, person_s_per_sample=taus * 4.0)})
+                        labor={"msp": LaborEstimate(taus, person_s_per_sample=taus * 4.0)}, storage=storage)
     hgen = HGenSearcher(space, RewardConfig(), SearchConfig(trials=20, warmup_trials=10), seed=5)
     same_draws = np.random.default_rng([5, 1])  # the warm-up's own stream (see HGenSearcher._build)
     for index in range(10):

@@ -37,11 +37,13 @@ def test_smaller_network_costs_less_energy_and_storage() -> None:
     assert storage_mb(small) < storage_mb(big) / 3
 
 
-def test_storage_is_the_serialized_state_dict_in_decimal_megabytes() -> None:
-    buffer = io.BytesIO()
+def test_storage_is_the_state_dict_tensors_bytes_in_decimal_megabytes() -> None:
     model = _tiny()
+    expected = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    assert storage_mb(model) == expected / 1e6
+    buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
-    assert storage_mb(model) == len(buffer.getvalue()) / 1e6
+    assert expected < len(buffer.getvalue()) < expected + 1000 * len(model.state_dict())  # the file adds its container
 
 
 def test_latency_is_a_positive_median_and_restores_thread_count() -> None:
@@ -70,3 +72,14 @@ def test_pynvml_without_a_driver_raises_the_documented_error() -> None:
 def test_nvml_meters_real_gpu_energy() -> None:
     reading = measure_energy(_tiny(), torch.rand(1, 1, 4, 4), source="nvml", window_ms=200)
     assert reading.source == "nvml" and reading.energy_mj > 0
+
+
+def test_int8_weights_are_one_byte_each_in_the_energy_estimate_and_their_macs_stay() -> None:
+    from hgen_ray.compress import quantize_layers
+
+    model, sample = _tiny(), torch.rand(1, 1, 4, 4)
+    macs, weight_bytes, _ = count_macs_and_bytes(model, sample)
+    quantize_layers(model, ["0"])  # the conv: 2 x 1 x 3 x 3 weights, 2 scales
+    int8_macs, int8_weight_bytes, _ = count_macs_and_bytes(model, sample)
+    assert int8_macs == macs  # dequantized before the arithmetic: the same fp32 MACs
+    assert weight_bytes - int8_weight_bytes == 18 * (4 - 1) - 2 * 4
