@@ -49,7 +49,7 @@ from hgen_ray.architectures.gate import (
 from hgen_ray.architectures.rejector import rejector_training_set, train_rejector
 from hgen_ray.architectures.reshape import reshape_like
 from hgen_ray.architectures.stream import query_stream
-from hgen_ray.architectures.training import batches, predict_logits, train_classifier, training_step
+from hgen_ray.architectures.training import Distillation, batches, predict_logits, train_classifier, training_step
 from hgen_ray.atomic_write import replaced_atomically
 from hgen_ray.compress import CompressionPlan, TaylorData, compress_network
 from hgen_ray.config import (
@@ -214,9 +214,13 @@ class ImageClassifier(Architecture):
         subset = finetune.subset or len(data.train_images)
         images, labels = data.train_images[:subset], data.train_labels[:subset]
 
+        distillation = (Distillation(base, finetune.distill_temperature, finetune.distill_weight)
+                        if finetune.distill else None)  # the uncompressed base teaches its compressed copy
+
         def tune(model: nn.Module) -> None:
             train_classifier(model, images, labels, epochs=finetune.epochs, batch_size=finetune.batch_size,
-                             learning_rate=finetune.learning_rate, seed=config.seed, label="fine-tune")
+                             learning_rate=finetune.learning_rate, seed=config.seed, label="fine-tune",
+                             distillation=distillation)
 
         taylor = TaylorData(lambda: batches(images, labels, TAYLOR_BATCH, config.seed), training_step)
         plan = CompressionPlan(data.train_images[:DUMMY_BATCH], lambda _model: taylor, tune)

@@ -259,6 +259,9 @@ class Detector(Architecture):
         if data.format != "idx" or data.image_size is not None or data.classes is not None:
             raise ConfigError(f"data: {self.name} composes its canvases from Fashion-MNIST's idx files; allowed: "
                               "data.format idx, with no data.image_size or data.classes")
+        if config.finetune.distill:
+            raise ConfigError(f"finetune.distill: {self.name} has no distillation loss (its outputs are boxes, not one "
+                              "class distribution); allowed: false")
 
     # --- setup ---------------------------------------------------------------------------------
 

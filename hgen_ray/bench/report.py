@@ -45,6 +45,8 @@ class ArchitectureResult:
     labor_limit: float  # L_c of its experiment, for the goals
     trials: int  # the budget every search strategy had here
     seed: int = 0  # the experiment's seed in this run: base model, splits, corruptions, people
+    distill: bool = False  # fine-tuning distilled from the uncompressed base (every strategy and reference alike)
+    int8: bool = True  # layers could choose int8 weights (every strategy alike)
     rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)  # strategy -> why it produced no rows
 
@@ -296,7 +298,10 @@ def _architecture_lines(label: str, results: Sequence[ArchitectureResult]) -> li
     lines = [f"## {label} ({first.model})", "",
              f"Trial budget per search strategy: {first.trials}. Seeds: {seeds} ({len(results)}). Each strategy's "
              "H-DNN is its validation-best trial (best feasible, else the least infeasible), measured once on test. "
-             "Cells are the mean over seeds [95% bootstrap interval].", "",
+             "Cells are the mean over seeds [95% bootstrap interval]. "
+             f"Fine-tuning {'distils from the uncompressed base (KD)' if first.distill else 'uses the labels alone'}, "
+             f"and the space {'offers' if first.int8 else 'does not offer'} int8 weights, for every strategy and "
+             "reference alike.", "",
              "### Test measures of each strategy's chosen H-DNN", "", *_summary_table(results), "",
              "### Paired differences, seed by seed (test)", "", *_differences_table(results), "",
              "### Goals (MET only when the 95% interval clears the bar, from at least "

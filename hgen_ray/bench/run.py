@@ -189,7 +189,8 @@ def run_bench(bench: BenchConfig, experiments: dict[str, ExperimentConfig], out:
     for label, experiment in experiments.items():
         for seed in seeds_of(bench, experiment):
             result = ArchitectureResult(label, experiment.model.name, experiment.constraints.labor_s_per_1k_max,
-                                        trial_budget(bench, label), seed)
+                                        trial_budget(bench, label), seed, experiment.finetune.distill,
+                                        experiment.search.int8)
             results.append(result)
             _run_strategies(bench, dataclasses.replace(experiment, seed=seed), result, out / label / f"seed-{seed}",
                             lambda: _save_results(out, results))

@@ -131,6 +131,9 @@ class FinetuneConfig:
     subset: int = field(default=10000, metadata=_range(0, 60000))  # clean train images used; 0 = all
     batch_size: int = field(default=128, metadata=_range(1, 4096))  # fine-tune batch
     learning_rate: float = field(default=1e-3, metadata=_range(1e-6, 1.0))  # Adam step size
+    distill: bool = False  # add Hinton et al.'s KD loss from the uncompressed base (every strategy and reference)
+    distill_temperature: float = field(default=4.0, metadata=_range(1.0, 20.0))  # assumed: softmax temperature T
+    distill_weight: float = field(default=0.5, metadata=_range(0.0, 1.0))  # assumed: the KD term's share of the loss
 
 
 @dataclass(frozen=True)
