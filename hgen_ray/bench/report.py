@@ -28,7 +28,9 @@ Row = Mapping[str, Any]
 SEARCH_STRATEGIES = ("hgen", "random", "compression_only", "optuna")
 NEAR_BEST_SHARE = 0.95  # "trials to reach 95% of the best reward found by any strategy"
 ACCURACY_GAIN_GOAL = 0.05  # bench goal: +5 points of mean challenge accuracy over `original`
-STORAGE_SHARE_GOAL = 0.25  # bench goal: at most 1/4 of the original's storage
+STORAGE_SHARE_GOAL = 0.1  # bench goal: at most 1/10 of the original's storage (issue 16)
+MOONSHOT_GAIN = 0.10  # the moonshot: +10 points over `original`, at most 10% deferral and 1/10 storage
+MOONSHOT_DEFERRAL = 0.10
 RIVALS = ("compression_only", "random", "optuna")  # the baselines hgen must beat, paired seed by seed
 SUMMARY_MEASURES = ("accuracy", "accuracy_clean", "dnn_latency_ms", "storage_mb", "labor_s_per_1k", "deferral_rate",
                     *GATE_MEASURES, "human_turnaround_s_p95", "pool_utilisation", "reward")
@@ -182,6 +184,12 @@ def check_goals(results: Sequence[ArchitectureResult]) -> list[Goal]:
     if share.n:
         goals.append(Goal(f"storage <= {STORAGE_SHARE_GOAL:g} x original", share.clears_below(STORAGE_SHARE_GOAL),
                           f"hgen / original: {share.text(1, 3)}, {_seeds_text(share.n, len(results))}"))
+        alone = _paired(chosen, "hgen", "original", lambda a, b: float(a["dnn_accuracy"]) - float(b["accuracy"]))
+        goals.append(Goal("at that storage, the network alone is as accurate as original (its interval reaches 0)",
+                          alone.n >= MIN_SEEDS_FOR_A_CLAIM and alone.high >= 0.0,
+                          f"hgen's network alone - original: {alone.text(100, 3)} points, "
+                          f"{_seeds_text(alone.n, len(results))}"))
+        goals.append(_moonshot(chosen, hgen, gain, share, len(results)))
     labor = bootstrap_mean_interval([float(row["labor_s_per_1k"]) for row in hgen if row is not None])
     if labor.n:
         goals.append(Goal("labour <= L_c", labor.clears_below(labor_limit),
@@ -193,6 +201,17 @@ def check_goals(results: Sequence[ArchitectureResult]) -> list[Goal]:
             goals.append(Goal(f"hgen's test reward > {rival}'s", reward.clears_above(0.0),
                               f"hgen - {rival}: {reward.text(1, 3)}, {_seeds_text(reward.n, len(results))}"))
     return goals
+
+
+def _moonshot(chosen: Chosen, hgen: Sequence[Row | None], gain: Interval, share: Interval, seeds: int) -> Goal:
+    """+10 points over original at most 10% deferral and 1/10 storage: the gain's interval clears +10 and every
+    seed's chosen H-DNN keeps both limits."""
+    within = [row is not None and float(row["deferral_rate"]) <= MOONSHOT_DEFERRAL for row in hgen]
+    met = gain.clears_above(MOONSHOT_GAIN) and all(within) and share.clears_below(STORAGE_SHARE_GOAL)
+    return Goal(f"moonshot: > original + {MOONSHOT_GAIN * 100:.0f} points at <= {MOONSHOT_DEFERRAL:.0%} deferral and "
+                f"<= {STORAGE_SHARE_GOAL:g} x storage", met,
+                f"hgen - original: {gain.text(100, 3)} points; deferral within {MOONSHOT_DEFERRAL:.0%} in "
+                f"{sum(within)} of {seeds} seeds; storage share {share.text(1, 3)}")
 
 
 def _fmt(value: Any) -> str:
