@@ -270,6 +270,30 @@ def _interval_cell(values: Sequence[float], seeds: int) -> str:
     return interval.text() + (f" ({interval.n} of {seeds} seeds)" if 0 < interval.n < seeds else "")
 
 
+ABLATION_MEASURES = ("accuracy", "dnn_accuracy", "storage_mb", "deferral_rate", "reward")
+
+
+def _ablation_lines(grouped: Mapping[str, Sequence[ArchitectureResult]]) -> list[str]:
+    """hgen's chosen H-DNN in each experiment of one model side by side: the search space's ablations (int8 or
+    not, distillation or not) as rows; empty with fewer than two experiments of a model."""
+    by_model: dict[str, list[str]] = {}
+    for label, results in grouped.items():
+        by_model.setdefault(results[0].model, []).append(label)
+    lines: list[str] = []
+    for model, labels in by_model.items():
+        if len(labels) < 2:
+            continue
+        rows = []
+        for label in labels:
+            chosen = [best["hgen"] for best in _chosen(grouped[label]) if best.get("hgen") is not None]
+            first = grouped[label][0]
+            rows.append([label, "int8" if first.int8 else "fp32 only", "KD" if first.distill else "labels",
+                         *[_interval_cell(_values(chosen, m), len(chosen)) for m in ABLATION_MEASURES]])
+        lines += [f"## Ablations of {model}: hgen's chosen H-DNN on test", "",
+                  *_table(["experiment", "weights", "fine-tuning", *ABLATION_MEASURES], rows), ""]
+    return lines
+
+
 def _summary_table(results: Sequence[ArchitectureResult]) -> list[str]:
     """Per strategy, each test measure's mean over seeds with its 95% bootstrap interval."""
     per_seed = _chosen(results)
@@ -349,7 +373,9 @@ def format_bench_report(results: Sequence[ArchitectureResult], header: Mapping[s
              "- help: every strategy searched the same space through the same storage projection and labour cap, "
              "with the same base model, data and simulated people in each seed",
              f"- wall time: {header['elapsed_s']:.0f} s", ""]
-    for label, label_results in _by_label(results).items():
+    grouped = _by_label(results)
+    lines += _ablation_lines(grouped)
+    for label, label_results in grouped.items():
         lines += _architecture_lines(label, label_results)
     lines += ["## System", "", *system, ""]
     return "\n".join(lines)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,9 @@ from hgen_ray.bench.report import (
     write_bench_report,
 )
 from hgen_ray.config import CHALLENGE_CATEGORIES
+
+HEADER = {"command": "hgen-ray bench --config x.yaml --out y --seeds 5", "commit": "abc123", "machine": "2 cores",
+          "elapsed_s": 12.0}
 
 
 def _row(reward: float, accuracy: float, storage: float, latency: float = 2.0, labor: float = 0.0,
@@ -228,3 +232,13 @@ def test_gate_quality_shows_on_test_or_not_at_all(seeds: list[ArchitectureResult
     original_line = next(line for line in seed_0.splitlines() if line.startswith("| original |"))
     assert "| 0.4 | 0.3 | 0.2 |" in hgen_line and "| - | 0 | 0.25 |" in original_line
     assert "0.777" not in text
+
+
+def test_two_experiments_of_one_model_get_an_ablation_row_each(seeds: list[ArchitectureResult]) -> None:
+    fp32 = [dataclasses.replace(_result(seed, hgen_storage=0.15), label="h_cnn-fp32", int8=False) for seed in range(5)]
+    report = format_bench_report([*seeds, *fp32], HEADER, ["system"])
+    section = report.split("## Ablations of h_cnn: hgen's chosen H-DNN on test")[1].split("## h_cnn")[0]
+    rows = [line for line in section.splitlines() if line.startswith("| h_cnn")]
+    assert rows[0].startswith("| h_cnn | int8 | labels | ") and rows[1].startswith("| h_cnn-fp32 | fp32 only | labels | ")
+    assert "0.4 [0.4, 0.4]" in rows[0] and "0.15 [0.15, 0.15]" in rows[1]  # hgen's storage in each
+    assert "## Ablations" not in format_bench_report(seeds, HEADER, ["system"])  # one experiment: no ablation
