@@ -36,8 +36,8 @@ from typing import Any
 
 from hgen_ray.config import Constraints, RewardConfig
 
-__all__ = ["MAX_VIOLATION", "PARETO_OBJECTIVES", "Score", "failed_reward", "infeasible_reason", "pareto_front", "score",
-           "violations"]
+__all__ = ["MAX_VIOLATION", "PARETO_OBJECTIVES", "Score", "agent_reward", "failed_reward", "infeasible_reason",
+           "objective", "pareto_front", "score", "violations"]
 
 MAX_VIOLATION = 5.0  # cap per measure, so one absurd value does not swamp the agent's value estimates
 PARETO_OBJECTIVES: dict[str, str] = {
@@ -106,16 +106,33 @@ def score(metrics: Mapping[str, Any], constraints: Constraints, weights: RewardC
     violation = sum(violations(metrics, constraints).values())
     if violation > 0:
         return Score(reward=-weights.violation_weight * violation, feasible=False, violation=violation)
+    return Score(reward=objective(metrics, weights), feasible=True, violation=0.0)
+
+
+def agent_reward(result: Mapping[str, Any], weights: RewardConfig) -> float:
+    """What the search's agents learn from: the objective less the weighted violation, for every candidate.
+
+    Equal to the reward where the candidate is feasible; where it is not, it falls smoothly from the
+    objective as the violation grows, instead of the reward's cliff down to ``-w_V * violation``, so that
+    "just infeasible" tells the agents where the boundary is. A result without the measures is learned
+    from as it is, by its reward. The reported reward is unchanged.
+    """
+    if not {"violation", "accuracy", "dnn_latency_ms", "labor_s_per_1k", "human_turnaround_s_p95"} <= set(result):
+        return float(result["reward"])  # an objective of its own (the synthetic ones the tests learn)
+    return objective(result, weights) - weights.violation_weight * float(result["violation"])
+
+
+def objective(metrics: Mapping[str, Any], weights: RewardConfig) -> float:
+    """The reward's feasible side: accuracy and the network's speed, less people's labour and turnaround."""
     latency = float(metrics["dnn_latency_ms"])
     saturated_latency = latency / (latency + weights.latency_scale_ms)
     labor_per_sample = float(metrics["labor_s_per_1k"]) / SAMPLES_PER_LABOR_UNIT
     turnaround = float(metrics["human_turnaround_s_p95"])
     saturated_turnaround = turnaround / (turnaround + weights.turnaround_scale_s)
-    reward = (weights.accuracy_weight * float(metrics["accuracy"])
-              + weights.latency_weight * (1.0 - saturated_latency)
-              - weights.labor_weight * labor_per_sample
-              - weights.turnaround_weight * saturated_turnaround)
-    return Score(reward=reward, feasible=True, violation=0.0)
+    return (weights.accuracy_weight * float(metrics["accuracy"])
+            + weights.latency_weight * (1.0 - saturated_latency)
+            - weights.labor_weight * labor_per_sample
+            - weights.turnaround_weight * saturated_turnaround)
 
 
 def failed_reward(weights: RewardConfig) -> float:

@@ -5,7 +5,15 @@ import math
 import pytest
 
 from hgen_ray.config import Constraints, RewardConfig
-from hgen_ray.metric import MAX_VIOLATION, failed_reward, infeasible_reason, pareto_front, score, violations
+from hgen_ray.metric import (
+    MAX_VIOLATION,
+    agent_reward,
+    failed_reward,
+    infeasible_reason,
+    pareto_front,
+    score,
+    violations,
+)
 
 LIMITS = Constraints(accuracy_min=0.6, latency_ms_max=10.0, energy_mj_max=1.0, storage_mb_max=0.5,
                      labor_s_per_1k_max=600.0, human_turnaround_s_max=60.0)
@@ -95,3 +103,22 @@ def test_pareto_front_keeps_exactly_the_non_dominated() -> None:
     ]
     front = pareto_front(rows)
     assert front == [rows[0], rows[1], rows[3]]
+
+
+def _as_result(metrics: dict[str, float]) -> dict[str, float]:
+    """A trial's result: its measures plus the reward and violation the trial reports."""
+    scored = score(metrics, LIMITS, WEIGHTS)
+    return {**metrics, "reward": scored.reward, "violation": scored.violation}
+
+
+def test_the_agents_reward_has_no_cliff_at_the_boundary_and_keeps_the_feasible_reward() -> None:
+    feasible, just_over = _as_result(_m(storage_mb=0.5)), _as_result(_m(storage_mb=0.501))
+    assert feasible["reward"] - just_over["reward"] > 0.5  # the reported reward's cliff
+    assert agent_reward(feasible, WEIGHTS) == feasible["reward"]
+    assert agent_reward(feasible, WEIGHTS) - agent_reward(just_over, WEIGHTS) == pytest.approx(0.002)
+    far_over = _as_result(_m(storage_mb=1.0))
+    assert agent_reward(far_over, WEIGHTS) < agent_reward(just_over, WEIGHTS)  # still ordered by violation
+
+
+def test_a_result_without_measures_is_learned_from_by_its_reward() -> None:
+    assert agent_reward({"reward": 0.37}, WEIGHTS) == 0.37

@@ -217,7 +217,8 @@ class SearchConfig:
     cpus_per_trial: float = field(default=1.0, metadata=_range(0.0, 1024.0))  # Ray CPUs each trial holds
     gpus_per_trial: float = field(default=0.0, metadata=_range(0.0, 64.0))  # Ray GPUs each trial holds; fractions share
     warmup_trials: int = field(default=8, metadata=_range(0, 100000))  # random candidates before the agents act
-    updates_per_trial: int = field(default=8, metadata=_range(0, 1000))  # gradient steps per agent per finished trial
+    updates_per_trial: int = field(default=32, metadata=_range(0, 1000))  # gradient steps per agent per finished trial
+    epsilon_floor: float = field(default=0.1, metadata=_range(0.0, 1.0))  # hgen's DQN never explores less (assumed)
     hidden_units: int = field(default=64, metadata=_range(4, 1024))  # width of the agents' two hidden layers
     trial_retries: int = field(default=1, metadata=_range(0, 10))  # reruns of a failed trial (a lost node) before it is scored failed
     references: bool = True  # also evaluate `original` and `human_only` (on test) for the report

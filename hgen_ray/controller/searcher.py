@@ -3,14 +3,20 @@
 ``HGenSearcher`` is H-Gen's search strategy as a Ray Tune ``Searcher``:
 
 - ``suggest()`` rolls the policy through the layers. At each step the DQN
-  agent (stage 1) picks the discrete option, then the SAC agent (stage 2),
-  seeing that choice, picks the continuous value. As in AMC, a layer's choice
-  is then raised to the least compression that keeps a storage limit
-  reachable. The last step is the human one: off or a mechanism with k, then
-  tau, lowered if needed to fit the labour limit.
-- ``on_trial_complete()`` turns the trial's reward (see :mod:`hgen_ray.metric`)
-  into one episode per agent and trains both. A failed trial scores as the
-  worst infeasible candidate, and the search goes on.
+  agent (stage 1) picks the discrete option (epsilon-greedy among the step's
+  options; epsilon falls from 1 after the warm-up to ``search.epsilon_floor``
+  over half the remaining trials), then the SAC agent (stage 2), seeing that
+  choice, picks the continuous value. As in AMC, a layer's choice is then
+  raised to the least compression that keeps a storage limit reachable. The
+  last step is the human one: off or a mechanism with k, then the level (d or
+  tau), lowered if needed to fit the labour limit. A candidate equal to a
+  finished one (:meth:`SearchSpace.canonical`) is not run again: the agents
+  learn its known reward and the policy draws again.
+- ``on_trial_complete()`` turns the trial into one episode per agent and
+  trains both on every episode so far, each step credited with its episode's
+  shaped reward (:func:`hgen_ray.metric.agent_reward`: no feasibility cliff) as
+  a rank within the search (:mod:`.reward_ranks`). A failed trial scores as
+  the worst infeasible candidate, and the search goes on.
 - ``save()``/``restore()`` hold both agents' weights, target networks,
   optimizers and replay buffers, and the in-flight rollouts, so ``--resume``
   continues learning instead of starting over. Tune calls them itself.
@@ -27,16 +33,18 @@ import numpy as np
 from ray.tune.search import Searcher
 
 from hgen_ray.config import RewardConfig, SearchConfig
-from hgen_ray.controller.agents import ContinuousAgent, DiscreteAgent
 from hgen_ray.config import candidate_to_config
+from hgen_ray.controller.agents import ContinuousAgent, DiscreteAgent
+from hgen_ray.controller.reward_ranks import centred_ranks
 from hgen_ray.controller.space import NUM_DISCRETE_ACTIONS, SearchSpace
 from hgen_ray.controller.state_digest import state_digest
-from hgen_ray.metric import failed_reward
+from hgen_ray.metric import agent_reward, failed_reward
 
 __all__ = ["HGenSearcher", "RandomSearcher", "Rollout"]
 
 log = logging.getLogger(__name__)
 REWARD_METRIC = "reward"
+MAX_REDRAWS = 20  # policy draws per suggestion before a candidate already measured is run again
 
 
 @dataclass
@@ -99,16 +107,25 @@ class HGenSearcher(Searcher):
         self._build()
 
     def _build(self) -> None:
-        steps = self.space.num_steps
-        exploring = self.settings.warmup_trials + max(1, (self.settings.trials - self.settings.warmup_trials) // 2)
-        self.discrete_agent = DiscreteAgent(self.space.observation_size, NUM_DISCRETE_ACTIONS, steps,
-                                            self.settings.hidden_units, exploring, self.seed)
-        self.continuous_agent = ContinuousAgent(self.space.observation_size + NUM_DISCRETE_ACTIONS, steps,
+        self.discrete_agent = DiscreteAgent(self.space.observation_size, NUM_DISCRETE_ACTIONS, self.space.num_steps,
+                                            self.settings.hidden_units, self.seed)
+        self.continuous_agent = ContinuousAgent(self.space.observation_size + NUM_DISCRETE_ACTIONS,
                                                 self.settings.hidden_units, self.seed + 1)
         self.rng = np.random.default_rng([self.seed, 1])  # warm-up draws, not the random baseline's
+        self.explore_rng = np.random.default_rng([self.seed, 2])  # epsilon-greedy's draws
         self.pending: dict[str, Rollout] = {}
         self.suggested = 0
-        self.rewards: list[float] = []
+        self.rewards: list[float] = []  # reported, per finished trial
+        self.agent_rewards: list[float] = []  # shaped, per episode the agents hold (reused duplicates too)
+        self.finished: dict[tuple, float] = {}  # a measured candidate's canonical form -> its shaped reward
+
+    def epsilon(self) -> float:
+        """DQN's exploration now: 1 at the end of the warm-up, falling linearly over half the remaining trials
+        to the floor."""
+        settings = self.settings
+        decay = max(1, (settings.trials - settings.warmup_trials) // 2)
+        after_warm_up = max(0, self.suggested - settings.warmup_trials)
+        return max(settings.epsilon_floor, 1.0 - after_warm_up / decay)
 
     def rollout(self, explore: bool = True) -> Rollout:
         """Walk the steps; random during warm-up, the agents' policies after."""
@@ -116,9 +133,11 @@ class HGenSearcher(Searcher):
         if warm_up:
             random_discrete, random_continuous = self.space.random_actions(self.rng)
         episode = Rollout()
+        epsilon = self.epsilon() if explore else 0.0
         for step in range(self.space.num_steps):
             observation = self.space.observation(step, episode.discrete, episode.continuous)
-            action = random_discrete[step] if warm_up else self.discrete_agent.act(observation, explore)
+            action = random_discrete[step] if warm_up else self.discrete_agent.act(
+                observation, len(self.space.options(step)), epsilon, self.explore_rng)
             informed = np.concatenate([observation, _one_hot(action)])
             value = random_continuous[step] if warm_up else self.continuous_agent.act(informed, explore)
             legal = self.space.within_budget(step, episode.discrete, episode.continuous, action, value)
@@ -132,10 +151,20 @@ class HGenSearcher(Searcher):
         return episode
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
-        episode = self.rollout(explore=True)
+        for _ in range(MAX_REDRAWS):
+            episode = self.rollout(explore=True)
+            known = self.finished.get(self._canonical(episode))
+            if known is None:
+                break
+            self._remember(episode, known)  # measured already: learn its reward, run something new
+        else:
+            log.info("%d draws in a row were candidates already measured; running the last again", MAX_REDRAWS)
         self.suggested += 1
         self.pending[trial_id] = episode
         return candidate_to_config(self.space.decode(episode.discrete, episode.continuous))
+
+    def _canonical(self, episode: Rollout) -> tuple:
+        return self.space.canonical(self.space.decode(episode.discrete, episode.continuous))
 
     def greedy_candidate(self) -> dict[str, Any]:
         """The candidate the current policies choose without exploring."""
@@ -149,34 +178,47 @@ class HGenSearcher(Searcher):
         metric = self.metric or REWARD_METRIC
         failed = error or not result or metric not in result
         reward = failed_reward(self.weights) if failed else float(result[metric])  # type: ignore[index]
-        self.learn(episode, reward)
-
-    def learn(self, episode: Rollout, reward: float) -> None:
-        """Store the episode in both agents' replay buffers and train them."""
+        shaped = reward if failed else agent_reward({**result, "reward": reward}, self.weights)  # type: ignore[dict-item]
         self.rewards.append(reward)
-        self.discrete_agent.add_episode(episode.discrete_obs, episode.discrete, reward)
-        continuous_actions = [np.array([v], dtype=np.float32) for v in episode.continuous]
-        self.continuous_agent.add_episode(episode.continuous_obs, continuous_actions, reward)
-        self.discrete_agent.train(self.settings.updates_per_trial)
-        self.continuous_agent.train(self.settings.updates_per_trial)
+        self.finished[self._canonical(episode)] = shaped
+        self.learn(episode, shaped)
+
+    def learn(self, episode: Rollout, shaped_reward: float) -> None:
+        """Store the episode in both agents and train them on every episode so far, by rank."""
+        self._remember(episode, shaped_reward)
+        ranks = centred_ranks(self.agent_rewards)
+        self.discrete_agent.train(ranks, self.settings.updates_per_trial)
+        self.continuous_agent.train(ranks, self.settings.updates_per_trial)
+
+    def _remember(self, episode: Rollout, shaped_reward: float) -> None:
+        self.agent_rewards.append(shaped_reward)
+        self.discrete_agent.add_episode(episode.discrete_obs, episode.discrete)
+        self.continuous_agent.add_episode(episode.continuous_obs,
+                                          [np.array([v], dtype=np.float32) for v in episode.continuous])
 
     def get_state(self) -> dict[str, Any]:
         return {
             "discrete": self.discrete_agent.get_state(),
             "continuous": self.continuous_agent.get_state(),
             "rng": self.rng.bit_generator.state,
+            "explore_rng": self.explore_rng.bit_generator.state,
             "pending": self.pending,
             "suggested": self.suggested,
             "rewards": self.rewards,
+            "agent_rewards": self.agent_rewards,
+            "finished": self.finished,
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
         self.discrete_agent.set_state(state["discrete"])
         self.continuous_agent.set_state(state["continuous"])
         self.rng.bit_generator.state = state["rng"]
+        self.explore_rng.bit_generator.state = state["explore_rng"]
         self.pending = state["pending"]
         self.suggested = state["suggested"]
         self.rewards = state["rewards"]
+        self.agent_rewards = state["agent_rewards"]
+        self.finished = state["finished"]
 
     def state_digest(self) -> str:
         """A hash of weights, optimizers, replay buffers and history (see :mod:`.state_digest`)."""
@@ -193,7 +235,8 @@ class HGenSearcher(Searcher):
 
     def __getstate__(self) -> dict[str, Any]:
         # Live learner groups do not pickle; their state does (Tune pickles the searcher).
-        plain = {k: v for k, v in self.__dict__.items() if k not in ("discrete_agent", "continuous_agent", "rng")}
+        plain = {k: v for k, v in self.__dict__.items()
+                 if k not in ("discrete_agent", "continuous_agent", "rng", "explore_rng")}
         return {"plain": plain, "agents": self.get_state()}
 
     def __setstate__(self, state: dict[str, Any]) -> None:

@@ -305,6 +305,19 @@ class SearchSpace:
             return Candidate(layers=layers, human=HumanChoice(deferral=level, **chosen))
         return Candidate(layers=layers, human=HumanChoice(tau=level, tau_high=self.max_tau, **chosen))
 
+    @staticmethod
+    def canonical(candidate: Candidate) -> tuple:
+        """What makes two candidates the same network with the same people, on the 0.01 grid of ratios and
+        levels: a layer left whole ignores its ratio, and people off ignore every human setting."""
+        layers = tuple(sorted((name, "none", 0.0, choice.bits) if choice.technique == "none" or choice.ratio == 0
+                              else (name, choice.technique, round(choice.ratio, 2), choice.bits)
+                              for name, choice in candidate.layers.items()))
+        human = candidate.human
+        if not human.asks_people:
+            return layers, ("off",)
+        level = human.deferral if human.deferral is not None else human.tau
+        return layers, (human.mechanism, human.k, human.gate, human.combine, round(level, 2))
+
     def within_budget(self, step: int, discrete: list[int], continuous: list[float], action: int,
                       value: float) -> tuple[int, float]:
         """AMC's resource-constrained action (He et al., ECCV 2018, Sec. 3.2), for storage and labour.

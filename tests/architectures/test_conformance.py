@@ -76,9 +76,10 @@ def cases(tiny_config: ExperimentConfig, yolo_config: ExperimentConfig, frcnn_co
 
 
 def _prunable(layers: dict[str, str]) -> Candidate:
-    """Half of the first conv's channels and half of the first fc's rank, a person for unsure samples."""
+    """Half of the first conv's channels and half of the first fc's rank, both in int8, a person for unsure
+    samples (the detectors' RPN and RoI predictor are not compressible layers: they stay fp32)."""
     first = {kind: next(name for name, k in layers.items() if k == kind) for kind in ("conv", "fc")}
-    return Candidate(layers={first["conv"]: LayerChoice("l1", 0.5), first["fc"]: LayerChoice("svd", 0.5)},
+    return Candidate(layers={first["conv"]: LayerChoice("l1", 0.5, bits=8), first["fc"]: LayerChoice("svd", 0.5, bits=8)},
                      human=HumanChoice("sequential", tau=0.5, k=1, tau_high=1.0))
 
 
@@ -103,6 +104,9 @@ def test_compression_shrinks_the_network_and_it_still_runs(prepared) -> None:  #
     assert storage_mb(small) < storage_mb(base), name
     conv = next(n for n in candidate.layers if layers[n] == "conv")
     assert small.get_submodule(conv).out_channels == base.get_submodule(conv).out_channels // 2, name
+    fc = next(n for n in candidate.layers if layers[n] == "fc")
+    stored = small.state_dict()
+    assert stored[f"{conv}.weight_int8"].dtype == stored[f"{fc}.0.weight_int8"].dtype == torch.int8, name
     sample = architecture.input_sample(config, data)
     assert architecture.predict(small, FittedGate(), candidate.human, sample.expand(2, *sample.shape[1:])).to_people.shape == (2,)
 

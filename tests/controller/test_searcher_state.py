@@ -37,8 +37,8 @@ def test_save_and_restore_bring_back_weights_buffers_and_the_greedy_policy(train
     fresh = pickle.loads(pickle.dumps(trained))  # Tune pickles the searcher into tuner.pkl
     fresh.restore(str(tmp_path / "state.pkl"))
     assert all(torch.equal(a, b) for a, b in zip(_weights(trained), _weights(fresh)))
-    assert fresh.discrete_agent.buffer.get_num_episodes() == 20
-    assert fresh.continuous_agent.env_steps == trained.continuous_agent.env_steps == 80
+    assert len(fresh.discrete_agent.episodes) >= 20  # every trial, and any duplicate whose reward was reused
+    assert fresh.continuous_agent.env_steps == trained.continuous_agent.env_steps == 4 * len(trained.agent_rewards)
     assert fresh.rewards == trained.rewards and "in-flight" in fresh.pending
     assert fresh.greedy_candidate() == trained.greedy_candidate()
 
