@@ -264,8 +264,17 @@ def without_legacy_pool_keys(document: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_config(path: str | Path) -> ExperimentConfig:
-    """Load and validate an experiment config file."""
-    config = build_dataclass(ExperimentConfig, read_yaml_mapping(path))
+    """Load and validate an experiment config file.
+
+    Raises:
+        ConfigError: The file is unreadable, not YAML, empty (a run on nothing but defaults is rarely what was
+            meant), or holds a wrong key or value.
+    """
+    data = read_yaml_mapping(path)
+    if not data:
+        raise ConfigError(f"{path}: the config is empty; allowed: a mapping of experiment keys (model, data, "
+                          "search, ...; configs/quickstart.yaml is a full example)")
+    config = build_dataclass(ExperimentConfig, data)
     check_inside_working_dir("cache_dir", config.cache_dir)
     check_consistent(config)
     return config
