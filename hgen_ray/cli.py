@@ -70,7 +70,8 @@ def _search(args: argparse.Namespace) -> int:
     if config is not None:
         architecture_for(config)  # the model settings are checked before any work
     commit = git_commit()
-    run = run_search(config, Path(args.resume or args.out), resume=bool(args.resume), address=args.address)
+    run = run_search(config, Path(args.resume or args.out), resume=bool(args.resume), address=args.address,
+                     trust=args.trust)
     config = load_config(run.out / SEARCH_CONFIG_FILE)  # on resume, the search's own config
     header = {"algorithm": config.search.algorithm, "command": " ".join(["hgen-ray", *sys.argv[1:]]),
               "elapsed_s": run.elapsed_s, "constraints": as_dict(config.constraints), "commit": commit,
@@ -127,6 +128,9 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--config", help="experiment YAML, e.g. configs/quickstart.yaml")
     search.add_argument("--out", help="output directory for trials.csv, pareto.json, best/, report.md")
     search.add_argument("--resume", metavar="DIR", help="continue the interrupted search in DIR")
+    search.add_argument("--trust", action="store_true",
+                        help="with --resume: resume even if DIR or its Tune state belongs to another user or is group- "
+                             "or world-writable. Risky: a resume unpickles that state, and a pickle can run any code")
     search.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local node)")
     search.set_defaults(run=_search)
     bench = commands.add_parser("bench", help="every strategy with the same budget, on each architecture, plus "

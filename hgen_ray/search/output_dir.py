@@ -6,14 +6,15 @@ import csv
 import json
 import logging
 import os
+import stat
 from pathlib import Path
 
 from hgen_ray.config import ConfigError
 from hgen_ray.report import write_csv_atomic
-from hgen_ray.search.tune_state import recorded_trial_ids
+from hgen_ray.search.tune_state import WHOLE_COPY_DIR, recorded_trial_ids
 
 __all__ = ["SEARCH_CONFIG_FILE", "SEARCH_FORMAT", "SEARCH_FORMAT_FILE", "TUNE_DIR", "UNRECORDED_TRIALS_FILE",
-           "create_output_dir", "keep_unrecorded_trials", "prepare_output_dir"]
+           "check_only_we_could_write", "create_output_dir", "keep_unrecorded_trials", "prepare_output_dir"]
 
 log = logging.getLogger(__name__)
 SEARCH_CONFIG_FILE = "search.yaml"
@@ -50,11 +51,12 @@ def keep_unrecorded_trials(out: Path, recorded: set[str]) -> None:
                 "kept in %s and new trials take their place", len(unrecorded), kept)
 
 
-def prepare_output_dir(out: Path, resume: bool) -> Path:
+def prepare_output_dir(out: Path, resume: bool, trust: bool = False) -> Path:
     """Check the output dir before anything is written.
 
     Raises:
-        ConfigError: Unwritable, or (without resume) it already holds a search, or (with resume) it holds none.
+        ConfigError: Unwritable, or (without resume) it already holds a search, or (with resume) it holds none,
+            or (with resume, unless ``trust``) someone else could have changed the state it would unpickle.
     """
     out = out.resolve()
     if resume:
@@ -66,11 +68,35 @@ def prepare_output_dir(out: Path, resume: bool) -> Path:
         if _saved_format(out) != SEARCH_FORMAT["format"]:
             raise ConfigError(f"--resume {out}: this search was made by an earlier hgen-ray whose search space had no "
                               "gate step; its controller cannot go on in today's space: start a new search")
+        if not trust:
+            check_only_we_could_write(out)
         keep_unrecorded_trials(out, recorded_trial_ids(out / TUNE_DIR))
         return out
     if (out / SEARCH_CONFIG_FILE).exists():
         raise ConfigError(f"--out {out}: already holds a search; use --resume {out} or choose another --out")
     return create_output_dir(out)
+
+
+def check_only_we_could_write(out: Path) -> None:
+    """Refuse to resume from state another user could have written: a resume unpickles Tune's state (the
+    searcher, the trials), and unpickling runs whatever code the pickle names.
+
+    Checks the folder, its ``tune/`` folder and everything directly in it (Tune's pickles live there), and the
+    last whole copy of that state (a resume may put it back).
+
+    Raises:
+        ConfigError: One of them is not the current user's, or is group- or world-writable.
+    """
+    tune, copy = out / TUNE_DIR, out / TUNE_DIR / WHOLE_COPY_DIR
+    for path in [out, tune, *sorted(tune.iterdir()), *(sorted(copy.iterdir()) if copy.is_dir() else [])]:
+        info = path.lstat()
+        shown = path.relative_to(out.parent)
+        if info.st_uid != os.getuid():
+            raise ConfigError(f"--resume {out}: {shown} belongs to user id {info.st_uid}, not you; resuming unpickles "
+                              "Tune's state, which can run code: resume only your own searches, or pass --trust")
+        if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise ConfigError(f"--resume {out}: {shown} is group- or world-writable (mode {stat.S_IMODE(info.st_mode):o}); "
+                              "resuming unpickles Tune's state, which can run code: chmod go-w it, or pass --trust")
 
 
 def _saved_format(out: Path) -> int | None:

@@ -58,7 +58,7 @@ def trainable(context: TrialContext) -> Any:
 
 
 def run_search(config: ExperimentConfig | None, out: Path, *, resume: bool = False,
-               address: str | None = None) -> SearchRun:
+               address: str | None = None, trust: bool = False) -> SearchRun:
     """Run (or resume) a search into ``out`` and return Tune's results.
 
     Args:
@@ -66,11 +66,12 @@ def run_search(config: ExperimentConfig | None, out: Path, *, resume: bool = Fal
         out: The output directory.
         resume: Continue the search in ``out``.
         address: A Ray cluster address; default ``RAY_ADDRESS`` or a local node.
+        trust: Resume even from state another user could have written (it is unpickled).
 
     Raises:
         ConfigError: Bad output dir, impossible budget, or nothing to resume.
     """
-    out = prepare_output_dir(out, resume)
+    out = prepare_output_dir(out, resume, trust)
     if resume:
         config = build_dataclass(ExperimentConfig, read_yaml_mapping(out / SEARCH_CONFIG_FILE))
     assert config is not None
