@@ -242,3 +242,16 @@ def test_two_searches_at_once_keep_their_own_results_and_people(
     people = _state(cluster, "actors", "class_name=SimulatedHuman")
     for name, (_, size) in plans.items():  # each search created its own pool of its own size, and no more
         assert sum(1 for a in people if a["job_id"] == ray_job_ids[name]) == size
+
+
+@pytest.mark.parametrize("variable, value", [("HGEN_PORT_BASE", "1+x"), ("HGEN_GCS_PORT", "80"),
+                                             ("HGEN_WORKER_CPUS", "two")])
+def test_start_refuses_a_setting_that_is_not_a_number_in_range_before_starting_anything(
+        tmp_path: Path, variable: str, value: str) -> None:
+    env = {**os.environ, "HGEN_CLUSTER_DIR": str(tmp_path / "state"), variable: value}
+    started = subprocess.run([str(REPO / "clusters/local/start.sh"), "1"], env=env, capture_output=True, text=True,
+                             timeout=60)
+    assert started.returncode == 2
+    assert started.stderr.strip().splitlines() == [started.stderr.strip()]  # one line
+    assert started.stderr.startswith(f"start.sh: {variable} must be a whole number from") and f"'{value}'" in started.stderr
+    assert not (tmp_path / "state").exists()  # nothing started, nothing written

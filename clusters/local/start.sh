@@ -35,6 +35,20 @@ dashboard_port="${HGEN_DASHBOARD_PORT:-18265}"
 port_base="${HGEN_PORT_BASE:-21000}"
 dashboard_host="${HGEN_DASHBOARD_HOST:-127.0.0.1}"
 
+# Every number below reaches $(( )) or a port flag: a word there would be evaluated as a shell variable.
+check_number() {  # name value low high
+  if ! [[ "$2" =~ ^[0-9]+$ ]] || [ "$2" -lt "$3" ] || [ "$2" -gt "$4" ]; then
+    echo "start.sh: $1 must be a whole number from $3 to $4, got '$2'" >&2
+    exit 2
+  fi
+}
+check_number HGEN_GCS_PORT "$gcs_port" 1024 65535
+check_number HGEN_DASHBOARD_PORT "$dashboard_port" 1024 65535
+check_number HGEN_PORT_BASE "$port_base" 1025 $((65535 - 100 * 17))  # the last node's 100 ports must fit
+check_number HGEN_HEAD_CPUS "${HGEN_HEAD_CPUS:-1}" 0 1024
+check_number HGEN_WORKER_CPUS "${HGEN_WORKER_CPUS:-1}" 0 1024
+check_number HGEN_WORKER_GPUS "${HGEN_WORKER_GPUS:-0}" 0 64
+
 if [ -s "$state/pgids" ]; then
   echo "start.sh: a cluster from this checkout is already running ($state/pgids); run clusters/local/stop.sh first" >&2
   exit 2

@@ -67,6 +67,11 @@ def _rows(out: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+def test_readme_s_experiment_analysis_example_reads_the_search(finished: Path) -> None:
+    analysis = tune.ExperimentAnalysis(str(Path(os.path.relpath(finished / "tune")).resolve()))  # as README writes it
+    assert len(analysis.trials) == TRIALS
+
+
 def test_search_runs_every_planned_trial_and_writes_all_outputs(finished: Path) -> None:
     rows = _rows(finished)
     assert len(rows) == TRIALS and all(r["status"] == "TERMINATED" for r in rows)
