@@ -38,6 +38,7 @@ from hgen_ray.architectures import Architecture, Prediction, get_architecture
 from hgen_ray.architectures.base import FASHION_MNIST_INPUT_SHAPE
 from hgen_ray.architectures.gate import FittedGate
 from hgen_ray.compress import rebuilt_with_int8
+from hgen_ray.output_lock import holding
 
 __all__ = ["HDNN", "HDNNError", "export_onnx", "load_hdnn", "save_hdnn"]
 
@@ -128,11 +129,19 @@ def export_onnx(path: str | Path, out: str | Path | None = None) -> Path:
     Args:
         path: A saved H-DNN folder.
         out: Where to write; defaults to ``path``.
+
+    Raises:
+        ConfigError: Another run writes into the target folder.
     """
     hdnn = load_hdnn(path)
     architecture = get_architecture(hdnn.architecture)
     target = Path(out) if out else Path(path)
     target.mkdir(parents=True, exist_ok=True)
+    with holding(target, "export"):
+        return _write_export(hdnn, architecture, target)
+
+
+def _write_export(hdnn: HDNN, architecture: Architecture, target: Path) -> Path:
     architecture.export(hdnn.model, hdnn.gate, torch.rand(1, *hdnn.input_shape), target / ONNX_FILE)
     human = hdnn.candidate.human
     gate = {"architecture": hdnn.architecture, "score": hdnn.gate.score, "tau": human.tau, "deferral": human.deferral,

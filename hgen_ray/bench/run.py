@@ -36,6 +36,7 @@ from hgen_ray.bench.report import ArchitectureResult, write_bench_report
 from hgen_ray.bench.system import git_commit, machine_description, measure_overhead, measure_throughput
 from hgen_ray.config import BenchConfig, ConfigError, ExperimentConfig, build_dataclass, load_config, read_yaml_mapping
 from hgen_ray.human import HumanPool
+from hgen_ray.output_lock import holding
 from hgen_ray.report import write_csv_atomic
 from hgen_ray.search import create_output_dir, prepare, run_search
 from hgen_ray.search.cluster import init_ray
@@ -179,9 +180,14 @@ def run_bench(bench: BenchConfig, experiments: dict[str, ExperimentConfig], out:
     Raises:
         ConfigError: ``out`` already holds a bench, or cannot be written.
     """
-    if (out / RESULTS_FILE).exists():
-        raise ConfigError(f"--out {out}: already holds a bench; choose another --out")
     create_output_dir(out)
+    with holding(out, "bench"):  # checked under the lock: two benches cannot both find it empty
+        if (out / RESULTS_FILE).exists():
+            raise ConfigError(f"--out {out}: already holds a bench; choose another --out")
+        return _run_bench(bench, experiments, out)
+
+
+def _run_bench(bench: BenchConfig, experiments: dict[str, ExperimentConfig], out: Path) -> Path:
     started = time.perf_counter()
     commit = git_commit()  # the code that runs, even if the checkout moves on during a long bench
     init_ray(None)

@@ -32,7 +32,15 @@ from hgen_ray.report import trial_rows
 from hgen_ray.search.callbacks import OutputGuard, Progress, TrialsTable
 from hgen_ray.search.cluster import check_cluster_fits, init_ray, leave_job_working_dir
 from hgen_ray.search.final_evaluation import evaluate_references, risk_coverage_curves, with_test_columns
-from hgen_ray.search.output_dir import SEARCH_CONFIG_FILE, SEARCH_FORMAT, SEARCH_FORMAT_FILE, TUNE_DIR, prepare_output_dir
+from hgen_ray.output_lock import holding
+from hgen_ray.search.output_dir import (
+    SEARCH_CONFIG_FILE,
+    SEARCH_FORMAT,
+    SEARCH_FORMAT_FILE,
+    TUNE_DIR,
+    create_output_dir,
+    prepare_output_dir,
+)
 from hgen_ray.search.setup import Prepared, absolute_paths, check_budget_is_possible, prepare, searcher
 from hgen_ray.trial import TrialContext, run_trial
 from hgen_ray.search.tune_state import KeepWholeState
@@ -69,9 +77,18 @@ def run_search(config: ExperimentConfig | None, out: Path, *, resume: bool = Fal
         trust: Resume even from state another user could have written (it is unpickled).
 
     Raises:
-        ConfigError: Bad output dir, impossible budget, or nothing to resume.
+        ConfigError: Bad output dir, impossible budget, nothing to resume, or another run holds ``out``.
     """
-    out = prepare_output_dir(out, resume, trust)
+    out = out.resolve()
+    if resume and not out.is_dir():
+        prepare_output_dir(out, resume, trust)  # says there is no search to resume there
+    if not resume:
+        create_output_dir(out)
+    with holding(out, "search --resume" if resume else "search"):  # checked and written under the lock
+        return _run_search(config, prepare_output_dir(out, resume, trust), resume, address)
+
+
+def _run_search(config: ExperimentConfig | None, out: Path, resume: bool, address: str | None) -> SearchRun:
     if resume:
         config = build_dataclass(ExperimentConfig, read_yaml_mapping(out / SEARCH_CONFIG_FILE))
     assert config is not None
