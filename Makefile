@@ -44,4 +44,8 @@ bench: install data
 	$(BIN)/python benchmarks/evaluate.py
 
 clean:
+	@if [ -s .cache/hgen-cluster/pgids ]; then \
+	  echo "make clean: a local cluster recorded in .cache/hgen-cluster/pgids may be running; stop it first: clusters/local/stop.sh" >&2; \
+	  exit 2; \
+	fi
 	rm -rf runs .cache .pytest_cache

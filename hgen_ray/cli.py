@@ -30,6 +30,7 @@ __all__ = ["main", "run"]
 
 EXIT_BAD_INPUT = 2
 EXIT_CANNOT_WRITE = 1  # the machine's fault, not the input's
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 log = logging.getLogger("hgen_ray")
 
 
@@ -159,6 +160,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return int(args.run(args))
+    except KeyboardInterrupt as interrupt:  # Ctrl-C or SIGTERM; a search says how to resume
+        print(f"hgen-ray: {interrupt or 'interrupted'}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except (ConfigError, DatasetError, HDNNError) as error:
         print(f"hgen-ray: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT

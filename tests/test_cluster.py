@@ -255,3 +255,42 @@ def test_start_refuses_a_setting_that_is_not_a_number_in_range_before_starting_a
     assert started.stderr.strip().splitlines() == [started.stderr.strip()]  # one line
     assert started.stderr.startswith(f"start.sh: {variable} must be a whole number from") and f"'{value}'" in started.stderr
     assert not (tmp_path / "state").exists()  # nothing started, nothing written
+
+
+def _start_time(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[19]
+
+
+def test_stop_kills_only_recorded_groups_whose_leader_is_still_the_node_start_launched(tmp_path: Path) -> None:
+    def looks_like_a_node() -> subprocess.Popen[bytes]:  # a process group led by a `ray start --block` command line
+        return subprocess.Popen(["bash", "-c", 'exec -a "ray start --block" sleep 300'], start_new_session=True)
+
+    ours, reused, stranger = looks_like_a_node(), looks_like_a_node(), subprocess.Popen(["sleep", "300"],
+                                                                                         start_new_session=True)
+    try:
+        time.sleep(0.5)  # let bash exec the sleeps
+        (tmp_path / "pgids").write_text(f"{ours.pid} {_start_time(ours.pid)}\n"
+                                        f"{reused.pid} {int(_start_time(reused.pid)) + 1}\n"  # its number, not it
+                                        f"{stranger.pid}\n")  # an old record, and not a Ray node
+        env = {**os.environ, "HGEN_CLUSTER_DIR": str(tmp_path), "HGEN_STOP_GRACE_S": "5"}
+        stopped = subprocess.run([str(REPO / "clusters/local/stop.sh")], env=env, capture_output=True, text=True,
+                                 timeout=60)
+        assert stopped.returncode == 0 and "stopped 1 Ray node(s)" in stopped.stdout
+        assert ours.wait(timeout=10) is not None
+        assert reused.poll() is None and stranger.poll() is None  # left alone, and said so
+        assert f"process {reused.pid} is no longer this cluster's node" in stopped.stderr
+        assert f"process {stranger.pid} is no longer this cluster's node" in stopped.stderr
+    finally:
+        for process in (ours, reused, stranger):
+            process.kill()
+            process.wait()
+
+
+def test_make_clean_refuses_while_a_recorded_cluster_may_run(tmp_path: Path) -> None:
+    checkout = tmp_path / "checkout"
+    (checkout / ".cache" / "hgen-cluster").mkdir(parents=True)
+    (checkout / ".cache" / "hgen-cluster" / "pgids").write_text("12345 678\n")
+    (checkout / "Makefile").write_text((REPO / "Makefile").read_text())
+    cleaned = subprocess.run(["make", "-s", "clean"], cwd=checkout, capture_output=True, text=True, timeout=60)
+    assert cleaned.returncode != 0 and "stop it first: clusters/local/stop.sh" in cleaned.stderr
+    assert (checkout / ".cache" / "hgen-cluster" / "pgids").is_file()  # nothing deleted

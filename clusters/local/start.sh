@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Start a real multi-node Ray cluster on this machine: a head plus N worker
 # nodes, each its own `ray start --block` process with its own resources and
-# ports. The process group of every node is recorded, so that
-# clusters/local/stop.sh stops only what this script started.
+# ports. The process group of every node is recorded with its leader's start
+# time, so that clusters/local/stop.sh stops only what this script started.
 #
 #   clusters/local/start.sh [N]        # N worker nodes, default 1
 #
@@ -72,10 +72,14 @@ node_ports() {  # the per-node ports, 100 apart per node
 --min-worker-port=$((base + 10)) --max-worker-port=$((base + 99))"
 }
 
-launch() {  # name, then `ray start` arguments; records the node's process group
+start_time() {  # a process's start, in clock ticks since boot: with its pid, who it is (stop.sh checks it)
+  sed 's/.*) //' "/proc/$1/stat" | awk '{print $20}'
+}
+
+launch() {  # name, then `ray start` arguments; records the node's process group and its leader's start time
   local name="$1"; shift
   setsid "$ray_bin" start --block "$@" > "$state/logs/$name.log" 2>&1 &
-  echo "$!" >> "$state/pgids"
+  echo "$! $(start_time "$!")" >> "$state/pgids"
 }
 
 wait_for_nodes() {  # count, timeout seconds

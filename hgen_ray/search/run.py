@@ -15,7 +15,11 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +32,7 @@ from hgen_ray.atomic_write import unwritable_cause, write_text_atomic
 from hgen_ray.config import ExperimentConfig, as_dict, build_dataclass, read_yaml_mapping
 from hgen_ray.human import HumanPool
 from hgen_ray.metric import failed_reward
-from hgen_ray.report import trial_rows
+from hgen_ray.report import trial_rows, write_csv_atomic
 from hgen_ray.search.callbacks import OutputGuard, Progress, TrialsTable
 from hgen_ray.search.cluster import check_cluster_fits, init_ray, leave_job_working_dir
 from hgen_ray.search.final_evaluation import evaluate_references, risk_coverage_curves, with_test_columns
@@ -48,6 +52,18 @@ from hgen_ray.search.tune_state import KeepWholeState
 __all__ = ["SearchRun", "run_search"]
 
 log = logging.getLogger(__name__)
+
+
+class SearchInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) stopped the search: what finished is in trials.csv, and ``--resume`` finishes the plan.
+
+    A ``KeyboardInterrupt``, so that nothing that goes on after a failed strategy (the bench) goes on after it.
+    """
+
+    def __init__(self, out: Path, finished: int, planned: int) -> None:
+        super().__init__(f"interrupted after {finished} of {planned} trials; resume with: hgen-ray search --resume "
+                         f"{out}")
+        self.out, self.finished, self.planned = out, finished, planned
 
 
 @dataclass
@@ -114,12 +130,14 @@ def _run_search(config: ExperimentConfig | None, out: Path, resume: bool, addres
         else:
             tuner = new_tuner(prepared, trial, out, Progress(config.search.trials))
         try:
-            results = tuner.fit()
+            with sigterm_as_sigint():
+                results = tuner.fit()
         except Exception as error:
             cause = unwritable_cause(error)  # Tune wraps what stopped it; a full disk should read as one
             if cause is None:
                 raise
             raise cause from None
+        stop_if_interrupted(results, config, out)
         # The search is over: only now are the test images read, for what it chose and the references.
         rows = with_test_columns(config, trial_rows(results, failed_reward(config.reward)), pool)
         references = (evaluate_references(config, data, pool, ("validation", "test")) if config.search.references
@@ -129,6 +147,33 @@ def _run_search(config: ExperimentConfig | None, out: Path, resume: bool, addres
         pool.shutdown()
     return SearchRun(out=out, results=results, rows=rows, references=references,
                      elapsed_s=time.perf_counter() - started, gate_curves=curves)
+
+
+@contextmanager
+def sigterm_as_sigint() -> Iterator[None]:
+    """SIGTERM stops the search as Ctrl-C does: Tune handles SIGINT by stopping its trials and saving its state."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers belong to the main thread (a Ray job's entrypoint has it)
+        return
+    previous = signal.signal(signal.SIGTERM, lambda _signal, _frame: signal.raise_signal(signal.SIGINT))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def stop_if_interrupted(results: tune.ResultGrid, config: ExperimentConfig, out: Path) -> None:
+    """After Tune returns: if it was stopped before every planned trial finished, rewrite trials.csv with the
+    finished trials only (a trial Tune stopped has no measures and is not finished) and raise.
+
+    Raises:
+        SearchInterrupted: Fewer trials finished (measured, or failed) than planned.
+    """
+    finished = [result for result in results if result.error or "reward" in (result.metrics or {})]
+    if len(finished) >= config.search.trials:
+        return
+    write_csv_atomic(out / "trials.csv", trial_rows(finished, failed_reward(config.reward)))
+    raise SearchInterrupted(out, len(finished), config.search.trials)
 
 
 def new_tuner(prepared: Prepared, trial: Any, out: Path, progress: Progress) -> Any:

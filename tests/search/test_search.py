@@ -249,6 +249,36 @@ def test_resume_after_sigkill_finishes_the_plan_without_rerunning(tmp_path: Path
     assert len(_rewards_in(state)) == planned  # learning went on from where it stopped, not from zero
 
 
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_mid_search_says_how_to_resume_keeps_only_finished_rows_and_resume_finishes(
+        tmp_path: Path, tiny_config: ExperimentConfig, stop: signal.Signals) -> None:
+    planned = 12
+    config = write_config(tmp_path / "config.yaml", search_config(tiny_config, trials=planned, references=True))
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    command = [sys.executable, "-m", "hgen_ray.cli", "search"]
+    driver = subprocess.Popen([*command, "--config", str(config), "--out", str(out)], cwd=REPO, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 400
+    while _finished_trials(out / "tune") < 3 and time.time() < deadline and driver.poll() is None:
+        time.sleep(0.5)
+    driver.send_signal(stop)  # to the driver alone, as `kill` or a job scheduler would send it
+    _, stderr = driver.communicate(timeout=300)
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    rows = _rows(out)
+    assert driver.returncode == 130, stderr[-3000:]
+    assert lines[-1] == (f"hgen-ray: interrupted after {len(rows)} of {planned} trials; resume with: "
+                         f"hgen-ray search --resume {out.resolve()}")
+    assert "Traceback" not in stderr and 3 <= len(rows) < planned
+    assert all(r["reward"] != "" and (r["status"] == "ERROR" or r["accuracy"] != "") for r in rows)  # no bogus rows
+    assert not (out / "report.md").exists() and not any(k.startswith("test/") for k in rows[0])  # no test figures
+
+    resumed = subprocess.run([*command, "--resume", str(out)], cwd=REPO, env=env, capture_output=True, text=True,
+                             timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert len(_rows(out)) == planned and (out / "report.md").is_file()
+
+
 def _terminated_in_saved_state(tune_dir: Path) -> set[str]:
     """The ids of the trials Tune's newest saved state records as finished."""
     state = json.loads(max(tune_dir.glob("experiment_state-*.json")).read_text())
