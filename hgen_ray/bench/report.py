@@ -288,7 +288,7 @@ def _ablation_lines(grouped: Mapping[str, Sequence[ArchitectureResult]]) -> list
             chosen = [best["hgen"] for best in _chosen(grouped[label]) if best.get("hgen") is not None]
             first = grouped[label][0]
             rows.append([label, "int8" if first.int8 else "fp32 only", "KD" if first.distill else "labels",
-                         *[_interval_cell(_values(chosen, m), len(chosen)) for m in ABLATION_MEASURES]])
+                         *[_interval_cell(_values(chosen, m), len(grouped[label])) for m in ABLATION_MEASURES]])
         lines += [f"## Ablations of {model}: hgen's chosen H-DNN on test", "",
                   *_table(["experiment", "weights", "fine-tuning", *ABLATION_MEASURES], rows), ""]
     return lines

@@ -242,3 +242,6 @@ def test_two_experiments_of_one_model_get_an_ablation_row_each(seeds: list[Archi
     assert rows[0].startswith("| h_cnn | int8 | labels | ") and rows[1].startswith("| h_cnn-fp32 | fp32 only | labels | ")
     assert "0.4 [0.4, 0.4]" in rows[0] and "0.15 [0.15, 0.15]" in rows[1]  # hgen's storage in each
     assert "## Ablations" not in format_bench_report(seeds, HEADER, ["system"])  # one experiment: no ablation
+    fp32[0].rows["hgen"] = []  # its search failed in one seed
+    lost_one = format_bench_report([*seeds, *fp32], HEADER, ["system"]).split("| h_cnn-fp32 |")[1].splitlines()[0]
+    assert "0.15 [0.15, 0.15] (4 of 5 seeds)" in lost_one

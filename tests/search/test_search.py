@@ -27,7 +27,7 @@ from ray import tune
 from hgen_ray.cli import main
 from hgen_ray.config import Constraints, ExperimentConfig, GateConfig, SearchConfig, as_dict
 from hgen_ray.hdnn import load_hdnn
-from hgen_ray.metric import PARETO_OBJECTIVES, failed_reward
+from hgen_ray.metric import PARETO_OBJECTIVES, failed_reward, pareto_front
 from hgen_ray.search import prepare, search_space
 from hgen_ray.search.setup import labour_within_pool
 from hgen_ray.search.tune_state import WHOLE_COPY_DIR
@@ -511,6 +511,9 @@ def test_only_the_chosen_rows_carry_test_columns(finished: Path) -> None:
     front_ids = {r["trial_id"] for r in json.loads((finished / "pareto.json").read_text())}
     best = max([r for r in rows if r["feasible"] == "True"] or rows, key=lambda r: float(r["reward"]))
     with_test = {r["trial_id"] for r in rows if r.get("test/accuracy")}
-    assert with_test == front_ids | {best["trial_id"]}
-    assert len(with_test) < len(rows)  # a trial the search did not choose has no test figure
+    assert with_test == front_ids | {best["trial_id"]}  # a trial the search did not choose has no test figure
+    # The front is the validation one, recomputed here from trials.csv's measures (with six objectives and
+    # int8 in the space, a 16-trial search may well have every trial on it).
+    measured = [{"trial_id": r["trial_id"], **{m: float(r[m]) for m in PARETO_OBJECTIVES}} for r in rows]
+    assert front_ids == {r["trial_id"] for r in pareto_front(measured)}
     assert "**test** split" in (finished / "report.md").read_text()
