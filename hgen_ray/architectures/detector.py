@@ -182,12 +182,16 @@ class Detector(Architecture):
         return curves
 
     @torch.no_grad()
+    def batched_features(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+        """:meth:`image_features` of many images, in eval mode, ``INFERENCE_BATCH`` at a time."""
+        model.eval()
+        return torch.cat([self.image_features(model, images[start : start + INFERENCE_BATCH])
+                          for start in range(0, len(images), INFERENCE_BATCH)])
+
     def image_confidence(self, model: nn.Module, gate: FittedGate, images: torch.Tensor) -> torch.Tensor:
         """The shift score per image: minus its squared Mahalanobis distance to the clean feature Gaussian."""
-        model.eval()
-        features = torch.cat([self.image_features(model, images[start : start + INFERENCE_BATCH])
-                              for start in range(0, len(images), INFERENCE_BATCH)])
-        return mahalanobis_confidence(features, gate.tensors["means"], gate.tensors["precision"])
+        return mahalanobis_confidence(self.batched_features(model, images), gate.tensors["means"],
+                                      gate.tensors["precision"])
 
     def onnx_outputs(self, gate: FittedGate) -> tuple[str, ...]:
         return (*self.output_names, "gate_confidence") if gate.score == "mahalanobis" else self.output_names
@@ -196,18 +200,17 @@ class Detector(Architecture):
         """What export writes: the network, with its shift gate where the gate has one."""
         return ShiftGatedDetector(self, model, gate).eval() if gate.score == "mahalanobis" else model.eval()
 
-    def shifted_images(self, model: nn.Module, gate: FittedGate, images: torch.Tensor, tau: float) -> torch.Tensor:
-        """Bool per image: the shift score sends it to people (confidence below tau)."""
-        return self.image_confidence(model, gate, images) < tau
+    def shifted_images(self, model: nn.Module, gate: FittedGate, images: torch.Tensor,
+                       tau: float) -> torch.Tensor | None:
+        """Bool per image where the gate is the shift score: it sends the image to people (confidence below
+        tau); None for the msp gate, whose own rule decides."""
+        return self.image_confidence(model, gate, images) < tau if gate.score == "mahalanobis" else None
 
     def fit_gate(self, config: ExperimentConfig, model: nn.Module, data: DetectionData, score: str) -> FittedGate:
         """msp needs no fitting; mahalanobis fits one Gaussian to clean train canvases' pooled features."""
         if score != "mahalanobis":
             return FittedGate(score)
-        canvases = data.splits.train.images[:SHIFT_FIT_CANVASES]
-        with torch.no_grad():
-            features = torch.cat([self.image_features(model.eval(), canvases[start : start + INFERENCE_BATCH])
-                                  for start in range(0, len(canvases), INFERENCE_BATCH)])
+        features = self.batched_features(model, data.splits.train.images[:SHIFT_FIT_CANVASES])
         return FittedGate(score, tensors=fit_mahalanobis(features, torch.zeros(len(features), dtype=torch.int64), 1))
 
     def tau_for_deferral(self, config: ExperimentConfig, model: nn.Module, gate: FittedGate, data: DetectionData,

@@ -92,9 +92,10 @@ def head_of(network: nn.Module) -> nn.Module:
     Raises:
         ValueError: The network has no linear layer.
     """
-    if not has_linear_head(network):
+    heads = [m for m in network.modules() if isinstance(m, LINEAR_LAYERS)]
+    if not heads:
         raise ValueError("the network has no linear head; its gate needs penultimate features")
-    return [m for m in network.modules() if isinstance(m, LINEAR_LAYERS)][-1]
+    return heads[-1]
 
 
 def forward_with_input_of(network: nn.Module, module: nn.Module, *inputs: object) -> tuple[object, torch.Tensor]:

@@ -153,7 +153,8 @@ class HGenSearcher(Searcher):
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         for _ in range(MAX_REDRAWS):
             episode = self.rollout(explore=True)
-            known = self.finished.get(self._canonical(episode))
+            candidate = self.space.decode(episode.discrete, episode.continuous)
+            known = self.finished.get(self.space.canonical(candidate))
             if known is None:
                 break
             self._remember(episode, known)  # measured already: learn its reward, run something new
@@ -161,7 +162,7 @@ class HGenSearcher(Searcher):
             log.info("%d draws in a row were candidates already measured; running the last again", MAX_REDRAWS)
         self.suggested += 1
         self.pending[trial_id] = episode
-        return candidate_to_config(self.space.decode(episode.discrete, episode.continuous))
+        return candidate_to_config(candidate)
 
     def _canonical(self, episode: Rollout) -> tuple:
         return self.space.canonical(self.space.decode(episode.discrete, episode.continuous))

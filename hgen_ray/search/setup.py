@@ -7,6 +7,8 @@ The space carries the same storage projection and labour cap for every strategy;
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +52,14 @@ class Prepared:
     base: nn.Module
     layers: dict[str, str]  # the compressible layers an episode walks
     sample: torch.Tensor  # one input, for tracing and FLOP counts
-    storage: StorageLayout  # the base's tensors and their coupling: the exact storage projection
+
+    @functools.cached_property
+    def storage(self) -> StorageLayout:
+        """The base's tensors and their coupling, the exact storage projection: measured on first use only (a
+        probe prunes each conv for real), since a search without a storage limit and the references need none."""
+        no_training = dataclasses.replace(self.config.finetune, epochs=0)
+        return storage_layout(self.base, self.layers, lambda probe: self.architecture.compress(
+            self.config, self.base, probe, self.data, no_training))
 
 
 def prepare(config: ExperimentConfig) -> Prepared:
@@ -66,11 +75,8 @@ def prepare(config: ExperimentConfig) -> Prepared:
     architecture.check_data(config, data)
     base = architecture.load_base(config, data)
     architecture.usable_scores(config, base)  # a score the network cannot give is refused before anything is written
-    trial_data, layers = architecture.trial_data(config, data), architecture.compressible_layers(config, base, data)
-    no_training = dataclasses.replace(config.finetune, epochs=0)
-    storage = storage_layout(base, layers, lambda probe: architecture.compress(config, base, probe, trial_data,
-                                                                                 no_training))
-    return Prepared(config, architecture, trial_data, base, layers, architecture.input_sample(config, data), storage)
+    return Prepared(config, architecture, architecture.trial_data(config, data), base,
+                    architecture.compressible_layers(config, base, data), architecture.input_sample(config, data))
 
 
 def storage_layout(base: nn.Module, layers: dict[str, str],
@@ -139,7 +145,9 @@ def search_space(prepared: Prepared) -> SearchSpace:
     return SearchSpace(specs, labour_within_pool(config), reference, human_enabled=human,
                        pool_size=config.human_pool.size, max_tau=architecture.max_tau(config), labor=labor,
                        gate_scores=scores, rate_scores=architecture.rate_scores, max_deferral=config.gate.max_deferral,
-                       combine=architecture.combination(config), storage=prepared.storage, int8=config.search.int8)
+                       combine=architecture.combination(config),
+                       storage=None if math.isinf(config.constraints.storage_mb_max) else prepared.storage,
+                       int8=config.search.int8)
 
 
 def gate_summary(config: ExperimentConfig) -> dict[str, Any]:

@@ -67,8 +67,7 @@ class HFasterRCNNArchitecture(Detector):
 
     def people_pass(self, model: nn.Module, gate: FittedGate, data: DetectionSet, category: str, severity: int,
                     candidate: Candidate, pool: HumanPool, split: str) -> HumanOutcome:
-        shifted = (self.shifted_images(model, gate, data.images, candidate.human.tau) if gate.score == "mahalanobis"
-                   else None)
+        shifted = self.shifted_images(model, gate, data.images, candidate.human.tau)
         return human_boxes_pass(model, self.detect(model, data.images), data, category, severity,  # type: ignore[arg-type]
                                 candidate, pool, split, shifted)
 
@@ -91,9 +90,8 @@ class HFasterRCNNArchitecture(Detector):
 
     def predict(self, model: nn.Module, gate: FittedGate, human: HumanChoice, images: torch.Tensor) -> Prediction:
         detections = self.detect(model, images)
-        if gate.score == "mahalanobis":
-            return Prediction(detections, self.shifted_images(model, gate, images, human.tau))
-        return Prediction(detections, unsure_images(detections, human.tau))
+        shifted = self.shifted_images(model, gate, images, human.tau)
+        return Prediction(detections, unsure_images(detections, human.tau) if shifted is None else shifted)
 
     def export(self, model: nn.Module, gate: FittedGate, sample: torch.Tensor, path: Path) -> None:
         # torch.export cannot follow the RPN's data-dependent shapes; the TorchScript-based

@@ -61,8 +61,7 @@ class HYOLO(Detector):
 
     def people_pass(self, model: nn.Module, gate: FittedGate, data: DetectionSet, category: str, severity: int,
                     candidate: Candidate, pool: HumanPool, split: str) -> HumanOutcome:
-        shifted = (self.shifted_images(model, gate, data.images, candidate.human.tau) if gate.score == "mahalanobis"
-                   else None)
+        shifted = self.shifted_images(model, gate, data.images, candidate.human.tau)
         return human_cells_pass(model, data, category, severity, candidate, pool, split, shifted)
 
     def image_features(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
@@ -105,6 +104,6 @@ class HYOLO(Detector):
 
     def predict(self, model: nn.Module, gate: FittedGate, human: HumanChoice, images: torch.Tensor) -> Prediction:
         output = model.eval()(images)
-        gated = (every_cell_of(output, self.shifted_images(model, gate, images, human.tau))
-                 if gate.score == "mahalanobis" else gated_cells(output, human.tau, human.tau_high))
+        shifted = self.shifted_images(model, gate, images, human.tau)
+        gated = gated_cells(output, human.tau, human.tau_high) if shifted is None else every_cell_of(output, shifted)
         return Prediction(decode_cells(output, images.shape[-1]), gated.flatten(1).any(1))
