@@ -23,6 +23,7 @@ from typing import Any
 
 import ray
 
+from hgen_ray.bench.search_efficiency import SEARCH_STRATEGIES
 from hgen_ray.config import load_config
 from hgen_ray.trial import load_split_data, measure_network
 from hgen_ray.hdnn import load_hdnn
@@ -30,7 +31,6 @@ from hgen_ray.human import HumanPool
 from hgen_ray.metric import score
 from hgen_ray.report import best_row
 
-SEARCH_STRATEGIES = ("hgen", "random", "compression_only", "optuna")
 MEASURES = ("accuracy", "labor_s_per_1k", "deferral_rate", "human_turnaround_s_p95")
 
 

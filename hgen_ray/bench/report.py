@@ -14,19 +14,18 @@ from pathlib import Path
 from typing import Any
 
 from hgen_ray.atomic_write import write_text_atomic
+from hgen_ray.bench.search_efficiency import best_validation_differences, median_trials_to_near_best, \
+    reward_curves, search_efficiency
 from hgen_ray.config import CHALLENGE_CATEGORIES
 from hgen_ray.gate_quality import GATE_MEASURES, is_gate_measure
 from hgen_ray.report.plots import plot_reward_bands
 from hgen_ray.report import best_row, chosen_test_measures, format_cell
 from hgen_ray.report.seed_intervals import MIN_SEEDS_FOR_A_CLAIM, Interval, bootstrap_mean_interval
 
-__all__ = ["ArchitectureResult", "Goal", "SEARCH_STRATEGIES", "best_by_strategy", "check_goals", "format_bench_report",
-           "paired_differences", "ratios_against_original", "search_efficiency", "trials_to_reach",
-           "write_bench_report"]
+__all__ = ["ArchitectureResult", "Goal", "best_by_strategy", "check_goals", "format_bench_report",
+           "paired_differences", "ratios_against_original", "write_bench_report"]
 
 Row = Mapping[str, Any]
-SEARCH_STRATEGIES = ("hgen", "random", "compression_only", "optuna")
-NEAR_BEST_SHARE = 0.95  # "trials to reach 95% of the best reward found by any strategy"
 ACCURACY_GAIN_GOAL = 0.05  # bench goal: +5 points of mean challenge accuracy over `original`
 STORAGE_SHARE_GOAL = 0.1  # bench goal: at most 1/10 of the original's storage (issue 16)
 MOONSHOT_GAIN = 0.10  # the moonshot: +10 points over `original`, at most 10% deferral and 1/10 storage
@@ -88,37 +87,6 @@ def ratios_against_original(row: Row, original: Row) -> dict[str, float]:
         "latency_reduction_x": float(original["dnn_latency_ms"]) / float(row["dnn_latency_ms"]),
         "accuracy_change_points": 100.0 * (float(row["accuracy"]) - float(original["accuracy"])),
     }
-
-
-def trials_to_reach(rewards: Sequence[float], threshold: float) -> int | None:
-    """1-based count of trials until the running best reaches ``threshold``; None if it never does."""
-    best = -math.inf
-    for count, reward in enumerate(rewards, start=1):
-        best = max(best, reward)
-        if best >= threshold:
-            return count
-    return None
-
-
-def near_best_threshold(best: float) -> float:
-    """95% of the best reward; for a negative best, 5% of its size below it (the same distance)."""
-    return best - (1.0 - NEAR_BEST_SHARE) * abs(best)
-
-
-def _reward_curves(result: ArchitectureResult) -> dict[str, list[float]]:
-    """Each search strategy's rewards in trial order (references left out)."""
-    return {s: [float(r["reward"]) for r in rows] for s, rows in result.rows.items()
-            if s in SEARCH_STRATEGIES and rows}  # a strategy that failed has no rows and no curve
-
-
-def search_efficiency(result: ArchitectureResult) -> tuple[float, dict[str, int | None]]:
-    """The best reward any search strategy found, and the trials each needs to reach 95% of it."""
-    curves = _reward_curves(result)
-    if not curves:
-        return math.nan, {}
-    best = max(max(rewards) for rewards in curves.values())
-    threshold = near_best_threshold(best)
-    return best, {strategy: trials_to_reach(rewards, threshold) for strategy, rewards in curves.items()}
 
 
 Chosen = Sequence[Mapping[str, Row | None]]  # per seed, each strategy's chosen row on test
@@ -200,6 +168,23 @@ def check_goals(results: Sequence[ArchitectureResult]) -> list[Goal]:
             reward = differences[rival]["reward"]
             goals.append(Goal(f"hgen's test reward > {rival}'s", reward.clears_above(0.0),
                               f"hgen - {rival}: {reward.text(1, 3)}, {_seeds_text(reward.n, len(results))}"))
+    return goals + _search_goals(results)
+
+
+def _search_goals(results: Sequence[ArchitectureResult]) -> list[Goal]:
+    """Issue 19's: hgen's best validation reward beats each rival's, and it gets near the best in fewer trials."""
+    seeds = [r.rows for r in results]
+    goals = []
+    for rival, best in best_validation_differences(seeds, RIVALS).items():
+        goals.append(Goal(f"hgen's best validation reward > {rival}'s", best.clears_above(0.0),
+                          f"hgen - {rival}: {best.text(1, 3)}, {_seeds_text(best.n, len(results))}"))
+    needed = median_trials_to_near_best(seeds)
+    if "hgen" in needed:
+        for rival in (r for r in RIVALS if r in needed):
+            goals.append(Goal(f"hgen's median trials to 95% of the best < {rival}'s",
+                              needed["hgen"] < needed[rival] and len(results) >= MIN_SEEDS_FOR_A_CLAIM,
+                              f"{needed['hgen']:g} against {needed[rival]:g} (validation; never reached counts as "
+                              f"budget + 1), {len(results)} seeds" + _too_few(len(results))))
     return goals
 
 
@@ -314,7 +299,7 @@ def _differences_table(results: Sequence[ArchitectureResult]) -> list[str]:
 
 
 def _efficiency_lines(result: ArchitectureResult) -> list[str]:
-    best, needed = search_efficiency(result)
+    best, needed = search_efficiency(result.rows)
     if not needed:
         return ["No search strategy ran."]
     reached = ", ".join(f"{s} {n if n is not None else 'not reached'}/{len(result.rows[s])}" for s, n in needed.items())
@@ -387,7 +372,7 @@ def write_bench_report(out: Path, results: Sequence[ArchitectureResult], header:
     for label, label_results in _by_label(results).items():
         curves: dict[str, list[list[float]]] = {}
         for result in label_results:
-            for strategy, rewards in _reward_curves(result).items():
+            for strategy, rewards in reward_curves(result.rows).items():
                 curves.setdefault(strategy, []).append(rewards)
         if curves:
             plot_reward_bands(curves, out / f"{label}-reward.png", "best validation reward so far")

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["centred_ranks"]
+__all__ = ["centred_ranks", "ranks_among"]
 
 
 def centred_ranks(values: Sequence[float]) -> np.ndarray:
@@ -29,3 +29,16 @@ def centred_ranks(values: Sequence[float]) -> np.ndarray:
         tied = values == value
         ranks[tied] = ranks[tied].mean()
     return 2.0 * ranks / (len(values) - 1) - 1.0
+
+
+def ranks_among(values: Sequence[float], reference: Sequence[float]) -> np.ndarray:
+    """Where each value would rank among ``reference``, on the scale :func:`centred_ranks` gives the
+    reference: interpolated between its values, -1 at or below the lowest, 1 at or above the highest.
+    An imagined candidate is ranked against the measured ones without moving their ranks."""
+    reference = np.asarray(reference, dtype=np.float64)
+    if len(reference) < 2:
+        return np.zeros(len(values))
+    ranks = centred_ranks(reference)
+    levels = np.unique(reference)  # sorted; ties share their mean rank
+    level_ranks = np.array([ranks[reference == level].mean() for level in levels])
+    return np.interp(np.asarray(values, dtype=np.float64), levels, level_ranks)

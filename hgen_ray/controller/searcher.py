@@ -17,6 +17,12 @@
   shaped reward (:func:`hgen_ray.metric.agent_reward`: no feasibility cliff) as
   a rank within the search (:mod:`.reward_ranks`). A failed trial scores as
   the worst infeasible candidate, and the search goes on.
+- With ``search.imagined_per_trial`` above 0 (off by default: on the synthetic
+  cliff it lost to no imagination, docs/results/imagination.md), before each
+  round of updates the policy also imagines that many candidates without
+  running them (Dyna); the learned
+  reward model (:mod:`.reward_model`), refit on every measured candidate,
+  scores all imagined episodes so far, ranked among the measured ones.
 - ``save()``/``restore()`` hold both agents' weights, target networks,
   optimizers and replay buffers, and the in-flight rollouts, so ``--resume``
   continues learning instead of starting over. Tune calls them itself.
@@ -35,7 +41,8 @@ from ray.tune.search import Searcher
 from hgen_ray.config import RewardConfig, SearchConfig
 from hgen_ray.config import candidate_to_config
 from hgen_ray.controller.agents import ContinuousAgent, DiscreteAgent
-from hgen_ray.controller.reward_ranks import centred_ranks
+from hgen_ray.controller.reward_model import MIN_MEASURED_TO_IMAGINE, RewardModel, candidate_features
+from hgen_ray.controller.reward_ranks import centred_ranks, ranks_among
 from hgen_ray.controller.space import NUM_DISCRETE_ACTIONS, SearchSpace
 from hgen_ray.controller.state_digest import state_digest
 from hgen_ray.metric import agent_reward, failed_reward
@@ -113,10 +120,15 @@ class HGenSearcher(Searcher):
                                                 self.settings.hidden_units, self.seed + 1)
         self.rng = np.random.default_rng([self.seed, 1])  # warm-up draws, not the random baseline's
         self.explore_rng = np.random.default_rng([self.seed, 2])  # epsilon-greedy's draws
+        self.imagine_rng = np.random.default_rng([self.seed, 3])  # imagination's, so real candidates stay the same
+        self.reward_model = RewardModel(self.seed)
         self.pending: dict[str, Rollout] = {}
         self.suggested = 0
         self.rewards: list[float] = []  # reported, per finished trial
-        self.agent_rewards: list[float] = []  # shaped, per episode the agents hold (reused duplicates too)
+        self.agent_rewards: list[float] = []  # shaped, per measured episode the agents hold (reused duplicates too)
+        self.measured_features: list[np.ndarray] = []  # the same episodes, as the reward model sees them
+        self.imagined_features: list[np.ndarray] = []  # imagined episodes, scored afresh by each refit model
+        self.imagined_order: list[bool] = []  # per episode the agents hold, in order: was it imagined?
         self.finished: dict[tuple, float] = {}  # a measured candidate's canonical form -> its shaped reward
 
     def epsilon(self) -> float:
@@ -127,17 +139,18 @@ class HGenSearcher(Searcher):
         after_warm_up = max(0, self.suggested - settings.warmup_trials)
         return max(settings.epsilon_floor, 1.0 - after_warm_up / decay)
 
-    def rollout(self, explore: bool = True) -> Rollout:
+    def rollout(self, explore: bool = True, imagined: bool = False) -> Rollout:
         """Walk the steps; random during warm-up, the agents' policies after."""
         warm_up = explore and self.suggested < self.settings.warmup_trials
+        warm_up_rng, explore_rng = (self.imagine_rng, self.imagine_rng) if imagined else (self.rng, self.explore_rng)
         if warm_up:
-            random_discrete, random_continuous = self.space.random_actions(self.rng)
+            random_discrete, random_continuous = self.space.random_actions(warm_up_rng)
         episode = Rollout()
         epsilon = self.epsilon() if explore else 0.0
         for step in range(self.space.num_steps):
             observation = self.space.observation(step, episode.discrete, episode.continuous)
             action = random_discrete[step] if warm_up else self.discrete_agent.act(
-                observation, len(self.space.options(step)), epsilon, self.explore_rng)
+                observation, len(self.space.options(step)), epsilon, explore_rng)
             informed = np.concatenate([observation, _one_hot(action)])
             value = random_continuous[step] if warm_up else self.continuous_agent.act(informed, explore)
             legal = self.space.within_budget(step, episode.discrete, episode.continuous, action, value)
@@ -185,14 +198,44 @@ class HGenSearcher(Searcher):
         self.learn(episode, shaped)
 
     def learn(self, episode: Rollout, shaped_reward: float) -> None:
-        """Store the episode in both agents and train them on every episode so far, by rank."""
+        """Store the episode in both agents, imagine more, and train both on every episode so far, by rank."""
         self._remember(episode, shaped_reward)
-        ranks = centred_ranks(self.agent_rewards)
+        self.imagine()
+        ranks = self.episode_ranks()
         self.discrete_agent.train(ranks, self.settings.updates_per_trial)
         self.continuous_agent.train(ranks, self.settings.updates_per_trial)
 
+    def imagine(self) -> None:
+        """Roll the exploring policy ``search.imagined_per_trial`` times and store the episodes unscored."""
+        if len(self.agent_rewards) < MIN_MEASURED_TO_IMAGINE:
+            return
+        for _ in range(self.settings.imagined_per_trial):
+            episode = self.rollout(explore=True, imagined=True)
+            self.imagined_features.append(candidate_features(episode.discrete, episode.continuous))
+            self._add_to_agents(episode, imagined=True)
+
+    def episode_ranks(self) -> np.ndarray:
+        """Every episode's training reward, in the agents' order: a measured one its rank within the search,
+        an imagined one where the reward model's pessimistic score ranks among the measured."""
+        measured = iter(centred_ranks(self.agent_rewards))
+        imagined = iter(self._imagined_ranks() if self.imagined_features else [])
+        return np.array([next(imagined) if was_imagined else next(measured) for was_imagined in self.imagined_order])
+
+    def _imagined_ranks(self) -> np.ndarray:
+        """The model's scores of the imagined episodes, ranked among its scores of the measured ones: both are
+        shrunk towards the mean alike, so an imagined twin of the best measured candidate ranks near the top."""
+        count = len(self.imagined_features)
+        scores = self.reward_model.scores(np.stack(self.measured_features), self.agent_rewards,
+                                          np.stack(self.imagined_features + self.measured_features))
+        return ranks_among(scores[:count], scores[count:])
+
     def _remember(self, episode: Rollout, shaped_reward: float) -> None:
         self.agent_rewards.append(shaped_reward)
+        self.measured_features.append(candidate_features(episode.discrete, episode.continuous))
+        self._add_to_agents(episode, imagined=False)
+
+    def _add_to_agents(self, episode: Rollout, imagined: bool) -> None:
+        self.imagined_order.append(imagined)
         self.discrete_agent.add_episode(episode.discrete_obs, episode.discrete)
         self.continuous_agent.add_episode(episode.continuous_obs,
                                           [np.array([v], dtype=np.float32) for v in episode.continuous])
@@ -203,10 +246,14 @@ class HGenSearcher(Searcher):
             "continuous": self.continuous_agent.get_state(),
             "rng": self.rng.bit_generator.state,
             "explore_rng": self.explore_rng.bit_generator.state,
+            "imagine_rng": self.imagine_rng.bit_generator.state,
             "pending": self.pending,
             "suggested": self.suggested,
             "rewards": self.rewards,
             "agent_rewards": self.agent_rewards,
+            "measured_features": self.measured_features,
+            "imagined_features": self.imagined_features,
+            "imagined_order": self.imagined_order,
             "finished": self.finished,
         }
 
@@ -215,10 +262,14 @@ class HGenSearcher(Searcher):
         self.continuous_agent.set_state(state["continuous"])
         self.rng.bit_generator.state = state["rng"]
         self.explore_rng.bit_generator.state = state["explore_rng"]
+        self.imagine_rng.bit_generator.state = state["imagine_rng"]
         self.pending = state["pending"]
         self.suggested = state["suggested"]
         self.rewards = state["rewards"]
         self.agent_rewards = state["agent_rewards"]
+        self.measured_features = state["measured_features"]
+        self.imagined_features = state["imagined_features"]
+        self.imagined_order = state["imagined_order"]
         self.finished = state["finished"]
 
     def state_digest(self) -> str:
@@ -237,7 +288,7 @@ class HGenSearcher(Searcher):
     def __getstate__(self) -> dict[str, Any]:
         # Live learner groups do not pickle; their state does (Tune pickles the searcher).
         plain = {k: v for k, v in self.__dict__.items()
-                 if k not in ("discrete_agent", "continuous_agent", "rng", "explore_rng")}
+                 if k not in ("discrete_agent", "continuous_agent", "rng", "explore_rng", "imagine_rng")}
         return {"plain": plain, "agents": self.get_state()}
 
     def __setstate__(self, state: dict[str, Any]) -> None:

@@ -12,6 +12,8 @@ from hgen_ray.architectures.h_cnn.network import COMPRESSIBLE_LAYERS, build_h_cn
 from hgen_ray.config import Candidate, ConfigError, Constraints, HumanChoice, LayerChoice, ModelConfig, RewardConfig
 from hgen_ray.config import SearchConfig, build_dataclass, config_to_candidate
 from hgen_ray.controller import HGenSearcher, SearchSpace, describe_layers
+from hgen_ray.controller.reward_model import MIN_MEASURED_TO_IMAGINE
+from hgen_ray.controller.reward_ranks import centred_ranks
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +63,25 @@ def test_each_step_acts_only_among_its_own_options_equally_often_when_exploring(
     assert greedy <= set(range(options))
 
 
-@pytest.mark.parametrize("key, value", [("updates_per_trial", -1), ("epsilon_floor", 1.5)])
+@pytest.mark.parametrize("key, value", [("updates_per_trial", -1), ("epsilon_floor", 1.5), ("epsilon_floor", -0.1),
+                                        ("imagined_per_trial", -1)])
 def test_bad_learning_settings_are_refused_by_name(key: str, value: float) -> None:
     with pytest.raises(ConfigError, match=rf"^search.{key}: {value} is out of range"):
         build_dataclass(SearchConfig, {key: value}, "search")
+
+
+@pytest.mark.parametrize("imagined_per_trial", [0, 3])
+def test_imagined_episodes_join_once_enough_are_measured_and_leave_the_measured_ranks_alone(
+        space: SearchSpace, imagined_per_trial: int) -> None:
+    settings = SearchConfig(trials=20, warmup_trials=2, updates_per_trial=1, imagined_per_trial=imagined_per_trial)
+    searcher = HGenSearcher(space, RewardConfig(), settings, seed=0)
+    measured = MIN_MEASURED_TO_IMAGINE + 2
+    for index in range(measured):
+        searcher.learn(searcher.rollout(), shaped_reward=0.1 * index)
+    imagined = imagined_per_trial * 3  # from the 5th measured candidate on
+    assert len(searcher.discrete_agent.episodes) == len(searcher.continuous_agent.episodes) == measured + imagined
+    assert sum(searcher.imagined_order) == len(searcher.imagined_features) == imagined
+    ranks = searcher.episode_ranks()
+    measured_ranks = ranks[~np.array(searcher.imagined_order)]
+    assert np.allclose(measured_ranks, centred_ranks(searcher.agent_rewards))
+    assert np.all(np.abs(ranks) <= 1.0)

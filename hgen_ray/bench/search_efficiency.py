@@ -1,0 +1,76 @@
+"""How well each search strategy searched, on validation: its best reward and how soon it got near the best.
+
+These are the figures of issue 19's claim that hgen's controller learns: in each
+seed, hgen's best validation reward against each baseline's (paired, seed by
+seed), and the trials each strategy needed to reach 95% of the best reward any
+strategy found in that seed. They judge the search, so they stay on the
+validation split the search saw; the test split judges the chosen H-DNNs.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from hgen_ray.report.seed_intervals import Interval, bootstrap_mean_interval
+
+__all__ = ["NEAR_BEST_SHARE", "SEARCH_STRATEGIES", "best_validation_differences", "median_trials_to_near_best",
+           "near_best_threshold", "reward_curves", "search_efficiency", "trials_to_reach"]
+
+Rows = Mapping[str, Sequence[Mapping[str, Any]]]  # strategy -> its trial rows, in trial order
+SEARCH_STRATEGIES = ("hgen", "random", "compression_only", "optuna")
+NEAR_BEST_SHARE = 0.95  # "trials to reach 95% of the best reward found by any strategy"
+
+
+def trials_to_reach(rewards: Sequence[float], threshold: float) -> int | None:
+    """1-based count of trials until the running best reaches ``threshold``; None if it never does."""
+    best = -math.inf
+    for count, reward in enumerate(rewards, start=1):
+        best = max(best, reward)
+        if best >= threshold:
+            return count
+    return None
+
+
+def near_best_threshold(best: float) -> float:
+    """95% of the best reward; for a negative best, 5% of its size below it (the same distance)."""
+    return best - (1.0 - NEAR_BEST_SHARE) * abs(best)
+
+
+def reward_curves(rows: Rows) -> dict[str, list[float]]:
+    """Each search strategy's validation rewards in trial order (references left out)."""
+    return {s: [float(r["reward"]) for r in trials] for s, trials in rows.items()
+            if s in SEARCH_STRATEGIES and trials}  # a strategy that failed has no rows and no curve
+
+
+def search_efficiency(rows: Rows) -> tuple[float, dict[str, int | None]]:
+    """The best reward any search strategy found, and the trials each needs to reach 95% of it."""
+    curves = reward_curves(rows)
+    if not curves:
+        return math.nan, {}
+    best = max(max(rewards) for rewards in curves.values())
+    threshold = near_best_threshold(best)
+    return best, {strategy: trials_to_reach(rewards, threshold) for strategy, rewards in curves.items()}
+
+
+def best_validation_differences(seeds: Sequence[Rows], rivals: Sequence[str]) -> dict[str, Interval]:
+    """hgen's best validation reward minus each rival's, seed by seed where both searched."""
+    differences = {}
+    for rival in rivals:
+        values = [max(curves["hgen"]) - max(curves[rival]) for curves in map(reward_curves, seeds)
+                  if "hgen" in curves and rival in curves]
+        if values:
+            differences[rival] = bootstrap_mean_interval(values)
+    return differences
+
+
+def median_trials_to_near_best(seeds: Sequence[Rows]) -> dict[str, float]:
+    """Per strategy, the median over seeds of the trials it needed to reach 95% of its seed's best; a seed where
+    it never got there counts as one trial past its budget (so a strategy that rarely gets there cannot look fast)."""
+    needed: dict[str, list[float]] = {}
+    for rows in seeds:
+        for strategy, count in search_efficiency(rows)[1].items():
+            needed.setdefault(strategy, []).append(count if count is not None else len(rows[strategy]) + 1)
+    return {strategy: statistics.median(counts) for strategy, counts in needed.items()}
