@@ -68,6 +68,11 @@ def _search(args: argparse.Namespace) -> int:
     from hgen_ray.search.setup import gate_summary
 
     config = None if args.resume else load_config(args.config)
+    if args.storage_path is not None:
+        if config is None:
+            raise ConfigError("--storage-path: a resume keeps the storage its search began with (in DIR/search.yaml); "
+                              "allowed: only with --config for a new search")
+        config = dataclasses.replace(config, search=dataclasses.replace(config.search, storage_path=args.storage_path))
     if config is not None:
         architecture_for(config)  # the model settings are checked before any work
     commit = git_commit()
@@ -133,6 +138,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="with --resume: resume even if DIR or its Tune state belongs to another user or is group- "
                              "or world-writable. Risky: a resume unpickles that state, and a pickle can run any code")
     search.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local node)")
+    search.add_argument("--storage-path", help="where Tune keeps its state, overriding search.storage_path: on a "
+                        "multi-node cluster an absolute folder every node mounts, or s3://bucket/prefix")
     search.set_defaults(run=_search)
     bench = commands.add_parser("bench", help="every strategy with the same budget, on each architecture, plus "
                                 "system figures")

@@ -147,3 +147,20 @@ def test_a_cache_dir_that_climbs_out_of_the_working_dir_is_refused(tmp_path: Pat
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and "cache_dir: '../../../../tmp/elsewhere' leads outside the working directory" in error[0]
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [(["--resume", "runs/x", "--storage-path", "/mnt/shared"],
+      "--storage-path: a resume keeps the storage its search began with"),
+     (["--out", "OUT", "--storage-path", "relative/folder"], "search.storage_path: 'relative/folder' is relative")],
+)
+def test_a_bad_storage_path_gives_one_line_exit_2_before_any_work(
+        tmp_path: Path, tiny_config: ExperimentConfig, arguments: list[str], message: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    arguments = [str(out) if a == "OUT" else a for a in arguments]
+    assert main(["search", "--config", str(_write_config(tmp_path, tiny_config)), *arguments]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and message in error[0], error
+    assert not (out / "search.yaml").exists()

@@ -47,7 +47,8 @@ def _ray(env: dict[str, str], *args: str, auth: str = "token", timeout: float = 
                           timeout=timeout, cwd=REPO)
 
 
-def _job_config(tiny_config: ExperimentConfig, trials: int, concurrent: int) -> ExperimentConfig:
+def _job_config(tiny_config: ExperimentConfig, trials: int, concurrent: int, storage: Path) -> ExperimentConfig:
+    """A search for the cluster; Tune's state goes to ``storage``, the folder every node shares."""
     return dataclasses.replace(
         tiny_config,
         # Trials long enough (~6 s) that the worker's trial process is up before the head's finishes them all.
@@ -56,7 +57,7 @@ def _job_config(tiny_config: ExperimentConfig, trials: int, concurrent: int) -> 
         # A fresh trial process per trial: concurrent 1-CPU trials on 1-CPU nodes must then land on
         # different nodes. (With warm-process reuse, a run here once kept every trial on one node; see README.)
         search=SearchConfig(trials=trials, max_concurrent_trials=concurrent, warmup_trials=2, updates_per_trial=2,
-                            references=False, reuse_actors=False),
+                            references=False, reuse_actors=False, storage_path=str(storage)),
     )
 
 
@@ -104,13 +105,18 @@ def _state(env: dict[str, str], kind: str, *filters: str) -> list[dict]:
 def test_search_submitted_as_a_ray_job_succeeds_and_uses_both_nodes(
     cluster: dict[str, str], tmp_path: Path, tiny_config: ExperimentConfig, trained_base
 ) -> None:  # type: ignore[no-untyped-def]
-    job_id, out = _submit(cluster, _job_config(tiny_config, trials=6, concurrent=2), tmp_path, "results")
+    shared = tmp_path / "shared-storage"
+    job_id, out = _submit(cluster, _job_config(tiny_config, trials=6, concurrent=2, storage=shared), tmp_path,
+                          "results")
     status, logs = _wait_for_job(cluster, job_id)
     assert f"job '{job_id}' succeeded" in status, logs[-3000:]
     assert "trial 6/6" in logs
     rows = _trial_rows(out)
     assert len(rows) == 6 and all(r["status"] == "TERMINATED" for r in rows)
     assert len({r["node_id"] for r in rows}) == 2, "trials should run on the head and on the worker"
+    # Every node (each in its own working dir, see start.sh) wrote its trials' results to the shared storage.
+    experiment = next(shared.iterdir())
+    assert len(list(experiment.glob("*/result.json"))) == 6 and not (out / "tune").exists()
     assert (out / "best" / "model.pt").is_file() and (out / "report.md").is_file()
     token = (Path.home() / ".ray" / "auth_token").read_text().strip()
     assert token and token not in logs  # the secret never reaches logs or results
@@ -148,7 +154,9 @@ def test_unreachable_address_fails_fast_with_one_line(tmp_path: Path, tiny_confi
 @pytest.mark.parametrize(
     ("search", "message"),
     [({"gpus_per_trial": 0.25}, "search.gpus_per_trial: 0.25 asked for, but no node"),
-     ({"cpus_per_trial": 64}, "search.cpus_per_trial: 64 exceeds the most CPUs on one node (1)")],
+     ({"cpus_per_trial": 64}, "search.cpus_per_trial: 64 exceeds the most CPUs on one node (1)"),
+     ({}, "search.storage_path: not set, but this Ray cluster has 2 nodes"),
+     ({"storage_path": "runs/shared"}, "search.storage_path: 'runs/shared' is relative")],
 )
 def test_trials_the_cluster_cannot_hold_are_refused(cluster: dict[str, str], tmp_path: Path,
                                                     tiny_config: ExperimentConfig, search: dict,
@@ -197,7 +205,7 @@ def test_a_worker_node_killed_mid_search_has_its_trial_rerun_elsewhere_and_the_j
     try:
         doomed = _wait_for(lambda: [n["node_id"] for n in _state(cluster, "nodes", "state=ALIVE")
                                     if "doomed_node" in n.get("resources_total", {})], 120, "the extra node")[0]
-        config = _job_config(tiny_config, trials=6, concurrent=3)
+        config = _job_config(tiny_config, trials=6, concurrent=3, storage=tmp_path / "shared")
         # Trials of ~15 s, so that the kill, a few seconds after a trial's process appears, lands mid-trial.
         config = dataclasses.replace(config, data=dataclasses.replace(config.data, test_per_category=1000))
         job_id, out = _submit(cluster, config, tmp_path, "survivor")
@@ -225,7 +233,7 @@ def test_two_searches_at_once_keep_their_own_results_and_people(
     plans = {"first": (3, 3), "second": (4, 5)}  # name: (trials, people), different so that a mix would show
     jobs = {}
     for name, (trials, people) in plans.items():
-        config = _job_config(tiny_config, trials=trials, concurrent=1)
+        config = _job_config(tiny_config, trials=trials, concurrent=1, storage=tmp_path / "shared")
         config = dataclasses.replace(config, human_pool=dataclasses.replace(config.human_pool, size=people))
         jobs[name] = _submit(cluster, config, tmp_path, name)
     ray_job_ids = {}

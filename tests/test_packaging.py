@@ -11,7 +11,7 @@ import yaml
 import hgen_ray
 
 REPO = Path(__file__).resolve().parents[1]
-IMAGE = f"ghcr.io/hgen-ray/hgen-ray:{hgen_ray.__version__}"
+IMAGE = f"REGISTRY/hgen-ray:{hgen_ray.__version__}"  # a placeholder: no public image exists; README says how to push one
 
 
 def _pins() -> dict[str, str]:

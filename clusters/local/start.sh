@@ -78,7 +78,10 @@ start_time() {  # a process's start, in clock ticks since boot: with its pid, wh
 
 launch() {  # name, then `ray start` arguments; records the node's process group and its leader's start time
   local name="$1"; shift
-  setsid "$ray_bin" start --block "$@" > "$state/logs/$name.log" 2>&1 &
+  # Each node works in its own folder, as nodes on separate machines would: nothing may rely on a shared
+  # working directory (Tune's state goes to search.storage_path, which every node reaches).
+  mkdir -p "$state/nodes/$name"
+  (cd "$state/nodes/$name" && exec setsid "$ray_bin" start --block "$@" > "$state/logs/$name.log" 2>&1) &
   echo "$! $(start_time "$!")" >> "$state/pgids"
 }
 

@@ -122,7 +122,8 @@ def measure_throughput(config: ExperimentConfig, trials: int, workers: int, out:
         raise ConfigError(f"bench.scaling_trials: needs {LOCAL_CLUSTER}/start.sh from an hgen-ray checkout; "
                           "allowed here: 0")
     search = dataclasses.replace(config.search, algorithm="random", trials=trials, max_concurrent_trials=workers,
-                                 cpus_per_trial=1, references=False, reuse_actors=False)
+                                 cpus_per_trial=1, references=False, reuse_actors=False,
+                                 storage_path=str(out / "storage"))  # what every node of the cluster reaches
     out.mkdir(parents=True, exist_ok=True)
     config_file = out / "config.yaml"
     config_file.write_text(yaml.safe_dump(as_dict(dataclasses.replace(config, search=search)), sort_keys=False))

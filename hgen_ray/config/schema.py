@@ -221,6 +221,7 @@ class SearchConfig:
     epsilon_floor: float = field(default=0.1, metadata=_range(0.0, 1.0))  # hgen's DQN never explores less (assumed)
     hidden_units: int = field(default=64, metadata=_range(4, 1024))  # width of the agents' two hidden layers
     imagined_per_trial: int = field(default=0, metadata=_range(0, 1000))  # hgen: episodes the reward model scores per finished trial (off: 16 lost on the synthetic cliff, docs/results/imagination.md)
+    storage_path: str | None = None  # Tune's state: null = <out>/tune (one node); on a multi-node cluster a folder every node mounts, or s3://, gs://
     trial_retries: int = field(default=1, metadata=_range(0, 10))  # reruns of a failed trial (a lost node) before it is scored failed
     references: bool = True  # also evaluate `original` and `human_only` (on test) for the report
     test_evaluation: str = field(default="pareto", metadata=_choices("pareto", "best"))  # chosen H-DNNs measured on test

@@ -9,8 +9,11 @@ import os
 import stat
 from pathlib import Path
 
+import yaml
+
 from hgen_ray.config import ConfigError
 from hgen_ray.report import write_csv_atomic
+from hgen_ray.search.tune_location import TUNE_DIR, local_tune_dir, tune_location
 from hgen_ray.search.tune_state import WHOLE_COPY_DIR, recorded_trial_ids
 
 __all__ = ["SEARCH_CONFIG_FILE", "SEARCH_FORMAT", "SEARCH_FORMAT_FILE", "TUNE_DIR", "UNRECORDED_TRIALS_FILE",
@@ -22,7 +25,6 @@ SEARCH_CONFIG_FILE = "search.yaml"
 SEARCH_FORMAT_FILE = "search-format.json"
 # Format 3: the space has a gate step and the human step proposes a share d; the controller's saved state differs.
 SEARCH_FORMAT = {"format": 3, "scored_on": "validation", "reported_on": "test"}
-TUNE_DIR = "tune"
 UNRECORDED_TRIALS_FILE = "trials-unrecorded.csv"  # see keep_unrecorded_trials
 
 
@@ -60,8 +62,10 @@ def prepare_output_dir(out: Path, resume: bool, trust: bool = False) -> Path:
     """
     out = out.resolve()
     if resume:
-        if not (out / SEARCH_CONFIG_FILE).is_file() or not (out / TUNE_DIR).is_dir():
-            raise ConfigError(f"--resume {out}: no search to resume there (no {SEARCH_CONFIG_FILE} and {TUNE_DIR}/)")
+        tune_dir = local_tune_dir(saved_tune_location(out)) if (out / SEARCH_CONFIG_FILE).is_file() else None
+        if not (out / SEARCH_CONFIG_FILE).is_file() or (tune_dir is not None and not tune_dir.is_dir()):
+            raise ConfigError(f"--resume {out}: no search to resume there (no {SEARCH_CONFIG_FILE} and Tune's state "
+                              f"{tune_dir or TUNE_DIR + '/'})")
         if not (out / SEARCH_FORMAT_FILE).is_file():
             raise ConfigError(f"--resume {out}: this search was made before hgen-ray scored on validation and "
                               "reported on test; its trials cannot be mixed with new ones: start a new search")
@@ -69,28 +73,39 @@ def prepare_output_dir(out: Path, resume: bool, trust: bool = False) -> Path:
             raise ConfigError(f"--resume {out}: this search was made by an earlier hgen-ray whose search space had no "
                               "gate step; its controller cannot go on in today's space: start a new search")
         if not trust:
-            check_only_we_could_write(out)
-        keep_unrecorded_trials(out, recorded_trial_ids(out / TUNE_DIR))
+            check_only_we_could_write(out, tune_dir)
+        if tune_dir is not None:
+            keep_unrecorded_trials(out, recorded_trial_ids(tune_dir))
         return out
     if (out / SEARCH_CONFIG_FILE).exists():
         raise ConfigError(f"--out {out}: already holds a search; use --resume {out} or choose another --out")
     return create_output_dir(out)
 
 
-def check_only_we_could_write(out: Path) -> None:
+def saved_tune_location(out: Path) -> str:
+    """Where the search in ``out`` keeps Tune's state, from its saved config's ``search.storage_path``."""
+    document = yaml.safe_load((out / SEARCH_CONFIG_FILE).read_text(encoding="utf-8")) or {}
+    return tune_location(out, (document.get("search") or {}).get("storage_path"))
+
+
+def check_only_we_could_write(out: Path, tune: Path | None) -> None:
     """Refuse to resume from state another user could have written: a resume unpickles Tune's state (the
     searcher, the trials), and unpickling runs whatever code the pickle names.
 
-    Checks the folder, its ``tune/`` folder and everything directly in it (Tune's pickles live there), and the
-    last whole copy of that state (a resume may put it back).
+    Checks the folder, Tune's state folder ``tune`` and everything directly in it (Tune's pickles live there), and
+    the last whole copy of that state (a resume may put it back). State in object storage (``tune`` None) is
+    guarded by the store's own permissions, which this cannot read: the log says so.
 
     Raises:
         ConfigError: One of them is not the current user's, or is group- or world-writable.
     """
-    tune, copy = out / TUNE_DIR, out / TUNE_DIR / WHOLE_COPY_DIR
+    if tune is None:
+        log.warning("Tune's state is in object storage: who could write it there is not checked before unpickling")
+        return
+    copy = tune / WHOLE_COPY_DIR
     for path in [out, tune, *sorted(tune.iterdir()), *(sorted(copy.iterdir()) if copy.is_dir() else [])]:
         info = path.lstat()
-        shown = path.relative_to(out.parent)
+        shown = path.relative_to(out.parent) if path.is_relative_to(out.parent) else path
         if info.st_uid != os.getuid():
             raise ConfigError(f"--resume {out}: {shown} belongs to user id {info.st_uid}, not you; resuming unpickles "
                               "Tune's state, which can run code: resume only your own searches, or pass --trust")

@@ -41,12 +41,13 @@ from hgen_ray.search.output_dir import (
     SEARCH_CONFIG_FILE,
     SEARCH_FORMAT,
     SEARCH_FORMAT_FILE,
-    TUNE_DIR,
     create_output_dir,
     prepare_output_dir,
 )
 from hgen_ray.search.setup import Prepared, absolute_paths, check_budget_is_possible, prepare, searcher
 from hgen_ray.trial import TrialContext, run_trial
+from hgen_ray.search.tune_location import check_shared_storage, check_storage_path, local_tune_dir, tune_location, \
+    tune_run_place
 from hgen_ray.search.tune_state import KeepWholeState
 
 __all__ = ["SearchRun", "run_search"]
@@ -110,9 +111,11 @@ def _run_search(config: ExperimentConfig | None, out: Path, resume: bool, addres
     assert config is not None
     started = time.perf_counter()
     config = absolute_paths(config)  # while the cwd still exists (see leave_job_working_dir)
+    check_storage_path(config.search.storage_path)
     init_ray(address)
     leave_job_working_dir(out)
     check_cluster_fits(config)
+    check_shared_storage(config.search.storage_path)
     prepared = prepare(config)
     config, data = prepared.config, prepared.data
     if not resume:
@@ -124,8 +127,9 @@ def _run_search(config: ExperimentConfig | None, out: Path, resume: bool, addres
         trial = trainable(TrialContext(experiment=config, data=data, pool=pool,
                                        input_shape=tuple(prepared.sample.shape[1:])))
         if resume:
-            log.info("resuming the search in %s", out / TUNE_DIR)
-            tuner = tune.Tuner.restore(str(out / TUNE_DIR), trainable=trial, resume_unfinished=True,
+            location = tune_location(out, config.search.storage_path)
+            log.info("resuming the search in %s (Tune's state: %s)", out, location)
+            tuner = tune.Tuner.restore(location, trainable=trial, resume_unfinished=True,
                                        resume_errored=False, restart_errored=False)
         else:
             tuner = new_tuner(prepared, trial, out, Progress(config.search.trials))
@@ -186,14 +190,17 @@ def new_tuner(prepared: Prepared, trial: Any, out: Path, progress: Progress) -> 
         metric="reward",
         mode="max",
     )
+    location = tune_location(out, config.search.storage_path)
+    storage_path, name = tune_run_place(location)
+    tune_dir = local_tune_dir(location)
     run_config = tune.RunConfig(
-        name=TUNE_DIR,
-        storage_path=str(out),
+        name=name,
+        storage_path=storage_path,  # a folder every node mounts, or object storage, on a multi-node cluster
         # Tune cannot tell a trial whose node died from one whose candidate crashed, so every
         # failed trial is rerun trial_retries times; a crash that repeats then scores infeasible.
         failure_config=tune.FailureConfig(max_failures=config.search.trial_retries, fail_fast=False),
         callbacks=[progress, TrialsTable(out, failed_reward(config.reward)), OutputGuard(out),
-                   KeepWholeState(out / TUNE_DIR)],
+                   *([KeepWholeState(tune_dir)] if tune_dir is not None else [])],  # a copy needs a local folder
         verbose=0,
     )
     return tune.Tuner(trial, tune_config=tune_config, run_config=run_config)

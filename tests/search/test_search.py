@@ -30,6 +30,7 @@ from hgen_ray.hdnn import load_hdnn
 from hgen_ray.metric import PARETO_OBJECTIVES, failed_reward, pareto_front
 from hgen_ray.search import prepare, search_space
 from hgen_ray.search.setup import labour_within_pool
+from hgen_ray.search.tune_location import tune_location
 from hgen_ray.search.tune_state import WHOLE_COPY_DIR
 
 REPO = Path(__file__).resolve().parents[2]
@@ -249,18 +250,23 @@ def test_resume_after_sigkill_finishes_the_plan_without_rerunning(tmp_path: Path
     assert len(_rewards_in(state)) == planned  # learning went on from where it stopped, not from zero
 
 
-@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("stop, shared_storage", [(signal.SIGINT, False), (signal.SIGTERM, True)])
 def test_ctrl_c_mid_search_says_how_to_resume_keeps_only_finished_rows_and_resume_finishes(
-        tmp_path: Path, tiny_config: ExperimentConfig, stop: signal.Signals) -> None:
+        tmp_path: Path, tiny_config: ExperimentConfig, stop: signal.Signals, shared_storage: bool) -> None:
+    """SIGINT and SIGTERM alike; the SIGTERM run keeps Tune's state in search.storage_path, and resumes from it."""
     planned = 12
-    config = write_config(tmp_path / "config.yaml", search_config(tiny_config, trials=planned, references=True))
+    storage = str(tmp_path / "shared") if shared_storage else None
+    config = write_config(tmp_path / "config.yaml", search_config(tiny_config, trials=planned, references=True,
+                                                                  storage_path=storage))
     out = tmp_path / "out"
+    tune_dir = Path(tune_location(out.resolve(), storage))
+    assert (tune_dir.parent == tmp_path / "shared") == shared_storage
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     command = [sys.executable, "-m", "hgen_ray.cli", "search"]
     driver = subprocess.Popen([*command, "--config", str(config), "--out", str(out)], cwd=REPO, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.time() + 400
-    while _finished_trials(out / "tune") < 3 and time.time() < deadline and driver.poll() is None:
+    while _finished_trials(tune_dir) < 3 and time.time() < deadline and driver.poll() is None:
         time.sleep(0.5)
     driver.send_signal(stop)  # to the driver alone, as `kill` or a job scheduler would send it
     _, stderr = driver.communicate(timeout=300)
@@ -277,6 +283,7 @@ def test_ctrl_c_mid_search_says_how_to_resume_keeps_only_finished_rows_and_resum
                              timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert len(_rows(out)) == planned and (out / "report.md").is_file()
+    assert _finished_trials(tune_dir) >= planned and (out / "tune").exists() != shared_storage
 
 
 def _terminated_in_saved_state(tune_dir: Path) -> set[str]:
