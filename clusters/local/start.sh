@@ -54,6 +54,7 @@ if [ -s "$state/pgids" ]; then
   exit 2
 fi
 mkdir -p "$state/logs"
+state="$(cd "$state" && pwd)"  # each node starts in its own folder: every path below must be absolute
 : > "$state/pgids"
 echo "$gcs_port" > "$state/gcs_port"
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from hgen_ray.atomic_write import write_text_atomic
 from hgen_ray.bench.search_efficiency import best_validation_differences, median_trials_to_near_best, \
-    reward_curves, search_efficiency
+    reward_curves, search_efficiency, trials_to_near_best_differences
 from hgen_ray.config import CHALLENGE_CATEGORIES
 from hgen_ray.gate_quality import GATE_MEASURES, is_gate_measure
 from hgen_ray.report.plots import plot_reward_bands
@@ -178,13 +178,13 @@ def _search_goals(results: Sequence[ArchitectureResult]) -> list[Goal]:
     for rival, best in best_validation_differences(seeds, RIVALS).items():
         goals.append(Goal(f"hgen's best validation reward > {rival}'s", best.clears_above(0.0),
                           f"hgen - {rival}: {best.text(1, 3)}, {_seeds_text(best.n, len(results))}"))
-    needed = median_trials_to_near_best(seeds)
-    if "hgen" in needed:
-        for rival in (r for r in RIVALS if r in needed):
-            goals.append(Goal(f"hgen's median trials to 95% of the best < {rival}'s",
-                              needed["hgen"] < needed[rival] and len(results) >= MIN_SEEDS_FOR_A_CLAIM,
-                              f"{needed['hgen']:g} against {needed[rival]:g} (validation; never reached counts as "
-                              f"budget + 1), {len(results)} seeds" + _too_few(len(results))))
+    medians = median_trials_to_near_best(seeds)
+    for rival, fewer in trials_to_near_best_differences(seeds, RIVALS).items():
+        goals.append(Goal(f"hgen needs fewer trials than {rival} to reach 95% of the best",
+                          fewer.n >= MIN_SEEDS_FOR_A_CLAIM and fewer.high < 0.0 and medians["hgen"] < medians[rival],
+                          f"median {medians['hgen']:g} against {medians[rival]:g}; hgen - {rival}: "
+                          f"{fewer.text(1, 3)} trials (validation; never reached counts as budget + 1), "
+                          f"{_seeds_text(fewer.n, len(results))}"))
     return goals
 
 

@@ -17,7 +17,8 @@ from typing import Any
 from hgen_ray.report.seed_intervals import Interval, bootstrap_mean_interval
 
 __all__ = ["NEAR_BEST_SHARE", "SEARCH_STRATEGIES", "best_validation_differences", "median_trials_to_near_best",
-           "near_best_threshold", "reward_curves", "search_efficiency", "trials_to_reach"]
+           "near_best_threshold", "reward_curves", "search_efficiency", "trials_to_near_best",
+           "trials_to_near_best_differences", "trials_to_reach"]
 
 Rows = Mapping[str, Sequence[Mapping[str, Any]]]  # strategy -> its trial rows, in trial order
 SEARCH_STRATEGIES = ("hgen", "random", "compression_only", "optuna")
@@ -66,11 +67,28 @@ def best_validation_differences(seeds: Sequence[Rows], rivals: Sequence[str]) ->
     return differences
 
 
+def trials_to_near_best(rows: Rows) -> dict[str, int]:
+    """Per search strategy in one seed, the trials it needed to reach 95% of the best any strategy found there; one
+    past its budget where it never got there (so a strategy that rarely gets there cannot look fast)."""
+    return {strategy: count if count is not None else len(rows[strategy]) + 1
+            for strategy, count in search_efficiency(rows)[1].items()}
+
+
 def median_trials_to_near_best(seeds: Sequence[Rows]) -> dict[str, float]:
-    """Per strategy, the median over seeds of the trials it needed to reach 95% of its seed's best; a seed where
-    it never got there counts as one trial past its budget (so a strategy that rarely gets there cannot look fast)."""
-    needed: dict[str, list[float]] = {}
+    """Per strategy, the median over the seeds it ran in of :func:`trials_to_near_best`."""
+    needed: dict[str, list[int]] = {}
     for rows in seeds:
-        for strategy, count in search_efficiency(rows)[1].items():
-            needed.setdefault(strategy, []).append(count if count is not None else len(rows[strategy]) + 1)
+        for strategy, count in trials_to_near_best(rows).items():
+            needed.setdefault(strategy, []).append(count)
     return {strategy: statistics.median(counts) for strategy, counts in needed.items()}
+
+
+def trials_to_near_best_differences(seeds: Sequence[Rows], rivals: Sequence[str]) -> dict[str, Interval]:
+    """hgen's trials to near the best minus each rival's, seed by seed where both searched."""
+    per_seed = [trials_to_near_best(rows) for rows in seeds]
+    differences = {}
+    for rival in rivals:
+        values = [float(needed["hgen"] - needed[rival]) for needed in per_seed if "hgen" in needed and rival in needed]
+        if values:
+            differences[rival] = bootstrap_mean_interval(values)
+    return differences

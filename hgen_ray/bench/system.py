@@ -33,8 +33,9 @@ import yaml
 from hgen_ray.config import ConfigError, ExperimentConfig, as_dict
 from hgen_ray.config import config_to_candidate
 from hgen_ray.human import HumanPool
-from hgen_ray.search import TUNE_DIR, prepare, run_search
+from hgen_ray.search import prepare, run_search
 from hgen_ray.search.setup import searcher
+from hgen_ray.search.tune_location import tune_location
 from hgen_ray.trial import evaluate_candidate
 
 __all__ = ["OverheadFigures", "git_commit", "machine_description", "measure_overhead", "measure_throughput"]
@@ -139,7 +140,7 @@ def measure_throughput(config: ExperimentConfig, trials: int, workers: int, out:
                            stderr=subprocess.STDOUT, timeout=SEARCH_TIMEOUT_S)
     finally:
         subprocess.run([str(LOCAL_CLUSTER / "stop.sh")], env=env, capture_output=True, timeout=120)
-    return _trials_per_minute(out / "search" / TUNE_DIR)
+    return _trials_per_minute(Path(tune_location((out / "search").resolve(), search.storage_path)))
 
 
 def git_commit() -> str:

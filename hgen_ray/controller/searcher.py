@@ -120,7 +120,7 @@ class HGenSearcher(Searcher):
                                                 self.settings.hidden_units, self.seed + 1)
         self.rng = np.random.default_rng([self.seed, 1])  # warm-up draws, not the random baseline's
         self.explore_rng = np.random.default_rng([self.seed, 2])  # epsilon-greedy's draws
-        self.imagine_rng = np.random.default_rng([self.seed, 3])  # imagination's, so real candidates stay the same
+        self.imagine_rng = np.random.default_rng([self.seed, 3])  # imagined rollouts' warm-up and epsilon draws
         self.reward_model = RewardModel(self.seed)
         self.pending: dict[str, Rollout] = {}
         self.suggested = 0
@@ -262,15 +262,22 @@ class HGenSearcher(Searcher):
         self.continuous_agent.set_state(state["continuous"])
         self.rng.bit_generator.state = state["rng"]
         self.explore_rng.bit_generator.state = state["explore_rng"]
-        self.imagine_rng.bit_generator.state = state["imagine_rng"]
+        if "imagine_rng" in state:  # a search saved before imagination existed has none, and no imagined episodes
+            self.imagine_rng.bit_generator.state = state["imagine_rng"]
         self.pending = state["pending"]
         self.suggested = state["suggested"]
         self.rewards = state["rewards"]
         self.agent_rewards = state["agent_rewards"]
-        self.measured_features = state["measured_features"]
-        self.imagined_features = state["imagined_features"]
-        self.imagined_order = state["imagined_order"]
+        self.measured_features = state.get("measured_features") or self._features_of_stored_episodes()
+        self.imagined_features = state.get("imagined_features", [])
+        self.imagined_order = state.get("imagined_order") or [False] * len(self.measured_features)
         self.finished = state["finished"]
+
+    def _features_of_stored_episodes(self) -> list[np.ndarray]:
+        """The reward model's view of every episode the agents hold, rebuilt from their actions."""
+        return [candidate_features(discrete, [float(value[0]) for value in continuous])
+                for (_, discrete), (_, continuous) in zip(self.discrete_agent.episodes,
+                                                          self.continuous_agent.episodes, strict=True)]
 
     def state_digest(self) -> str:
         """A hash of weights, optimizers, replay buffers and history (see :mod:`.state_digest`)."""

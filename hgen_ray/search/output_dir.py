@@ -83,7 +83,14 @@ def prepare_output_dir(out: Path, resume: bool, trust: bool = False) -> Path:
 
 
 def saved_tune_location(out: Path) -> str:
-    """Where the search in ``out`` keeps Tune's state, from its saved config's ``search.storage_path``."""
+    """Where the search in ``out`` keeps Tune's state: ``out/tune`` (wherever ``out`` now is), or the place under
+    ``search.storage_path`` recorded when it began (so a moved or remounted ``out`` still finds it)."""
+    try:
+        recorded = json.loads((out / SEARCH_FORMAT_FILE).read_text()).get("tune_location")
+    except (OSError, ValueError, AttributeError):
+        recorded = None
+    if recorded:
+        return str(recorded)
     document = yaml.safe_load((out / SEARCH_CONFIG_FILE).read_text(encoding="utf-8")) or {}
     return tune_location(out, (document.get("search") or {}).get("storage_path"))
 
@@ -94,14 +101,15 @@ def check_only_we_could_write(out: Path, tune: Path | None) -> None:
 
     Checks the folder, Tune's state folder ``tune`` and everything directly in it (Tune's pickles live there), and
     the last whole copy of that state (a resume may put it back). State in object storage (``tune`` None) is
-    guarded by the store's own permissions, which this cannot read: the log says so.
+    guarded by the store's own permissions, which this cannot read: it is refused.
 
     Raises:
         ConfigError: One of them is not the current user's, or is group- or world-writable.
     """
     if tune is None:
-        log.warning("Tune's state is in object storage: who could write it there is not checked before unpickling")
-        return
+        raise ConfigError(f"--resume {out}: Tune's state is in object storage ({saved_tune_location(out)}), where who "
+                          "could write it cannot be checked; resuming unpickles it, which can run code: pass --trust "
+                          "if only you can write there")
     copy = tune / WHOLE_COPY_DIR
     for path in [out, tune, *sorted(tune.iterdir()), *(sorted(copy.iterdir()) if copy.is_dir() else [])]:
         info = path.lstat()

@@ -43,6 +43,7 @@ from hgen_ray.search.output_dir import (
     SEARCH_FORMAT_FILE,
     create_output_dir,
     prepare_output_dir,
+    saved_tune_location,
 )
 from hgen_ray.search.setup import Prepared, absolute_paths, check_budget_is_possible, prepare, searcher
 from hgen_ray.trial import TrialContext, run_trial
@@ -121,13 +122,15 @@ def _run_search(config: ExperimentConfig | None, out: Path, resume: bool, addres
     if not resume:
         check_budget_is_possible(prepared)
         write_text_atomic(out / SEARCH_CONFIG_FILE, yaml.safe_dump(as_dict(config), sort_keys=False))
-        write_text_atomic(out / SEARCH_FORMAT_FILE, json.dumps(SEARCH_FORMAT) + "\n")
+        # With shared storage, where Tune's state went is recorded, so that a moved or remounted --out finds it.
+        location = {"tune_location": tune_location(out, config.search.storage_path)} if config.search.storage_path else {}
+        write_text_atomic(out / SEARCH_FORMAT_FILE, json.dumps({**SEARCH_FORMAT, **location}) + "\n")
     pool = HumanPool(config.human_pool, config.seed, prepared.architecture.people_calibration(config, data))
     try:
         trial = trainable(TrialContext(experiment=config, data=data, pool=pool,
                                        input_shape=tuple(prepared.sample.shape[1:])))
         if resume:
-            location = tune_location(out, config.search.storage_path)
+            location = saved_tune_location(out)
             log.info("resuming the search in %s (Tune's state: %s)", out, location)
             tuner = tune.Tuner.restore(location, trainable=trial, resume_unfinished=True,
                                        resume_errored=False, restart_errored=False)

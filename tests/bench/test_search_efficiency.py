@@ -9,6 +9,7 @@ from hgen_ray.bench.search_efficiency import (
     median_trials_to_near_best,
     near_best_threshold,
     search_efficiency,
+    trials_to_near_best_differences,
     trials_to_reach,
 )
 
@@ -49,3 +50,5 @@ def test_never_reaching_the_best_counts_as_one_trial_past_the_budget() -> None:
              _rows(hgen=[1.0, 0.0, 0.0], random=[0.0, 0.0, 1.0]),
              _rows(hgen=[0.0, 0.0, 1.0], random=[1.0, 0.0, 0.0])]
     assert median_trials_to_near_best(seeds) == {"hgen": 2, "random": 3}
+    fewer = trials_to_near_best_differences(seeds, ["random"])["random"]  # per seed: 2 - 4, 1 - 3, 3 - 1
+    assert fewer.n == 3 and fewer.mean == pytest.approx(-2 / 3)

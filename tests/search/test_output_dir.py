@@ -45,3 +45,25 @@ def test_state_someone_else_could_write_is_refused_in_one_line_unless_trusted(se
     with pytest.raises(ConfigError, match=r"^--resume .*: .*(writable|belongs to user id).*, or pass --trust$"):
         prepare_output_dir(searched, resume=True)
     assert prepare_output_dir(searched, resume=True, trust=True) == searched.resolve()
+
+
+def test_state_in_object_storage_is_resumed_only_when_trusted(searched: Path) -> None:
+    (searched / SEARCH_CONFIG_FILE).write_text("search: {storage_path: 's3://bucket/hgen'}\n")
+    (searched / SEARCH_FORMAT_FILE).write_text(json.dumps({**SEARCH_FORMAT,
+                                                           "tune_location": "s3://bucket/hgen/run-0a1b2c3d"}))
+    with pytest.raises(ConfigError, match=r"object storage \(s3://bucket/hgen/run-0a1b2c3d\).*pass --trust"):
+        prepare_output_dir(searched, resume=True)
+    assert prepare_output_dir(searched, resume=True, trust=True) == searched.resolve()
+
+
+def test_shared_storage_state_is_found_where_it_was_recorded_even_after_out_moved(searched: Path,
+                                                                                  tmp_path: Path) -> None:
+    shared = tmp_path / "shared" / "run-0a1b2c3d"
+    (searched / TUNE_DIR).rename(shared.parent.mkdir() or shared)
+    (searched / SEARCH_CONFIG_FILE).write_text(f"search: {{storage_path: '{shared.parent}'}}\n")
+    (searched / SEARCH_FORMAT_FILE).write_text(json.dumps({**SEARCH_FORMAT, "tune_location": str(shared)}))
+    moved = searched.rename(tmp_path / "moved")
+    assert prepare_output_dir(moved, resume=True) == moved.resolve()
+    (moved / SEARCH_FORMAT_FILE).write_text(json.dumps(SEARCH_FORMAT))  # without the record: computed from out
+    with pytest.raises(ConfigError, match="no search to resume there"):
+        prepare_output_dir(moved, resume=True)
