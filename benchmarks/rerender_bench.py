@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import shutil
 import sys
 from pathlib import Path
 
@@ -35,15 +34,13 @@ def _header(report: str) -> dict[str, object]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="the bench's output folder (results.json and bench.md)")
-    parser.add_argument("--to", type=Path, help="write there instead of OUT (bench.md and the plots)")
+    parser.add_argument("--to", type=Path, help="write bench.md and the plots there instead of OUT")
     args = parser.parse_args()
     old = (args.out / "bench.md").read_text()
     results = [ArchitectureResult(**entry) for entry in json.loads((args.out / "results.json").read_text())]
     system = old.split("## System", 1)[1].strip().splitlines() if "## System" in old else []
     target = args.to or args.out
     target.mkdir(parents=True, exist_ok=True)
-    if args.to:
-        shutil.copy(args.out / "results.json", target / "results.json")
     print(write_bench_report(target, results, _header(old), system))
     return 0
 
