@@ -56,15 +56,21 @@ def search_efficiency(rows: Rows) -> tuple[float, dict[str, int | None]]:
     return best, {strategy: trials_to_reach(rewards, threshold) for strategy, rewards in curves.items()}
 
 
-def best_validation_differences(seeds: Sequence[Rows], rivals: Sequence[str]) -> dict[str, Interval]:
-    """hgen's best validation reward minus each rival's, seed by seed where both searched."""
+def _hgen_minus(per_seed: Sequence[Mapping[str, float]], rivals: Sequence[str]) -> dict[str, Interval]:
+    """hgen's figure minus each rival's, seed by seed where both searched, as an interval over seeds."""
     differences = {}
     for rival in rivals:
-        values = [max(curves["hgen"]) - max(curves[rival]) for curves in map(reward_curves, seeds)
-                  if "hgen" in curves and rival in curves]
+        values = [float(figures["hgen"] - figures[rival]) for figures in per_seed
+                  if "hgen" in figures and rival in figures]
         if values:
             differences[rival] = bootstrap_mean_interval(values)
     return differences
+
+
+def best_validation_differences(seeds: Sequence[Rows], rivals: Sequence[str]) -> dict[str, Interval]:
+    """hgen's best validation reward minus each rival's, seed by seed where both searched."""
+    best = [{strategy: max(rewards) for strategy, rewards in reward_curves(rows).items()} for rows in seeds]
+    return _hgen_minus(best, rivals)
 
 
 def trials_to_near_best(rows: Rows) -> dict[str, int]:
@@ -85,10 +91,4 @@ def median_trials_to_near_best(seeds: Sequence[Rows]) -> dict[str, float]:
 
 def trials_to_near_best_differences(seeds: Sequence[Rows], rivals: Sequence[str]) -> dict[str, Interval]:
     """hgen's trials to near the best minus each rival's, seed by seed where both searched."""
-    per_seed = [trials_to_near_best(rows) for rows in seeds]
-    differences = {}
-    for rival in rivals:
-        values = [float(needed["hgen"] - needed[rival]) for needed in per_seed if "hgen" in needed and rival in needed]
-        if values:
-            differences[rival] = bootstrap_mean_interval(values)
-    return differences
+    return _hgen_minus([trials_to_near_best(rows) for rows in seeds], rivals)

@@ -53,7 +53,7 @@ class RewardModel:
     def scores(self, measured: np.ndarray, rewards: Sequence[float], imagined: np.ndarray,
                pessimism: float = PESSIMISM) -> np.ndarray:
         """Fit on ``measured`` (one row per candidate) and their ``rewards``, then score each ``imagined`` row
-        pessimistically: the trees' mean minus ``PESSIMISM`` times their spread.
+        pessimistically: the trees' mean minus ``pessimism`` times their spread.
 
         Raises:
             ValueError: Fewer than ``MIN_MEASURED_TO_IMAGINE`` measured candidates.

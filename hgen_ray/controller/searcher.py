@@ -126,8 +126,6 @@ class HGenSearcher(Searcher):
         self.suggested = 0
         self.rewards: list[float] = []  # reported, per finished trial
         self.agent_rewards: list[float] = []  # shaped, per measured episode the agents hold (reused duplicates too)
-        self.measured_features: list[np.ndarray] = []  # the same episodes, as the reward model sees them
-        self.imagined_features: list[np.ndarray] = []  # imagined episodes, scored afresh by each refit model
         self.imagined_order: list[bool] = []  # per episode the agents hold, in order: was it imagined?
         self.finished: dict[tuple, float] = {}  # a measured candidate's canonical form -> its shaped reward
 
@@ -210,28 +208,41 @@ class HGenSearcher(Searcher):
         if len(self.agent_rewards) < MIN_MEASURED_TO_IMAGINE:
             return
         for _ in range(self.settings.imagined_per_trial):
-            episode = self.rollout(explore=True, imagined=True)
-            self.imagined_features.append(candidate_features(episode.discrete, episode.continuous))
-            self._add_to_agents(episode, imagined=True)
+            self._add_to_agents(self.rollout(explore=True, imagined=True), imagined=True)
 
     def episode_ranks(self) -> np.ndarray:
         """Every episode's training reward, in the agents' order: a measured one its rank within the search,
         an imagined one where the reward model's pessimistic score ranks among the measured."""
         measured = iter(centred_ranks(self.agent_rewards))
-        imagined = iter(self._imagined_ranks() if self.imagined_features else [])
+        imagined = iter(self._imagined_ranks() if any(self.imagined_order) else [])
         return np.array([next(imagined) if was_imagined else next(measured) for was_imagined in self.imagined_order])
 
     def _imagined_ranks(self) -> np.ndarray:
         """The model's scores of the imagined episodes, ranked among its scores of the measured ones: both are
         shrunk towards the mean alike, so an imagined twin of the best measured candidate ranks near the top."""
-        count = len(self.imagined_features)
-        scores = self.reward_model.scores(np.stack(self.measured_features), self.agent_rewards,
-                                          np.stack(self.imagined_features + self.measured_features))
-        return ranks_among(scores[:count], scores[count:])
+        features, was_imagined = np.stack(self._episode_features()), np.array(self.imagined_order)
+        imagined, measured = features[was_imagined], features[~was_imagined]
+        scores = self.reward_model.scores(measured, self.agent_rewards, np.concatenate([imagined, measured]))
+        return ranks_among(scores[:len(imagined)], scores[len(imagined):])
+
+    @property
+    def measured_features(self) -> list[np.ndarray]:
+        """The measured episodes as the reward model sees them, in order (aligned with ``agent_rewards``)."""
+        return [f for f, was_imagined in zip(self._episode_features(), self.imagined_order) if not was_imagined]
+
+    @property
+    def imagined_features(self) -> list[np.ndarray]:
+        """The imagined episodes as the reward model sees them, in order."""
+        return [f for f, was_imagined in zip(self._episode_features(), self.imagined_order) if was_imagined]
+
+    def _episode_features(self) -> list[np.ndarray]:
+        """Every episode the agents hold, as the reward model sees it, rebuilt from their actions."""
+        return [candidate_features(discrete, [float(value[0]) for value in continuous])
+                for (_, discrete), (_, continuous) in zip(self.discrete_agent.episodes,
+                                                          self.continuous_agent.episodes, strict=True)]
 
     def _remember(self, episode: Rollout, shaped_reward: float) -> None:
         self.agent_rewards.append(shaped_reward)
-        self.measured_features.append(candidate_features(episode.discrete, episode.continuous))
         self._add_to_agents(episode, imagined=False)
 
     def _add_to_agents(self, episode: Rollout, imagined: bool) -> None:
@@ -251,8 +262,6 @@ class HGenSearcher(Searcher):
             "suggested": self.suggested,
             "rewards": self.rewards,
             "agent_rewards": self.agent_rewards,
-            "measured_features": self.measured_features,
-            "imagined_features": self.imagined_features,
             "imagined_order": self.imagined_order,
             "finished": self.finished,
         }
@@ -268,16 +277,8 @@ class HGenSearcher(Searcher):
         self.suggested = state["suggested"]
         self.rewards = state["rewards"]
         self.agent_rewards = state["agent_rewards"]
-        self.measured_features = state.get("measured_features") or self._features_of_stored_episodes()
-        self.imagined_features = state.get("imagined_features", [])
-        self.imagined_order = state.get("imagined_order") or [False] * len(self.measured_features)
+        self.imagined_order = state.get("imagined_order") or [False] * len(self.discrete_agent.episodes)
         self.finished = state["finished"]
-
-    def _features_of_stored_episodes(self) -> list[np.ndarray]:
-        """The reward model's view of every episode the agents hold, rebuilt from their actions."""
-        return [candidate_features(discrete, [float(value[0]) for value in continuous])
-                for (_, discrete), (_, continuous) in zip(self.discrete_agent.episodes,
-                                                          self.continuous_agent.episodes, strict=True)]
 
     def state_digest(self) -> str:
         """A hash of weights, optimizers, replay buffers and history (see :mod:`.state_digest`)."""
