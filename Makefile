@@ -8,7 +8,7 @@ DATA_STAMP := $(DATA_DIR)/train-images-idx3-ubyte.gz
 SYSTEM_DATA := /usr/share/datasets/fashion-mnist
 DEMO_OUT ?= runs/quickstart-$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: install data demo test bench clean
+.PHONY: install data browser demo test bench clean
 
 install: $(STAMP)
 
@@ -34,10 +34,18 @@ $(DATA_STAMP):
 	  cp $$tmp/root$(SYSTEM_DATA)/*.gz $(DATA_DIR)/ && rm -rf $$tmp; \
 	fi
 
+# The people page's test drives Debian's Chromium through its ChromeDriver (never a downloaded browser).
+browser:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	  elif sudo -n true 2>/dev/null; then sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	  else echo "make test: the browser test needs Debian's chromium and chromium-driver; run: sudo apt-get install chromium chromium-driver" >&2; exit 2; fi; \
+	fi
+
 demo: install data
 	$(BIN)/hgen-ray search --config configs/quickstart.yaml --out $(DEMO_OUT)
 
-test: install data
+test: install data browser
 	$(BIN)/python -m pytest tests
 
 bench: install data

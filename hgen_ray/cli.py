@@ -7,6 +7,8 @@
     hgen-ray bench --config configs/bench-small.yaml --out runs/bench-small [--seeds 5]
     hgen-ray export runs/q1/best --format onnx
     hgen-ray show-data --config configs/quickstart.yaml --out grid.png
+    hgen-ray serve runs/q1/best [--port 8000] [--host 127.0.0.1] [--out runs/q1/serve]
+    hgen-ray calibrate-people runs/q1/serve/answers.csv --out people.yaml
 
 Bad input (config, candidate, dataset) prints one line naming the problem and
 exits with code 2; nothing is written before the input has been validated.
@@ -120,6 +122,43 @@ def _show_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from hgen_ray.serve.launch import serve_hdnn
+
+    overrides = {"host": args.host, "port": args.port, "people": args.people,
+                 "people_timeout_s": args.people_timeout_s, "calibration_rate": args.calibration_rate,
+                 "max_batch_size": args.max_batch_size}
+    return serve_hdnn(Path(args.path), Path(args.out) if args.out else None, overrides, args.address)
+
+
+def _calibrate_people(args: argparse.Namespace) -> int:
+    from hgen_ray.serve.calibrate_people import calibrate_people
+
+    print(calibrate_people(Path(args.answers), Path(args.out)))
+    print(f"\nwrote {args.out}: include its human_pool block in a search config")
+    return 0
+
+
+def _add_serve(commands: argparse._SubParsersAction) -> None:
+    serve = commands.add_parser("serve", help="serve a saved H-DNN on Ray Serve, with a web page for real people")
+    serve.add_argument("path", help="a saved H-DNN folder, e.g. runs/q1/best")
+    serve.add_argument("--out", help="serve folder for tokens, the queue and answers.csv (default: PATH/../serve)")
+    serve.add_argument("--host", help="address to bind (default serve.host: 127.0.0.1, this machine only)")
+    serve.add_argument("--port", type=int, help="port (default serve.port: 8000)")
+    serve.add_argument("--people", type=int, help="person tokens to create (default serve.people: 3)")
+    serve.add_argument("--people-timeout-s", type=float,
+                       help="seconds a deferred sample waits for people before the network answers (default 60)")
+    serve.add_argument("--calibration-rate", type=float,
+                       help="share of looks that are known test images, to measure people (default 0.1)")
+    serve.add_argument("--max-batch-size", type=int, help="serve.batch's largest batch; 1 = no batching (default 32)")
+    serve.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local node)")
+    serve.set_defaults(run=_serve)
+    calibrate = commands.add_parser("calibrate-people", help="fit people's accuracy and answer times from answers.csv")
+    calibrate.add_argument("answers", help="answers.csv of hgen-ray serve")
+    calibrate.add_argument("--out", default="people.yaml", help="YAML to write (default: people.yaml)")
+    calibrate.set_defaults(run=_calibrate_people)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hgen-ray", description="Generate human-in-the-loop DNNs on Ray.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -156,6 +195,7 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--config", default="configs/quickstart.yaml", help="experiment YAML (data section)")
     show.add_argument("--out", default="runs/challenges.png", help="PNG to write")
     show.set_defaults(run=_show_data)
+    _add_serve(commands)
     return parser
 
 

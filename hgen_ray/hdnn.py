@@ -40,7 +40,7 @@ from hgen_ray.architectures.gate import FittedGate
 from hgen_ray.compress import rebuilt_with_int8
 from hgen_ray.output_lock import holding
 
-__all__ = ["HDNN", "HDNNError", "export_onnx", "load_hdnn", "save_hdnn"]
+__all__ = ["HDNN", "HDNNError", "export_onnx", "load_hdnn", "save_hdnn", "saved_config"]
 
 MODEL_FILE = "model.pt"
 CANDIDATE_FILE = "candidate.yaml"
@@ -96,7 +96,7 @@ def load_hdnn(path: str | Path) -> HDNN:
     missing = [f for f in (MODEL_FILE, CANDIDATE_FILE) if not (folder / f).is_file()]
     if missing:
         raise HDNNError(f"{folder}: not a saved H-DNN (missing {', '.join(missing)})")
-    config = _saved_config(folder)
+    config = saved_config(folder)
     try:
         architecture = get_architecture(config.model.name)
         payload = torch.load(folder / MODEL_FILE, map_location="cpu", weights_only=True)
@@ -112,7 +112,7 @@ def load_hdnn(path: str | Path) -> HDNN:
                 input_shape=input_shape)
 
 
-def _saved_config(folder: Path) -> ExperimentConfig:
+def saved_config(folder: Path) -> ExperimentConfig:
     """The experiment an H-DNN came from; without config.yaml, an H-CNN is assumed."""
     if not (folder / CONFIG_FILE).is_file():
         return ExperimentConfig()

@@ -35,6 +35,7 @@ ALLOWED: dict[str, set[str]] = {
                "atomic_write", "gate_quality", "output_lock"},
     "bench": {"config", "data", "architectures", "search", "trial", "human", "report", "atomic_write", "gate_quality",
               "output_lock"},
+    "serve": {"config", "data", "architectures", "human", "hdnn", "search", "atomic_write", "output_lock"},
     "cli": set(),  # the entry point: below it, anything
 }
 

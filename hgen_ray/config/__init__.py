@@ -45,6 +45,7 @@ from hgen_ray.config.schema import (
     ProfileConfig,
     RewardConfig,
     SearchConfig,
+    ServeConfig,
 )
 
 __all__ = [
@@ -53,7 +54,7 @@ __all__ = [
     "MAX_COMPRESSION_RATIO", "SEARCH_ALGORITHMS", "BenchConfig", "Candidate", "ConfigError", "Constraints",
     "DataConfig", "DetectionConfig", "ExperimentConfig", "FinetuneConfig", "GateConfig", "HumanChoice",
     "HumanPoolConfig", "LayerChoice", "ModelConfig", "PeopleCalibrationConfig", "ProfileConfig", "RewardConfig",
-    "SearchConfig", "as_dict", "build_dataclass", "candidate_to_config", "check_consistent",
+    "SearchConfig", "ServeConfig", "as_dict", "build_dataclass", "candidate_to_config", "check_consistent",
     "check_inside_working_dir", "config_hash", "config_to_candidate", "json_text", "load_candidate", "load_config",
     "read_yaml_mapping", "without_legacy_pool_keys",
 ]

@@ -42,6 +42,7 @@ __all__ = [
     "RewardConfig",
     "SEARCH_ALGORITHMS",
     "SearchConfig",
+    "ServeConfig",
 ]
 
 CHALLENGE_CATEGORIES: tuple[str, ...] = (
@@ -150,6 +151,9 @@ class PeopleCalibrationConfig:
     retention_at_severity_5: dict[str, float] | None = field(
         default=None, metadata={"keys": CHALLENGE_CATEGORIES, **_range(0.0, 1.0)})
     look_alike_groups: tuple[tuple[str, ...], ...] | None = None  # lists of class names people confuse; [] = none
+    # lognormal answer time: the median seconds on an image a person is sure of, and the log-space spread
+    answer_median_s: float | None = field(default=None, metadata=_range(0.05, 3600.0))
+    answer_sigma: float | None = field(default=None, metadata=_range(0.01, 5.0))
     source: str = ""  # where these figures come from, printed in the report
 
 
@@ -265,6 +269,21 @@ class Candidate:
 
 
 @dataclass(frozen=True)
+class ServeConfig:
+    """``serve``: how ``hgen-ray serve`` runs a saved H-DNN with real people (flags override each key)."""
+
+    host: str = "127.0.0.1"  # the address the app binds; anything else exposes it beyond this machine
+    port: int = field(default=8000, metadata=_range(1, 65535))
+    people: int = field(default=3, metadata=_range(1, 256))  # person tokens created on first start
+    people_timeout_s: float = field(default=60.0, metadata=_range(0.1, 86400.0))  # assumed: then the network answers
+    calibration_rate: float = field(default=0.1, metadata=_range(0.0, 1.0))  # assumed: share of known test images shown
+    answer_lease_s: float = field(default=120.0, metadata=_range(1.0, 86400.0))  # an unanswered look goes back after this
+    max_upload_bytes: int = field(default=1_000_000, metadata=_range(1024, 100_000_000))  # larger bodies get a 400
+    max_batch_size: int = field(default=32, metadata=_range(1, 1024))  # serve.batch's batch; 1 = no batching
+    batch_wait_ms: float = field(default=5.0, metadata=_range(0.0, 1000.0))  # how long a batch waits to fill
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     seed: int = field(default=0, metadata=_range(0, 2**31 - 1))  # every random draw derives from it
     cache_dir: str = ".cache/hgen-ray"  # trained base models, keyed by config hash
@@ -279,6 +298,7 @@ class ExperimentConfig:
     candidate: Candidate = field(default_factory=Candidate)  # evaluated when --candidate is not given
     reward: RewardConfig = field(default_factory=RewardConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)  # hgen-ray serve: the app with real people
 
 
 BENCH_STRATEGIES: tuple[str, ...] = (*SEARCH_ALGORITHMS, "original", "human_only")

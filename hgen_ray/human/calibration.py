@@ -61,6 +61,7 @@ __all__ = [
     "NUM_CLASSES",
     "PeopleCalibration",
     "answer_median_s",
+    "doubt",
     "human_accuracy",
     "majority_of_3_accuracy",
     "mean_answer_s",
@@ -122,6 +123,8 @@ class PeopleCalibration:
     retention_at_severity_5: dict[str, float]  # per challenge category: share of above-chance accuracy kept
     look_alike_groups: tuple[tuple[int, ...], ...]  # label indices; a class in none errs evenly over the rest
     source: str
+    answer_median_s: float = CLASSIFY_MEDIAN_S  # median seconds on an image a person is sure of
+    answer_sigma: float = CLASSIFY_SIGMA  # lognormal log-space spread of answer times
 
     @property
     def chance(self) -> float:
@@ -205,7 +208,8 @@ def resolve_calibration(block: PeopleCalibrationConfig | None, dataset: str,
     if dataset == FASHION_MNIST and len(class_names) != NUM_CLASSES:
         raise ValueError(f"{FASHION_MNIST} has {NUM_CLASSES} classes, got {len(class_names)}")
     defaults = FASHION_MNIST_CALIBRATION if dataset == FASHION_MNIST else _generic_calibration(len(class_names))
-    keys = ("clean_majority_of_3_accuracy", "retention_at_severity_5", "look_alike_groups")
+    keys = ("clean_majority_of_3_accuracy", "retention_at_severity_5", "look_alike_groups", "answer_median_s",
+            "answer_sigma")
     given = [key for key in keys if getattr(block, key) is not None]
     defaulted = [key for key in keys if key not in given]
     target, retention, groups = (block.clean_majority_of_3_accuracy, block.retention_at_severity_5,
@@ -216,6 +220,8 @@ def resolve_calibration(block: PeopleCalibrationConfig | None, dataset: str,
         retention_at_severity_5=defaults.retention_at_severity_5 if retention is None else retention,
         look_alike_groups=defaults.look_alike_groups if groups is None else _group_indices(groups, class_names),
         source=_describe(block, given, defaulted, defaults.source),
+        answer_median_s=defaults.answer_median_s if block.answer_median_s is None else block.answer_median_s,
+        answer_sigma=defaults.answer_sigma if block.answer_sigma is None else block.answer_sigma,
     )
     if calibration.clean_majority_of_3_accuracy <= calibration.chance:
         raise ConfigError(f"{_CALIBRATION_KEY}.clean_majority_of_3_accuracy: {calibration.clean_majority_of_3_accuracy}"
@@ -308,15 +314,20 @@ def human_accuracy(category: str, severity: int, clean_majority_of_3: float | No
     return retained_accuracy(clean, category, severity, calibration)
 
 
+def doubt(person_accuracy: float | np.ndarray,
+          calibration: PeopleCalibration = FASHION_MNIST_CALIBRATION) -> float | np.ndarray:
+    """How close one person is to guessing: 0 when always right, 1 at chance (clipped)."""
+    return np.clip((1.0 - np.asarray(person_accuracy)) / (1.0 - calibration.chance), 0.0, 1.0)
+
+
 def answer_median_s(person_accuracy: float | np.ndarray,
                     calibration: PeopleCalibration = FASHION_MNIST_CALIBRATION) -> float | np.ndarray:
     """Median seconds to classify an image on which one person is right with ``person_accuracy``.
 
-    Linear in how close the person is to guessing: ``CLASSIFY_MEDIAN_S`` when sure,
-    ``(1 + HARD_IMAGE_SLOWDOWN)`` times that at chance.
+    Linear in how close the person is to guessing: the calibration's ``answer_median_s`` (default
+    ``CLASSIFY_MEDIAN_S``) when sure, ``(1 + HARD_IMAGE_SLOWDOWN)`` times that at chance.
     """
-    doubt = (1.0 - np.asarray(person_accuracy)) / (1.0 - calibration.chance)
-    median = CLASSIFY_MEDIAN_S * (1.0 + HARD_IMAGE_SLOWDOWN * np.clip(doubt, 0.0, 1.0))
+    median = calibration.answer_median_s * (1.0 + HARD_IMAGE_SLOWDOWN * doubt(person_accuracy, calibration))
     return float(median) if np.ndim(median) == 0 else median
 
 
@@ -327,7 +338,7 @@ def mean_answer_s(severity: int, clean_majority_of_3: float | None = None,
     A projection for the controller's labour cap, before any image is seen. Deferred images are
     harder than the average one, so it is optimistic; the cap keeps a margin (``LABOR_MARGIN``).
     """
-    spread = float(np.exp(CLASSIFY_SIGMA**2 / 2))
+    spread = float(np.exp(calibration.answer_sigma**2 / 2))
     medians = [answer_median_s(human_accuracy(c, severity, clean_majority_of_3, calibration), calibration)
                for c in CHALLENGE_CATEGORIES]
     return float(np.mean(medians)) * spread

@@ -24,7 +24,6 @@ import numpy as np
 import ray
 
 from hgen_ray.human.calibration import (
-    CLASSIFY_SIGMA,
     FASHION_MNIST_CALIBRATION,
     PeopleCalibration,
     wrong_answer_distribution,
@@ -58,7 +57,7 @@ def answer_task(task: HumanTask, person: int, seed: int,
     else:
         wrong = wrong_answer_distribution(task.true_label, calibration)
         label = int(rng.choice(calibration.num_classes, p=wrong))
-    return HumanAnswer(task.key, label, float(rng.lognormal(np.log(task.answer_median_s), CLASSIFY_SIGMA)))
+    return HumanAnswer(task.key, label, float(rng.lognormal(np.log(task.answer_median_s), calibration.answer_sigma)))
 
 
 AnyTask = HumanTask | CellTask | BoxTask
