@@ -208,9 +208,9 @@ def resolve_calibration(block: PeopleCalibrationConfig | None, dataset: str,
     if dataset == FASHION_MNIST and len(class_names) != NUM_CLASSES:
         raise ValueError(f"{FASHION_MNIST} has {NUM_CLASSES} classes, got {len(class_names)}")
     defaults = FASHION_MNIST_CALIBRATION if dataset == FASHION_MNIST else _generic_calibration(len(class_names))
-    keys = ("clean_majority_of_3_accuracy", "retention_at_severity_5", "look_alike_groups", "answer_median_s",
-            "answer_sigma")
-    given = [key for key in keys if getattr(block, key) is not None]
+    keys = ("clean_majority_of_3_accuracy", "retention_at_severity_5", "look_alike_groups")
+    # answer times are named only when given: their defaults are the assumed CLASSIFY_* constants on any data
+    given = [key for key in (*keys, "answer_median_s", "answer_sigma") if getattr(block, key) is not None]
     defaulted = [key for key in keys if key not in given]
     target, retention, groups = (block.clean_majority_of_3_accuracy, block.retention_at_severity_5,
                                  block.look_alike_groups)

@@ -153,3 +153,19 @@ def test_an_experiment_saved_with_the_old_top_level_crowd_key_still_reads() -> N
     with pytest.raises(ConfigError, match="^human_pool.clean_majority_of_3_accuracy: unknown key"):
         build_dataclass(HumanPoolConfig, saved["human_pool"], "human_pool")  # a config a user writes: the new key
 
+
+
+def test_the_fitted_answer_times_set_how_long_simulated_people_take() -> None:
+    import numpy as np
+
+    from hgen_ray.human.calibration import answer_median_s
+    from hgen_ray.human.simulated_human import HumanTask, answer_task
+
+    fitted = resolve_calibration(PeopleCalibrationConfig(answer_median_s=1.5, answer_sigma=0.2), "fashion-mnist",
+                                 FASHION_NAMES)
+    assert answer_median_s(1.0, fitted) == 1.5  # a sure person takes the fitted median
+    times = np.array([answer_task(HumanTask((0, 0, n, 0), 1, 1.0, answer_median_s(1.0, fitted)), 0, 0, fitted)
+                      .response_s for n in range(2000)])
+    assert np.median(times) == pytest.approx(1.5, rel=0.05)
+    assert np.log(times).std() == pytest.approx(0.2, rel=0.1)
+    assert "answer_median_s" in fitted.source
