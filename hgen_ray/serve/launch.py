@@ -44,6 +44,8 @@ SEVERITIES = (1, 2, 3, 4, 5)
 def check_port_free(host: str, port: int) -> None:
     """Refuse, before anything starts, a port another program holds."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # as the server binds: a port whose old connections linger in TIME_WAIT is free, one listened on is not
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as error:

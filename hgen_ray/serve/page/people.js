@@ -115,6 +115,8 @@ async function start() {
   }
 }
 
+// Another person's link opened in this tab (only the fragment changes): start again as them.
+window.addEventListener("hashchange", () => { if (window.location.hash.includes("token=")) { window.location.reload(); } });
 $("sign-in").addEventListener("submit", (event) => {
   event.preventDefault();
   sessionStorage.setItem("hgen-token", $("token").value.trim());
