@@ -71,3 +71,23 @@ def test_job_upload_leaves_out_git_data_venv_caches_and_results(tmp_path: Path) 
         assert not any(n.startswith(excluded) for n in names), excluded
     assert any(n.startswith("hgen_ray/") for n in names)
     assert package.stat().st_size < 100 * 2**20  # Ray's cap on an uploaded working_dir
+
+
+def test_the_people_page_ships_inside_the_package(tmp_path: Path) -> None:
+    """The Docker image installs a wheel, not the checkout: the page's files must be package data."""
+    import subprocess
+    import sys
+    import zipfile
+
+    import shutil
+
+    source = tmp_path / "source"  # a copy: building in the checkout would leave build/ behind
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    shutil.copytree(REPO / "hgen_ray", source / "hgen_ray", ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w",
+                    str(tmp_path), str(source)], check=True, timeout=300, capture_output=True)
+    (wheel,) = tmp_path.glob("hgen_ray-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {f"hgen_ray/serve/page/{name}" for name in ("people.html", "people.js", "people.css")} <= names
