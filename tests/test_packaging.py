@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
+import sys
 import tomllib
+import zipfile
 from pathlib import Path
 
 import yaml
@@ -75,12 +79,6 @@ def test_job_upload_leaves_out_git_data_venv_caches_and_results(tmp_path: Path) 
 
 def test_the_people_page_ships_inside_the_package(tmp_path: Path) -> None:
     """The Docker image installs a wheel, not the checkout: the page's files must be package data."""
-    import subprocess
-    import sys
-    import zipfile
-
-    import shutil
-
     source = tmp_path / "source"  # a copy: building in the checkout would leave build/ behind
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):

@@ -277,7 +277,7 @@ class ServeConfig:
     people: int = field(default=3, metadata=_range(1, 256))  # person tokens created on first start
     people_timeout_s: float = field(default=60.0, metadata=_range(0.1, 86400.0))  # assumed: then the network answers
     calibration_rate: float = field(default=0.1, metadata=_range(0.0, 1.0))  # assumed: share of known test images shown
-    answer_lease_s: float = field(default=120.0, metadata=_range(1.0, 86400.0))  # an unanswered look goes back after this
+    answer_lease_s: float = field(default=30.0, metadata=_range(1.0, 86400.0))  # assumed: an unanswered look goes back
     max_upload_bytes: int = field(default=1_000_000, metadata=_range(1024, 100_000_000))  # larger bodies get a 400
     max_batch_size: int = field(default=32, metadata=_range(1, 1024))  # serve.batch's batch; 1 = no batching
     batch_wait_ms: float = field(default=5.0, metadata=_range(0.0, 1000.0))  # how long a batch waits to fill

@@ -44,6 +44,7 @@ ANSWER_COLUMNS = ("request_id", "person", "label", "seconds", "shown_at", "answe
                   "true_label")
 CONFIDENCE = 0.95
 CLEAN = "clean"
+MIN_ANSWER_MEDIAN_S, MIN_ANSWER_SIGMA = 0.05, 0.01  # the config's own lower limits on these keys
 
 
 @dataclass(frozen=True)
@@ -178,14 +179,18 @@ def calibration_block(fits: list[CategoryFit], calibration: PeopleCalibration, o
                     for f in fits]
     pooled_sigma = math.sqrt(sum((f.answers - 1) * f.sigma.estimate**2 for f in fits)
                              / sum(f.answers - 1 for f in fits))
-    people = sum(f.answers for f in fits)
+    answers = sum(f.answers for f in fits)
+    crowd = float(majority_of_3_accuracy(clean, calibration=calibration))
+    if crowd <= calibration.chance:
+        raise ConfigError(f"people answered clean images at chance ({clean:.3f}); allowed: answers above "
+                          f"chance ({calibration.chance:g}), or nothing to calibrate")
     kept = ("clean accuracy measured" if clean_fit else "clean accuracy kept from " + calibration.source) + \
            f"; retention measured for {', '.join(measured) or 'no category'}, the rest kept"
     block: dict[str, object] = {
-        "clean_majority_of_3_accuracy": round(float(majority_of_3_accuracy(clean, calibration=calibration)), 4),
+        "clean_majority_of_3_accuracy": round(crowd, 4),
         "retention_at_severity_5": {c: round(r, 4) for c, r in retention.items()},
-        "answer_median_s": round(_weighted(sure_medians), 4),
-        "answer_sigma": round(max(pooled_sigma, 0.01), 4),
-        "source": f"hgen-ray calibrate-people: {people} known answers in {origin} ({kept})",
+        "answer_median_s": round(max(_weighted(sure_medians), MIN_ANSWER_MEDIAN_S), 4),
+        "answer_sigma": round(max(pooled_sigma, MIN_ANSWER_SIGMA), 4),
+        "source": f"hgen-ray calibrate-people: {answers} known answers in {origin} ({kept})",
     }
     return block

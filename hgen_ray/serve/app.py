@@ -16,6 +16,7 @@ Routes (``Authorization: Bearer <token>``; the client's token for ``/v1/predict`
 
 
 import asyncio
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,29 +151,44 @@ class HDNNService:
         _, refused = self._holder(request, CLIENT)
         if refused:
             return refused
-        body = await request.body()
         try:
+            body = await self._capped_body(request)
             image = decode_image(body, self.hdnn.input_shape, self.settings.max_upload_bytes)
         except ImageError as error:
             return _error(400, str(error))
         inference = await self._inference(image)
         if not inference.deferred:
             return JSONResponse(self._answer(inference, "model"))
-        request_id = self.queue.add(image, inference.label, inference.probabilities, inference.gate_score,
-                                    time.time())
+        arrived = time.time()
+        request_id = self.queue.add(image, inference.label, inference.probabilities, inference.gate_score, arrived)
         if not wait:
             return JSONResponse({"id": request_id, "state": "waiting", "source": "waiting for people",
                                  "answers_at": f"/v1/answers/{request_id}"}, status_code=202)
         event = self.waiters.setdefault(request_id, asyncio.Event())
+        now = None
         try:
             await asyncio.wait_for(event.wait(), timeout=self.settings.people_timeout_s)
-        except asyncio.TimeoutError:
-            pass
+        except asyncio.TimeoutError:  # the loop's clock said so; the queue's wall clock must agree
+            now = max(time.time(), arrived + self.settings.people_timeout_s)
         finally:
             self.waiters.pop(request_id, None)
-        state = self.queue.state(request_id, time.time())
+        state = self.queue.state(request_id, now or time.time())
         assert state is not None
         return JSONResponse(self._state_answer(state))
+
+    async def _capped_body(self, request: Request) -> bytes:
+        """The body, read no further than the cap: a larger one is refused before it is all in memory."""
+        cap = self.settings.max_upload_bytes
+        too_large = ImageError(f"the body is over {cap} bytes; allowed: at most {cap} (serve.max_upload_bytes)")
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > cap:
+            raise too_large
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > cap:
+                raise too_large
+        return bytes(body)
 
     @api.get("/v1/answers/{request_id}")
     async def answer_of(self, request: Request, request_id: str) -> Response:
@@ -242,6 +258,8 @@ class HDNNService:
             look_id, label, seconds = str(body["look_id"]), int(body["label"]), float(body["seconds"])
         except Exception:  # any malformed body earns the same one line
             return _error(400, 'expected JSON {"look_id": str, "label": int, "seconds": number}')
+        if not math.isfinite(seconds) or seconds < 0:  # JSON parsers here accept NaN and Infinity
+            return _error(400, f"seconds={seconds}; allowed: a finite number of seconds, 0 or more")
         if not 0 <= label < classes:
             return _error(400, f"label {label} is not a class; allowed: 0 to {classes - 1}")
         try:

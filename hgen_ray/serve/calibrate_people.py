@@ -1,7 +1,7 @@
 """``hgen-ray calibrate-people answers.csv``: real people's answers as a ``human_pool.calibration`` block.
 
 The fits are :mod:`hgen_ray.human.answer_fit`'s. The data's classes come from ``served.json`` beside the
-answers (written by ``hgen-ray serve``); without it, Fashion-MNIST's are assumed. The block is written as
+answers (written by ``hgen-ray serve``); without it the file is refused, since chance depends on them. The block is written as
 YAML a search config can include under ``human_pool``, with the per-category fits above it as comments.
 """
 
@@ -14,9 +14,8 @@ import yaml
 
 from hgen_ray.atomic_write import write_text_atomic
 from hgen_ray.config import ConfigError
-from hgen_ray.data.fashion_mnist import CLASS_NAMES
 from hgen_ray.human.answer_fit import CategoryFit, calibration_block, fit_categories, read_answers
-from hgen_ray.human.calibration import FASHION_MNIST, resolve_calibration
+from hgen_ray.human.calibration import resolve_calibration
 
 __all__ = ["calibrate_people", "fits_table"]
 
@@ -24,7 +23,8 @@ __all__ = ["calibrate_people", "fits_table"]
 def _served_classes(answers: Path) -> tuple[str, tuple[str, ...]]:
     served = answers.parent / "served.json"
     if not served.is_file():
-        return FASHION_MNIST, tuple(CLASS_NAMES)
+        raise ConfigError(f"{served}: missing, so the data's classes are unknown; allowed: an answers.csv in the "
+                          "serve folder hgen-ray serve wrote (beside its served.json)")
     try:
         record = json.loads(served.read_text())
         return str(record["dataset"]), tuple(record["classes"])

@@ -1,7 +1,8 @@
 """Uploads to ``/v1/predict``: a PNG, a JPEG or a NumPy ``.npy`` array, checked before anything decodes far.
 
 Only the formats named are opened (by their magic bytes), the body is size-capped before decoding, the
-pixel count is read from the header before the pixels are, and every decoder error becomes one line.
+size (pixels, or a .npy's shape) is read from the header before anything else is, and every decoder
+error becomes one line.
 The image must already be the network's input: its height, width and channels, so nothing is resized
 behind the caller's back.
 """
@@ -50,16 +51,27 @@ def _from_picture(body: bytes, shape: tuple[int, ...]) -> np.ndarray:
     return pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)
 
 
+def _declared_shape(body: bytes) -> tuple[int, ...]:
+    """The shape a .npy header declares, read before any array is allocated."""
+    stream = io.BytesIO(body)
+    version = np.lib.format.read_magic(stream)
+    declared, _, _ = (np.lib.format.read_array_header_1_0(stream) if version == (1, 0)
+                      else np.lib.format.read_array_header_2_0(stream))
+    return tuple(declared)
+
+
 def _from_array(body: bytes, shape: tuple[int, ...]) -> np.ndarray:
     try:
+        declared = _declared_shape(body)
+        if declared not in (shape, shape[1:] if shape[0] == 1 else shape):
+            raise ImageError(f"the array has shape {declared}; allowed: {_allowed(shape)}")
         array = np.load(io.BytesIO(body), allow_pickle=False)  # never unpickle an upload
+    except ImageError:
+        raise
     except Exception as error:
         raise ImageError(f"the body is not a readable .npy array ({type(error).__name__}); "
                          f"allowed: {_allowed(shape)}") from None
-    if array.shape == shape[1:] and shape[0] == 1:
-        array = array[None]
-    if array.shape != shape:
-        raise ImageError(f"the array has shape {array.shape}; allowed: {_allowed(shape)}")
+    array = array.reshape(shape)
     if array.dtype == np.uint8:
         return array.astype(np.float32) / 255.0
     if array.dtype.kind != "f" or not np.all(np.isfinite(array)) or array.min() < 0 or array.max() > 1:

@@ -120,10 +120,10 @@ def serve_hdnn(folder: Path, serve_dir: Path | None, overrides: dict[str, object
     given = {key: value for key, value in overrides.items() if value is not None}
     options = build_dataclass(ServeConfig, {**as_dict(config.serve), **given}, "serve")  # flags meet the same limits
     check_port_free(options.host, options.port)
+    data = _served_data(config, options.calibration_rate, config.seed)  # a missing dataset is refused before...
     serve_dir = serve_dir or folder.resolve().parent / "serve"
-    serve_dir.mkdir(parents=True, exist_ok=True)
+    serve_dir.mkdir(parents=True, exist_ok=True)  # ...anything is written
     with holding(serve_dir, "serve"):
-        data = _served_data(config, options.calibration_rate, config.seed)
         settings = _settings(folder, serve_dir, hdnn, config, options, data)
         tokens = ensure_tokens(serve_dir, options.people)
         write_text_atomic(serve_dir / "served.json", json.dumps(

@@ -5,8 +5,10 @@ A **request** is a deferred sample: its image, the network's answer and probabil
 calibration image's (a held-out test image of known category and label). A person gets a request's image
 only once, and a request is shown to no more people at a time than its chain still needs.
 
-Why SQLite: each change is one transaction, fsynced (``synchronous=FULL``), so a killed app keeps every
-queued request and every answer it acknowledged. On opening, the looks shown but not answered are dropped,
+Why SQLite: each change is one transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``), fsynced
+(``synchronous=FULL``), so a killed app keeps every queued request and every answer it acknowledged, and an
+answer is never kept without the request it finished. A person works on one image at a time: asking for
+the next drops their earlier look if unanswered (a reload, a second tab), so it holds no place in a chain. On opening, the looks shown but not answered are dropped,
 which puts their requests back in the queue, and any answer not yet in ``answers.csv`` is appended there.
 A request still waiting when ``people_timeout_s`` has passed since it arrived is answered by the network.
 """
@@ -14,8 +16,11 @@ A request still waiting when ``people_timeout_s`` has passed since it arrived is
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +29,7 @@ import numpy as np
 from hgen_ray.serve.answers_log import append_answer
 from hgen_ray.serve.chain import ChainRule
 
-__all__ = ["ACTIVE_WINDOW_S", "Look", "LookError", "PeopleQueue", "RequestState", "TIMED_OUT"]
+__all__ = ["Look", "LookError", "PeopleQueue", "RequestState"]
 
 WAITING, ANSWERED, TIMED_OUT = "waiting", "answered", "timed_out"
 ACTIVE_WINDOW_S = 300.0  # the window /v1/stats counts active people, answers per minute and utilisation over
@@ -52,7 +57,6 @@ class LookError(LookupError):
 class Look:
     id: str
     image: np.ndarray  # [C, H, W] float in [0, 1]
-    calibration: bool
 
 
 @dataclass(frozen=True)
@@ -84,13 +88,25 @@ class PeopleQueue:
 
     def __init__(self, database: Path, answers_csv: Path, rule: ChainRule, timeout_s: float, lease_s: float) -> None:
         self.answers_csv, self.rule, self.timeout_s, self.lease_s = answers_csv, rule, timeout_s, lease_s
+        # isolation_level=None: sqlite3 opens no transaction of its own; _transaction() says where each one is
         self.db = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(SCHEMA)
-        with self.db:
+        with self._transaction():
             self.db.execute("DELETE FROM looks WHERE answered_at IS NULL")  # shown before a restart: requeued
         self._log_unlogged()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """Every statement inside commits together, or none does."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
 
     def _log_unlogged(self) -> None:
         rows = self.db.execute("SELECT id, request_id, person, label, seconds, shown_at, answered_at, category, "
@@ -99,9 +115,9 @@ class PeopleQueue:
         for look_id, request_id, person, label, seconds, shown_at, answered_at, category, severity, truth in rows:
             append_answer(self.answers_csv, {
                 "request_id": request_id or f"calibration-{look_id}", "person": person, "label": label,
-                "seconds": round(seconds, 3), "shown_at": round(shown_at, 3), "answered_at": round(answered_at, 3),
+                "seconds": max(round(seconds, 3), 0.001), "shown_at": round(shown_at, 3), "answered_at": round(answered_at, 3),
                 "category": category, "severity": severity, "true_label": truth})
-            with self.db:
+            with self._transaction():
                 self.db.execute("UPDATE looks SET logged = 1 WHERE id = ?", (look_id,))
 
     # --- requests --------------------------------------------------------------------------------------
@@ -109,7 +125,7 @@ class PeopleQueue:
     def add(self, image: np.ndarray, network_label: int, probabilities: list[float], gate_score: float,
             now: float) -> str:
         request_id = uuid.uuid4().hex
-        with self.db:
+        with self._transaction():
             self.db.execute("INSERT INTO requests VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL)",
                             (request_id, now, _array_bytes(image), network_label, json.dumps(probabilities),
                              gate_score, WAITING))
@@ -117,9 +133,10 @@ class PeopleQueue:
 
     def _expire(self, now: float) -> None:
         """Requests past the people timeout fall back to the network; looks past their lease go back."""
-        with self.db:
-            self.db.execute("UPDATE requests SET state = ?, final_label = network_label, finished_at = ? "
-                            "WHERE state = ? AND created_at <= ?", (TIMED_OUT, now, WAITING, now - self.timeout_s))
+        with self._transaction():
+            self.db.execute("UPDATE requests SET state = ?, final_label = network_label, finished_at = created_at + ? "
+                            "WHERE state = ? AND created_at <= ?", (TIMED_OUT, self.timeout_s, WAITING,
+                                                                    now - self.timeout_s))
             self.db.execute("DELETE FROM looks WHERE answered_at IS NULL AND shown_at <= ?", (now - self.lease_s,))
 
     def state(self, request_id: str, now: float) -> RequestState | None:
@@ -130,9 +147,14 @@ class PeopleQueue:
 
     # --- looks -------------------------------------------------------------------------------------------
 
+    def _drop_open_looks(self, person: str) -> None:
+        self.db.execute("DELETE FROM looks WHERE person = ? AND answered_at IS NULL", (person,))
+
     def next_request_look(self, person: str, now: float) -> Look | None:
         """The oldest waiting request ``person`` has not looked at and that needs another look, now shown to them."""
         self._expire(now)
+        with self._transaction():
+            self._drop_open_looks(person)
         waiting = self.db.execute(
             "SELECT id, image FROM requests WHERE state = ? AND id NOT IN "
             "(SELECT request_id FROM looks WHERE person = ? AND request_id IS NOT NULL) ORDER BY created_at",
@@ -143,19 +165,20 @@ class PeopleQueue:
             answered = [label for (label,) in looks if label is not None]
             if len(looks) < self.rule.needed(answered):
                 look_id = uuid.uuid4().hex
-                with self.db:
+                with self._transaction():
                     self.db.execute("INSERT INTO looks (id, request_id, person, shown_at) VALUES (?, ?, ?, ?)",
                                     (look_id, request_id, person, now))
-                return Look(look_id, _array_of(image), calibration=False)
+                return Look(look_id, _array_of(image))
         return None
 
     def calibration_look(self, person: str, image: np.ndarray, category: str, severity: int, true_label: int,
                          now: float) -> Look:
         look_id = uuid.uuid4().hex
-        with self.db:
+        with self._transaction():
+            self._drop_open_looks(person)
             self.db.execute("INSERT INTO looks (id, person, shown_at, category, severity, true_label) "
                             "VALUES (?, ?, ?, ?, ?, ?)", (look_id, person, now, category, severity, true_label))
-        return Look(look_id, image, calibration=True)
+        return Look(look_id, image)
 
     def answer(self, look_id: str, person: str, label: int, seconds: float, now: float) -> str | None:
         """Record ``person``'s answer; the request it finished, if any (its waiting caller can be told).
@@ -169,9 +192,11 @@ class PeopleQueue:
             raise LookError("this image is no longer waiting for your answer; allowed: an image shown to you "
                             "and not yet answered")
         request_id, shown_at = row
-        seconds = min(max(seconds, 0.0), now - shown_at)  # the page's clock, never beyond the server's window
+        window = now - shown_at
+        # the page's clock where it gave one, never beyond what the server saw; else the server's own
+        seconds = min(seconds, window) if math.isfinite(seconds) and seconds > 0 else window
         finished = None
-        with self.db:
+        with self._transaction():
             self.db.execute("UPDATE looks SET answered_at = ?, label = ?, seconds = ? WHERE id = ?",
                             (now, label, seconds, look_id))
             if request_id is not None:

@@ -42,15 +42,20 @@ class Tokens:
 
 
 def _create_private(path: Path) -> None:
-    """Write a fresh token to ``path`` only if it does not exist: mode 0600 from the start, never widened."""
-    try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
+    """Give ``path`` a fresh token unless it holds one: mode 0600 from the start, and never half written.
+
+    The token is written to a private temporary file and then linked into place, so a crash leaves either
+    no token (made on the next start) or a whole one; an empty file from elsewhere is replaced.
+    """
+    if path.is_file() and path.read_text().strip():
         return
+    draft = path.with_name(f".{path.name}.{os.getpid()}.new")
+    descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w") as handle:
         handle.write(secrets.token_urlsafe(TOKEN_BYTES) + "\n")
         handle.flush()
         os.fsync(handle.fileno())
+    os.replace(draft, path)
 
 
 def ensure_tokens(serve_dir: Path, people: int) -> Tokens:
@@ -65,6 +70,6 @@ def ensure_tokens(serve_dir: Path, people: int) -> Tokens:
     _create_private(folder / CLIENT)
     for number in range(1, people + 1):
         _create_private(folder / "people" / person_name(number))
+    names = [person_name(number) for number in range(1, people + 1)]  # files beyond these are not read
     return Tokens((folder / CLIENT).read_text().strip(),
-                  {p.name: p.read_text().strip() for p in sorted((folder / "people").iterdir())
-                   if p.name.startswith("person-") and int(p.name.split("-")[1]) <= people})
+                  {name: (folder / "people" / name).read_text().strip() for name in names})

@@ -7,13 +7,13 @@ import math
 import numpy as np
 import pytest
 
+from hgen_ray.config import ConfigError
 from hgen_ray.human.answer_fit import calibration_block, fit_categories, wilson
 from hgen_ray.human.calibration import (
     FASHION_MNIST_CALIBRATION,
     HARD_IMAGE_SLOWDOWN,
     doubt,
     majority_of_3_accuracy,
-    retained_accuracy,
 )
 
 # what the simulated answers are drawn from: one person's accuracy and lognormal time per (category, severity)
@@ -84,8 +84,14 @@ def test_the_block_inverts_the_simulator_s_own_model() -> None:
     assert retention["rotation"] == calibration.retention_at_severity_5["rotation"]  # unmeasured: kept
     assert block["answer_median_s"] == pytest.approx(sure_median, rel=0.05)
     assert block["answer_sigma"] == pytest.approx(0.5, abs=0.03)
-    assert retained_accuracy(clean, "fog", 5, calibration) != pytest.approx(0.0)
 
 
 def test_wilson_stays_inside_zero_and_one() -> None:
     assert wilson(0, 5).low == 0.0 and wilson(5, 5).high == 1.0 and 0 < wilson(0, 5).high < 0.6
+
+
+def test_people_at_chance_on_clean_images_give_no_block() -> None:
+    rows = [{"person": "p", "label": str(n % 10), "true_label": "0", "category": "clean", "severity": "0",
+             "seconds": "2.0"} for n in range(200)]
+    with pytest.raises(ConfigError, match="at chance"):
+        calibration_block(fit_categories(rows), FASHION_MNIST_CALIBRATION, "chance.csv")

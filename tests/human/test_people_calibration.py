@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import pytest
 import yaml
 
@@ -21,9 +22,11 @@ from hgen_ray.human.calibration import (
     GENERIC_CROWD_MAJORITY_OF_3_ACCURACY,
     GENERIC_SOURCE,
     HUMAN_RETENTION_AT_SEVERITY_5,
+    answer_median_s,
     resolve_calibration,
     wrong_answer_distribution,
 )
+from hgen_ray.human.simulated_human import HumanTask, answer_task
 
 FASHION_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                  "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
@@ -154,13 +157,7 @@ def test_an_experiment_saved_with_the_old_top_level_crowd_key_still_reads() -> N
         build_dataclass(HumanPoolConfig, saved["human_pool"], "human_pool")  # a config a user writes: the new key
 
 
-
 def test_the_fitted_answer_times_set_how_long_simulated_people_take() -> None:
-    import numpy as np
-
-    from hgen_ray.human.calibration import answer_median_s
-    from hgen_ray.human.simulated_human import HumanTask, answer_task
-
     fitted = resolve_calibration(PeopleCalibrationConfig(answer_median_s=1.5, answer_sigma=0.2), "fashion-mnist",
                                  FASHION_NAMES)
     assert answer_median_s(1.0, fitted) == 1.5  # a sure person takes the fitted median

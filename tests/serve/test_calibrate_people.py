@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -18,7 +19,12 @@ FASHION_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal"
                  "Ankle boot")
 
 
+def _served(folder: Path) -> None:
+    (folder / "served.json").write_text(json.dumps({"dataset": "fashion-mnist", "classes": list(FASHION_NAMES)}))
+
+
 def _answers(path: Path, per_category: int = 300) -> None:
+    _served(path.parent)
     rng = np.random.default_rng(0)
     for category, severity, accuracy in (("clean", 0, 0.85), ("fog", 5, 0.5)):
         for n in range(per_category):
@@ -60,8 +66,19 @@ def test_a_file_that_cannot_be_fitted_gets_one_line_and_exit_2(tmp_path: Path, c
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     answers, out = tmp_path / "answers.csv", tmp_path / "people.yaml"
     answers.write_text(content)
+    _served(tmp_path)
     out.write_text("kept\n")
     assert main(["calibrate-people", str(answers), "--out", str(out)]) == 2
     error = capsys.readouterr().err.strip()
     assert names in error and "\n" not in error
     assert out.read_text() == "kept\n"  # nothing written over
+
+
+def test_answers_without_the_serve_folder_s_served_json_are_refused(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    answers = tmp_path / "answers.csv"
+    _answers(answers)
+    (tmp_path / "served.json").unlink()
+    assert main(["calibrate-people", str(answers), "--out", str(tmp_path / "people.yaml")]) == 2
+    assert "served.json: missing" in capsys.readouterr().err
+    assert not (tmp_path / "people.yaml").exists()

@@ -47,7 +47,7 @@ def test_a_jpeg_decodes_near_its_pixels() -> None:
     (_encoded(Image.fromarray(np.zeros((28, 28, 3), np.uint8))), "mode RGB"),
     (_npy(np.zeros((3, 28, 28), np.float32)), "shape (3, 28, 28)"),
     (_npy(np.full((28, 28), 2.0, np.float32)), "outside [0, 1]"),
-    (_npy(np.array([{"a": 1}], dtype=object)), "not a readable .npy"),  # a pickle inside is never loaded
+    (_npy(np.full((28, 28), None, dtype=object)), "not a readable .npy"),  # a pickle inside is never loaded
     (b"\x89PNG\r\n\x1a\n" + b"\x00" * 20_000, "at most 10000"),
 ])
 def test_what_the_network_cannot_take_gets_one_line_naming_what_is_allowed(body: bytes, names: str) -> None:
@@ -71,3 +71,11 @@ def test_the_page_s_data_url_round_trips_the_pixels() -> None:
     assert url.startswith("data:image/png;base64,")
     back = np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))))
     assert np.array_equal(back, PIXELS)
+
+
+def test_an_array_header_declaring_a_huge_shape_is_refused_before_anything_is_allocated() -> None:
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False,
+                                                  "shape": (100_000, 100_000)})  # 40 GB, if it were believed
+    with pytest.raises(ImageError, match=r"shape \(100000, 100000\)"):
+        decode_image(header.getvalue() + b"\x00" * 64, GREY, 10_000)

@@ -34,7 +34,6 @@ def test_a_request_goes_to_k_different_people_and_their_plurality_is_its_answer(
     request = queue.add(IMAGE, 7, NETWORK, 0.2, now=100.0)
     first = queue.next_request_look("person-1", now=101.0)
     assert first is not None and np.array_equal(first.image, IMAGE)
-    assert queue.next_request_look("person-1", now=101.5) is None  # never the same image twice to one person
     second = queue.next_request_look("person-2", now=102.0)
     assert second is not None
     assert queue.next_request_look("person-3", now=102.5) is None  # two looks out: the chain of 2 is covered
@@ -143,3 +142,46 @@ def test_stats_count_the_queue_answers_and_turnaround(tmp_path: Path) -> None:
     assert stats["queue_length"] == 1 and stats["people_active"] == 1 and stats["answers_total"] == 1
     assert stats["turnaround_s_p50"] == pytest.approx(4.0)
     assert stats["pool_utilisation"] == pytest.approx(2.0 / (2 * 300.0))  # 2 s of the page's timing, clamped
+
+
+def test_a_crash_between_an_answer_and_its_request_s_end_keeps_neither(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    queue = _queue(tmp_path, k=1)
+    request = queue.add(IMAGE, 7, NETWORK, 0.2, now=1.0)
+    look = queue.next_request_look("person-1", now=2.0)
+    assert look is not None
+
+    def crash(request_id: str, now: float) -> None:
+        raise KeyboardInterrupt("the process dies here")
+
+    monkeypatch.setattr(queue, "_finish_if_done", crash)
+    with pytest.raises(KeyboardInterrupt):
+        queue.answer(look.id, "person-1", 3, 1.0, now=3.0)
+    monkeypatch.undo()
+    assert queue.state(request, now=4.0).state == "waiting"  # type: ignore[union-attr]
+    assert queue.answer(look.id, "person-1", 3, 1.0, now=5.0) == request  # the look is still open: answer again
+    assert len(_rows(tmp_path)) == 1
+
+
+def test_asking_again_drops_the_person_s_unanswered_look_so_it_holds_no_place(tmp_path: Path) -> None:
+    queue = _queue(tmp_path, k=1)
+    queue.add(IMAGE, 7, NETWORK, 0.2, now=1.0)
+    first = queue.next_request_look("person-1", now=2.0)  # then the page reloads, or a second tab asks
+    assert first is not None
+    again = queue.next_request_look("person-1", now=3.0)
+    assert again is not None and again.id != first.id  # the same image, under a new look
+    assert queue.next_request_look("person-2", now=4.0) is None  # only one look holds the chain's one place
+    with pytest.raises(LookError):
+        queue.answer(first.id, "person-1", 1, 1.0, now=5.0)
+    queue.answer(again.id, "person-1", 1, 1.0, now=5.0)
+    assert queue.next_request_look("person-1", now=6.0) is None  # answered: never shown to them again
+
+
+@pytest.mark.parametrize("page_seconds", [float("nan"), 0.0, -1.0, float("inf")])
+def test_seconds_the_page_could_not_time_are_the_server_s_own(tmp_path: Path, page_seconds: float) -> None:
+    queue = _queue(tmp_path, k=1)
+    queue.add(IMAGE, 7, NETWORK, 0.2, now=0.0)
+    look = queue.next_request_look("person-1", now=10.0)
+    assert look is not None
+    queue.answer(look.id, "person-1", 1, page_seconds, now=11.25)
+    assert float(_rows(tmp_path)[0]["seconds"]) == pytest.approx(1.25)

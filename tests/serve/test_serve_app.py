@@ -199,6 +199,17 @@ def test_a_bad_upload_gets_a_400_with_one_line(server: Server) -> None:
         assert "Traceback" not in answer["error"] and "\n" not in answer["error"]
 
 
+def test_an_answer_the_page_could_not_have_sent_gets_a_400_and_changes_nothing(server: Server) -> None:
+    before = _answers(server)
+    for body, names in (({"look_id": "x", "label": 1, "seconds": float("nan")}, "seconds=nan"),
+                        ({"look_id": "x", "label": 1, "seconds": -2}, "seconds=-2"),
+                        ({"look_id": "x", "label": 10, "seconds": 1}, "label 10 is not a class"),
+                        ({"look_id": "x", "label": 1}, "expected JSON")):
+        status, answer = server.call("/v1/people/answer", who="person-1", json_body=body)
+        assert status == 400 and names in answer["error"] and "\n" not in answer["error"], answer
+    assert _answers(server) == before
+
+
 def _browser(tmp_path: Path):  # type: ignore[no-untyped-def]
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -283,6 +294,7 @@ def _answer_over_http(server: Server, person: str, label: int) -> list[dict]:
         assert status == 200
         if look["look_id"] is None:
             return shown
+        assert set(look) == {"look_id", "image"}  # an image to answer, and nothing about anyone's answers
         shown.append(look)
         assert server.call("/v1/people/answer", who=person,
                            json_body={"look_id": look["look_id"], "label": label, "seconds": 1.0})[0] == 200
@@ -328,3 +340,21 @@ def test_a_folder_that_is_not_an_h_dnn_or_a_busy_port_gets_one_line_and_exit_2(t
         assert done.returncode == 2, done.stderr
         assert names in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert not (tmp_path / "other").exists()  # refused before anything was written
+
+
+def test_unanswered_samples_fall_back_to_the_network_when_people_time_out(server: Server,
+                                                                          samples: Samples) -> None:
+    server.kill()
+    server.start("--people-timeout-s", "3", "--max-batch-size", "1", "--calibration-rate", "0")  # no batching
+    status, confident = server.call("/v1/predict", body=samples.confident[1])
+    assert status == 200 and confident["source"] == "model"
+    status, ticket = server.call("/v1/predict?wait=false", body=samples.deferred[2])
+    assert status == 202
+    started = time.monotonic()
+    status, answer = server.call("/v1/predict", body=samples.deferred[2])
+    assert status == 200 and time.monotonic() - started >= 2.9
+    assert (answer["source"], answer["label"]) == ("model, people timed out", samples.network_labels[2])
+    status, late = server.call(f"/v1/answers/{ticket['id']}")
+    assert (late["state"], late["source"]) == ("timed_out", "model, people timed out")
+    assert late["turnaround_s"] == pytest.approx(3.0)  # the timeout, not whenever it was next asked about
+    assert server.call("/v1/people/next", who="person-1")[1]["look_id"] is None  # no longer shown to anyone

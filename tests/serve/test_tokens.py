@@ -29,3 +29,14 @@ def test_a_token_names_its_holder_and_anything_else_names_no_one(tmp_path: Path)
     assert tokens.holder(tokens.client) == (CLIENT, "client")
     assert tokens.holder(tokens.people["person-2"]) == (PERSON, "person-2")
     assert tokens.holder(tokens.client[:-1]) is None and tokens.holder("") is None
+
+
+def test_an_empty_token_file_is_replaced_and_stray_files_are_not_read(tmp_path: Path) -> None:
+    ensure_tokens(tmp_path, 1)
+    people = tmp_path / "tokens" / "people"
+    (people / "person-1").write_text("")  # as a crash mid-write elsewhere would leave it
+    (people / "person-x").write_text("not ours")
+    tokens = ensure_tokens(tmp_path, 1)
+    assert len(tokens.people["person-1"]) >= 40 and list(tokens.people) == ["person-1"]
+    assert _mode(people / "person-1") == 0o600
+    assert not [p for p in people.iterdir() if p.name.startswith(".")]  # no draft left behind

@@ -11,6 +11,7 @@ let lookId = null;
 let shownAt = null;
 let answered = 0;
 let busy = false;
+let lastError = "";
 
 function $(id) { return document.getElementById(id); }
 function say(text) { $("status").textContent = text; }
@@ -53,16 +54,17 @@ async function next() {
     if (!look.look_id) {
       lookId = null;
       $("task").hidden = true;
-      say("Nothing is waiting for you. This page checks again every second.");
+      say((lastError ? lastError + " " : "") + "Nothing is waiting for you. This page checks again every second.");
+      lastError = "";
       setTimeout(next, POLL_MS);
       return;
     }
-    lookId = look.look_id;
-    shownAt = null;
-    $("image").onload = () => { shownAt = performance.now(); };
+    lookId = null;  // no answer counts until the image is on screen: its seconds start there
+    $("image").onload = () => { lookId = look.look_id; shownAt = performance.now(); };
     $("image").src = look.image;
     $("task").hidden = false;
-    say("");
+    say(lastError);
+    lastError = "";
   } catch (error) {
     say("Cannot fetch the next image: " + error.message);
     setTimeout(next, POLL_MS * 3);
@@ -72,7 +74,7 @@ async function next() {
 async function answer(label) {
   if (!lookId || busy) { return; }
   busy = true;
-  const seconds = shownAt === null ? 0 : (performance.now() - shownAt) / 1000;
+  const seconds = (performance.now() - shownAt) / 1000;
   try {
     await call("/v1/people/answer", {
       method: "POST", headers: { "Content-Type": "application/json" },
@@ -81,7 +83,7 @@ async function answer(label) {
     answered += 1;
     $("answered").textContent = String(answered);
   } catch (error) {
-    say(error.message);
+    lastError = error.message;  // shown with the next image, which would otherwise clear it
   } finally {
     busy = false;
     lookId = null;
@@ -90,6 +92,7 @@ async function answer(label) {
 }
 
 function onKey(event) {
+  if (event.ctrlKey || event.altKey || event.metaKey || event.repeat) { return; }  // a shortcut, or a held key
   const label = KEYS.indexOf(event.key);
   if (label >= 0 && label < classes.length) { answer(label); }
 }
