@@ -72,7 +72,7 @@ def measure_overhead(config: ExperimentConfig, trials: int, threads: int = 2) ->
     config = dataclasses.replace(config, search=search)
     prepare(config)  # trains the base model, if it is not cached yet, outside both clocks
     with tempfile.TemporaryDirectory() as folder:
-        started = time.time()  # wall clock: Tune stamps each result with it
+        search_started = time.time()  # wall clock: Tune stamps each result with it
         run = run_search(config, Path(folder) / "out")
         finished = time.time()
         # The search's clock stops at its last trial's report: what comes after (the chosen H-DNN measured on the
@@ -88,7 +88,7 @@ def measure_overhead(config: ExperimentConfig, trials: int, threads: int = 2) ->
         for candidate in candidates:
             evaluate_candidate(prepared.config, candidate, data=prepared.data, pool=pool)
     loop_s = time.perf_counter() - started
-    return OverheadFigures(trials, last_report - started, loop_s, controller_seconds(searcher(prepared), metrics),
+    return OverheadFigures(trials, last_report - search_started, loop_s, controller_seconds(searcher(prepared), metrics),
                            finished - last_report)
 
 
