@@ -155,13 +155,13 @@ async def _clients(server: Server, pictures: list[bytes], clients: int, requests
 
     connector = aiohttp.TCPConnector(limit=clients)
     async with aiohttp.ClientSession(connector=connector) as session:
-        await client_warmup(session, url, headers, pictures[0])
+        await _warm_up(session, url, headers, pictures[0])
         started = time.perf_counter()
         await asyncio.gather(*(client(session) for _ in range(clients)))
         return time.perf_counter() - started, latencies
 
 
-async def client_warmup(session: aiohttp.ClientSession, url: str, headers: dict[str, str], picture: bytes) -> None:
+async def _warm_up(session: aiohttp.ClientSession, url: str, headers: dict[str, str], picture: bytes) -> None:
     for _ in range(5):
         async with session.post(url, data=picture, headers=headers) as response:
             await response.read()

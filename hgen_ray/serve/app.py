@@ -28,6 +28,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from ray import serve
 
 from hgen_ray.architectures.gate import defer_mask, gate_confidence
+from hgen_ray.config import ServeConfig
 from hgen_ray.hdnn import load_hdnn
 from hgen_ray.serve.chain import ChainRule
 from hgen_ray.serve.images import ImageError, decode_image, png_data_url
@@ -50,12 +51,7 @@ class ServeSettings:
     serve_dir: str
     class_names: tuple[str, ...]
     rule: ChainRule
-    people_timeout_s: float
-    answer_lease_s: float
-    calibration_rate: float
-    max_upload_bytes: int
-    max_batch_size: int
-    batch_wait_s: float
+    options: ServeConfig  # the H-DNN's serve block with the flags over it
     seed: int
 
 
@@ -92,11 +88,11 @@ class HDNNService:
         self.hdnn = load_hdnn(settings.hdnn_dir)
         serve_dir = Path(settings.serve_dir)
         self.queue = PeopleQueue(serve_dir / "queue.sqlite", serve_dir / "answers.csv", settings.rule,
-                                 settings.people_timeout_s, settings.answer_lease_s)
+                                 settings.options.people_timeout_s, settings.options.answer_lease_s)
         self.waiters: dict[str, asyncio.Event] = {}
         self.rng = np.random.default_rng(settings.seed)
-        self._batched.set_max_batch_size(settings.max_batch_size)
-        self._batched.set_batch_wait_timeout_s(settings.batch_wait_s)
+        self._batched.set_max_batch_size(settings.options.max_batch_size)
+        self._batched.set_batch_wait_timeout_s(settings.options.batch_wait_ms / 1000.0)
 
     # --- the network ---------------------------------------------------------------------------------
 
@@ -114,7 +110,7 @@ class HDNNService:
         return self._infer(images)
 
     async def _inference(self, image: np.ndarray) -> Inference:
-        if self.settings.max_batch_size == 1:
+        if self.settings.options.max_batch_size == 1:
             return self._infer([image])[0]
         return await self._batched(image)
 
@@ -135,9 +131,8 @@ class HDNNService:
 
     # --- the client API ------------------------------------------------------------------------------
 
-    def _answer(self, inference: Inference, source: str, label: int | None = None) -> dict[str, object]:
-        final = inference.label if label is None else label
-        return {"label": final, "class_name": self.settings.class_names[final], "source": source,
+    def _model_answer(self, inference: Inference) -> dict[str, object]:
+        return {"label": inference.label, "class_name": self.settings.class_names[inference.label], "source": "model",
                 "confidence": max(inference.probabilities), "gate_score": inference.gate_score}
 
     def _state_answer(self, state: RequestState) -> dict[str, object]:
@@ -153,12 +148,12 @@ class HDNNService:
             return refused
         try:
             body = await self._capped_body(request)
-            image = decode_image(body, self.hdnn.input_shape, self.settings.max_upload_bytes)
+            image = decode_image(body, self.hdnn.input_shape, self.settings.options.max_upload_bytes)
         except ImageError as error:
             return _error(400, str(error))
         inference = await self._inference(image)
         if not inference.deferred:
-            return JSONResponse(self._answer(inference, "model"))
+            return JSONResponse(self._model_answer(inference))
         arrived = time.time()
         request_id = self.queue.add(image, inference.label, inference.probabilities, inference.gate_score, arrived)
         if not wait:
@@ -167,9 +162,9 @@ class HDNNService:
         event = self.waiters.setdefault(request_id, asyncio.Event())
         now = None
         try:
-            await asyncio.wait_for(event.wait(), timeout=self.settings.people_timeout_s)
+            await asyncio.wait_for(event.wait(), timeout=self.settings.options.people_timeout_s)
         except asyncio.TimeoutError:  # the loop's clock said so; the queue's wall clock must agree
-            now = max(time.time(), arrived + self.settings.people_timeout_s)
+            now = max(time.time(), arrived + self.settings.options.people_timeout_s)
         finally:
             self.waiters.pop(request_id, None)
         state = self.queue.state(request_id, now or time.time())
@@ -178,7 +173,7 @@ class HDNNService:
 
     async def _capped_body(self, request: Request) -> bytes:
         """The body, read no further than the cap: a larger one is refused before it is all in memory."""
-        cap = self.settings.max_upload_bytes
+        cap = self.settings.options.max_upload_bytes
         too_large = ImageError(f"the body is over {cap} bytes; allowed: at most {cap} (serve.max_upload_bytes)")
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > cap:
@@ -229,7 +224,7 @@ class HDNNService:
 
     def _calibration_look(self, person: str) -> Look | None:
         pool = self.calibration
-        if pool is None or self.rng.random() >= self.settings.calibration_rate:
+        if pool is None or self.rng.random() >= self.settings.options.calibration_rate:
             return None
         index = int(self.rng.integers(len(pool.labels)))
         return self.queue.calibration_look(person, pool.images[index], pool.categories[index],

@@ -69,7 +69,7 @@ class ServedData:
     calibration_images: CalibrationImages | None  # None when no calibration image is shown
 
 
-def _served_data(config: ExperimentConfig, rate: float, seed: int) -> ServedData:
+def _served_data(config: ExperimentConfig, rate: float) -> ServedData:
     """The data's classes, and held-out test images under random challenges when people are calibrated.
 
     The test images are read here only to measure people, never to choose or score an H-DNN.
@@ -77,6 +77,7 @@ def _served_data(config: ExperimentConfig, rate: float, seed: int) -> ServedData
     splits = load_splits(config.data, config.seed, with_test=rate > 0)
     if rate == 0 or splits.test_images is None or splits.test_labels is None:
         return ServedData(splits.class_names, splits.dataset, None)
+    seed = config.seed
     rng = np.random.default_rng(seed)
     chosen = rng.choice(len(splits.test_labels), size=min(CALIBRATION_IMAGES, len(splits.test_labels)),
                         replace=False)
@@ -94,10 +95,8 @@ def _settings(folder: Path, serve_dir: Path, hdnn: HDNN, config: ExperimentConfi
               data: ServedData) -> ServeSettings:
     calibration = resolve_calibration(config.human_pool.calibration, data.dataset, data.class_names)
     rule = ChainRule.of(hdnn.candidate.human, config.data.severity, calibration)
-    return ServeSettings(str(folder.resolve()), str(serve_dir.resolve()), data.class_names, rule,
-                         options.people_timeout_s,
-                         options.answer_lease_s, options.calibration_rate, options.max_upload_bytes,
-                         options.max_batch_size, options.batch_wait_ms / 1000.0, config.seed)
+    return ServeSettings(str(folder.resolve()), str(serve_dir.resolve()), data.class_names, rule, options,
+                         config.seed)
 
 
 def _stop_on_sigterm() -> None:
@@ -120,7 +119,7 @@ def serve_hdnn(folder: Path, serve_dir: Path | None, overrides: dict[str, object
     given = {key: value for key, value in overrides.items() if value is not None}
     options = build_dataclass(ServeConfig, {**as_dict(config.serve), **given}, "serve")  # flags meet the same limits
     check_port_free(options.host, options.port)
-    data = _served_data(config, options.calibration_rate, config.seed)  # a missing dataset is refused before...
+    data = _served_data(config, options.calibration_rate)  # a missing dataset is refused before...
     serve_dir = serve_dir or folder.resolve().parent / "serve"
     serve_dir.mkdir(parents=True, exist_ok=True)  # ...anything is written
     with holding(serve_dir, "serve"):

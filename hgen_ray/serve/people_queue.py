@@ -15,6 +15,7 @@ A request still waiting when ``people_timeout_s`` has passed since it arrived is
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import sqlite3
@@ -75,12 +76,13 @@ class RequestState:
 
 
 def _array_bytes(image: np.ndarray) -> bytes:
-    return np.ascontiguousarray(image, dtype=np.float32).tobytes() + json.dumps(list(image.shape)).encode().rjust(32)
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(image, dtype=np.float32), allow_pickle=False)  # .npy: shape and dtype travel with it
+    return buffer.getvalue()
 
 
 def _array_of(blob: bytes) -> np.ndarray:
-    shape = json.loads(blob[-32:].decode())
-    return np.frombuffer(blob[:-32], dtype=np.float32).reshape(shape)
+    return np.load(io.BytesIO(blob), allow_pickle=False)
 
 
 class PeopleQueue:
