@@ -46,7 +46,7 @@ from hgen_ray.search.output_dir import (
     saved_tune_location,
 )
 from hgen_ray.search.setup import Prepared, absolute_paths, check_budget_is_possible, prepare, searcher
-from hgen_ray.trial import TrialContext, run_trial
+from hgen_ray.trial import ContextHandle, TrialContext, run_trial
 from hgen_ray.search.tune_location import check_shared_storage, check_storage_path, local_tune_dir, tune_location, \
     tune_run_place
 from hgen_ray.search.tune_state import KeepWholeState
@@ -80,7 +80,7 @@ class SearchRun:
 
 def trainable(context: TrialContext) -> Any:
     resources = {"cpu": context.experiment.search.cpus_per_trial, "gpu": context.experiment.search.gpus_per_trial}
-    return tune.with_resources(tune.with_parameters(run_trial, context=context), resources)
+    return tune.with_resources(tune.with_parameters(run_trial, context=ContextHandle(context)), resources)
 
 
 def run_search(config: ExperimentConfig | None, out: Path, *, resume: bool = False,

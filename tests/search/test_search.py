@@ -179,7 +179,7 @@ def test_a_failing_candidate_is_recorded_scored_infeasible_and_the_search_goes_o
 ) -> None:  # type: ignore[no-untyped-def]
     from hgen_ray.human import HumanPool
     from hgen_ray.report import trial_rows, write_csv_atomic
-    from hgen_ray.trial import TrialContext
+    from hgen_ray.trial import ContextHandle, TrialContext
 
     from ray import cloudpickle
 
@@ -190,8 +190,8 @@ def test_a_failing_candidate_is_recorded_scored_infeasible_and_the_search_goes_o
     prepared = prepare(search_config(tiny_config, trials=6, algorithm="random"))
     config = prepared.config
     with HumanPool(config.human_pool, config.seed) as pool:
-        context = FaultyContext(TrialContext(experiment=config, data=prepared.data, pool=pool,
-                                             input_shape=tuple(prepared.sample.shape[1:])), fault)
+        context = FaultyContext(ContextHandle(TrialContext(experiment=config, data=prepared.data, pool=pool,
+                                                           input_shape=tuple(prepared.sample.shape[1:]))), fault)
         trainable = tune.with_resources(tune.with_parameters(crashing_trial, context=context), {"cpu": 1})
         results = new_tuner(prepared, trainable, tmp_path, Progress(6)).fit()
     rows = trial_rows(results, failed_reward(config.reward))
