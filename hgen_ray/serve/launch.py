@@ -3,7 +3,8 @@
 The serve folder (default ``DIR/../serve``, so ``runs/q1/serve`` for ``runs/q1/best``) holds ``tokens/``,
 ``queue.sqlite``, ``answers.csv`` and ``served.json`` (what is served, and the classes, for
 ``calibrate-people``). The app lives as long as this command: Ctrl-C or SIGTERM takes it down, on a
-cluster too. Everything the input could get wrong is checked before Ray starts.
+cluster too, where only this app is deleted (Serve itself stops only when no other app is left). Everything
+the input could get wrong is checked before Ray starts.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from hgen_ray.serve.app import CalibrationImages, HDNNService, ServeSettings
 from hgen_ray.serve.chain import ChainRule
 from hgen_ray.serve.tokens import Tokens, ensure_tokens, tokens_dir
 
-__all__ = ["serve_hdnn"]
+__all__ = ["APP_NAME", "serve_hdnn", "stop_own_app"]
 
 log = logging.getLogger("hgen_ray")
 APP_NAME = "hgen-ray"
@@ -151,5 +152,16 @@ def _run_app(settings: ServeSettings, tokens: Tokens, calibration_images: Calibr
         while True:
             time.sleep(3600)
     finally:
-        serve.delete(APP_NAME)
+        stop_own_app()
+
+
+def stop_own_app() -> None:
+    """Delete this command's app; stop Serve only if no other app is left on the cluster.
+
+    On a shared cluster Serve may run other people's applications, which ``serve.shutdown()`` would take down too.
+    """
+    from ray import serve
+
+    serve.delete(APP_NAME)
+    if not serve.status().applications:
         serve.shutdown()
