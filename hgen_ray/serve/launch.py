@@ -34,7 +34,7 @@ from hgen_ray.serve.app import CalibrationImages, HDNNService, ServeSettings
 from hgen_ray.serve.chain import ChainRule
 from hgen_ray.serve.tokens import Tokens, ensure_tokens, tokens_dir
 
-__all__ = ["APP_NAME", "serve_hdnn", "stop_own_app"]
+__all__ = ["APP_NAME", "check_not_served", "serve_hdnn", "stop_own_app"]
 
 log = logging.getLogger("hgen_ray")
 APP_NAME = "hgen-ray"
@@ -142,6 +142,7 @@ def _run_app(settings: ServeSettings, tokens: Tokens, calibration_images: Calibr
     _stop_on_sigterm()
     init_ray(address)
     serve.start(http_options={"host": options.host, "port": options.port})
+    check_not_served()  # before the try: stopping would delete the other command's app
     try:
         serve.run(HDNNService.bind(settings, tokens, calibration_images), name=APP_NAME, route_prefix="/")
         base = f"http://{options.host}:{options.port}"
@@ -153,6 +154,19 @@ def _run_app(settings: ServeSettings, tokens: Tokens, calibration_images: Calibr
             time.sleep(3600)
     finally:
         stop_own_app()
+
+
+def check_not_served() -> None:
+    """Refuse a cluster where another ``hgen-ray serve`` runs: the app's name and its route ``/`` are taken.
+
+    Raises:
+        ConfigError: An app named ``hgen-ray`` is already deployed.
+    """
+    from ray import serve
+
+    if APP_NAME in serve.status().applications:
+        raise ConfigError(f"--address: this Ray cluster already serves an app named {APP_NAME!r} (another "
+                          "hgen-ray serve); stop it first, or serve on another cluster")
 
 
 def stop_own_app() -> None:

@@ -1,4 +1,5 @@
-"""Stopping ``hgen-ray serve`` on a shared cluster takes down its own app only, and Serve when nothing else is left."""
+"""``hgen-ray serve`` on a shared cluster: a second one is refused, and stopping takes down its own app only, and
+Serve when nothing else is left."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from urllib.request import urlopen
 import pytest
 from ray import cloudpickle, serve
 
-from hgen_ray.serve.launch import APP_NAME, stop_own_app
+from hgen_ray.config import ConfigError
+from hgen_ray.serve.launch import APP_NAME, check_not_served, stop_own_app
 
 OTHER_APP = "someone-else"
 
@@ -34,13 +36,16 @@ def _accepts(port: int) -> bool:
 
 
 @pytest.mark.usefixtures("ray_session")
-def test_another_app_keeps_running_and_serve_stops_with_the_last_app() -> None:
+def test_a_second_serve_is_refused_another_app_keeps_running_and_serve_stops_with_the_last_app() -> None:
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers cannot import test modules
     port = _free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     try:
         serve.run(Hello.bind(), name=OTHER_APP, route_prefix="/else")
+        check_not_served()  # someone else's app is no reason to refuse
         serve.run(Hello.bind(), name=APP_NAME, route_prefix="/")
+        with pytest.raises(ConfigError, match="already serves an app named 'hgen-ray'"):
+            check_not_served()
         stop_own_app()
         applications = serve.status().applications
         assert APP_NAME not in applications and applications[OTHER_APP].status == "RUNNING"
