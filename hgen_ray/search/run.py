@@ -80,7 +80,7 @@ class SearchRun:
 
 def trainable(context: TrialContext) -> Any:
     resources = {"cpu": context.experiment.search.cpus_per_trial, "gpu": context.experiment.search.gpus_per_trial}
-    return tune.with_resources(tune.with_parameters(run_trial, context=ContextHandle(context)), resources)
+    return tune.with_resources(tune.with_parameters(run_trial, handle=ContextHandle(context)), resources)
 
 
 def run_search(config: ExperimentConfig | None, out: Path, *, resume: bool = False,

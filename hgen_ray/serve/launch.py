@@ -78,14 +78,13 @@ def _served_data(config: ExperimentConfig, rate: float) -> ServedData:
     splits = load_splits(config.data, config.seed, with_test=rate > 0)
     if rate == 0 or splits.test_images is None or splits.test_labels is None:
         return ServedData(splits.class_names, splits.dataset, None)
-    seed = config.seed
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(config.seed)
     chosen = rng.choice(len(splits.test_labels), size=min(CALIBRATION_IMAGES, len(splits.test_labels)),
                         replace=False)
     categories = ("clean", *CHALLENGE_CATEGORIES)
     picked = [categories[i] for i in rng.integers(len(categories), size=len(chosen))]
     severities = np.where(np.array(picked) == "clean", 0, rng.choice(SEVERITIES, size=len(chosen)))
-    images = torch.stack([apply_challenge(splits.test_images[i:i + 1], c, max(int(s), 1), seed + n)[0]
+    images = torch.stack([apply_challenge(splits.test_images[i:i + 1], c, max(int(s), 1), config.seed + n)[0]
                           for n, (i, c, s) in enumerate(zip(chosen, picked, severities))])
     return ServedData(splits.class_names, splits.dataset,
                       CalibrationImages(images.numpy().astype(np.float32), splits.test_labels[chosen].numpy(),

@@ -68,13 +68,9 @@ class ContextHandle:
 _fetched: tuple[str, TrialContext] | None = None  # this process's copy of the newest context, by object id
 
 
-def run_trial(config: dict[str, Any], context: ContextHandle) -> None:
+def run_trial(config: dict[str, Any], handle: ContextHandle) -> None:
     """Evaluate the candidate in ``config`` with the search's shared context and report to Tune."""
-    evaluate_and_report(config, context.get())
-
-
-def evaluate_and_report(config: dict[str, Any], context: TrialContext) -> None:
-    """Evaluate the candidate in ``config`` and report its measures, reward and H-DNN to Tune."""
+    context = handle.get()
     torch.set_num_threads(max(1, int(context.experiment.search.cpus_per_trial)))
     candidate = config_to_candidate(config)
     evaluation = evaluate_candidate(context.experiment, candidate, data=context.data, pool=context.pool)
