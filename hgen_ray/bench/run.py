@@ -129,7 +129,9 @@ def _system_lines(bench: BenchConfig, experiments: dict[str, ExperimentConfig], 
         figures = measure_overhead(classifier, bench.overhead_trials)
         lines.append(f"- framework overhead ({figures.trials} trials one at a time): Tune + controller "
                      f"{figures.tune_s:.1f} s vs plain loop {figures.loop_s:.1f} s, ratio {figures.ratio:.3f} "
-                     f"(target <= 1.10); the controller alone {figures.controller_s / figures.trials:.2f} s per trial; "
+                     f"(target <= 1.10); {figures.before_first_trial_s:.1f} s before the first trial (the loop "
+                     f"{figures.loop_setup_s:.1f} s), {figures.between_trials_s:.1f} s between trials; "
+                     f"the controller alone {figures.controller_s / figures.trials:.2f} s per trial; "
                      f"after the last trial, {figures.after_trials_s:.1f} s measuring the chosen H-DNN on test "
                      "(not in the ratio: the loop does no test measurement)")
     if bench.scaling_trials:

@@ -3,11 +3,14 @@
 - Overhead: N trials through ``run_search`` (Tune, the H-Gen searcher, checkpoints,
   result files) against the very same N candidates evaluated in a plain loop, one
   at a time and with the same torch threads, so the ratio is the framework's cost.
-  The search side also holds its one test measurement of the H-DNN it chose, which
-  the loop does not do, so the ratio errs on the framework's side. The controller's
-  own share is timed apart: a fresh searcher replays the search's results in order,
-  and only its ``suggest`` and ``on_trial_complete`` (acting, imagining, updates)
-  are on that clock.
+  The search's clock stops at its last trial's report: what ``run_search`` does
+  after it (the chosen H-DNN measured on test) the loop never does, and it is timed
+  apart. Tune's own timestamps split the search's clock into the time before the
+  first trial, inside trials and between them, so the framework's extra seconds
+  can be read apart from the trials' run-to-run noise. The controller's own share
+  is timed apart too: a fresh searcher replays the search's results in order, and
+  only its ``suggest`` and ``on_trial_complete`` (acting, imagining, updates) are
+  on that clock.
 - Throughput: a real multi-node Ray cluster on this machine (``clusters/local``),
   with a head that holds no CPUs, so every trial runs on a worker node; trials per
   minute come from Tune's own start and end times of the trials.
@@ -55,6 +58,14 @@ class OverheadFigures:
     loop_s: float
     controller_s: float  # the searcher's suggest and on_trial_complete, over all trials
     after_trials_s: float  # the rest of run_search: the chosen H-DNN measured on test, Tune's teardown
+    before_first_trial_s: float  # setup, the pool's start, the trial process's start and imports
+    inside_trials_s: float  # the trials' own time, as Tune clocks it
+    loop_setup_s: float  # the loop's data and base model; its people start in the background, into its first candidate
+
+    @property
+    def between_trials_s(self) -> float:
+        """The controller's learning and suggestions and Tune's bookkeeping (trials run one at a time)."""
+        return self.tune_s - self.before_first_trial_s - self.inside_trials_s
 
     @property
     def ratio(self) -> float:
@@ -78,6 +89,8 @@ def measure_overhead(config: ExperimentConfig, trials: int, threads: int = 2) ->
         # The search's clock stops at its last trial's report: what comes after (the chosen H-DNN measured on the
         # test split) is work the plain loop never does, so counting it would charge the framework for a report.
         last_report = max(float(result.metrics["timestamp"]) for result in run.results)
+        first_start = min(float(r.metrics["timestamp"]) - float(r.metrics["time_total_s"]) for r in run.results)
+        inside_trials = sum(float(result.metrics["time_total_s"]) for result in run.results)
         candidates = [config_to_candidate(result.config) for result in run.results]
         metrics = [result.metrics for result in run.results]
     torch.set_num_threads(threads)
@@ -85,11 +98,13 @@ def measure_overhead(config: ExperimentConfig, trials: int, threads: int = 2) ->
     prepared = prepare(config)
     with HumanPool(prepared.config.human_pool, prepared.config.seed,
                    prepared.architecture.people_calibration(prepared.config, prepared.data)) as pool:
+        loop_setup_s = time.perf_counter() - started
         for candidate in candidates:
             evaluate_candidate(prepared.config, candidate, data=prepared.data, pool=pool)
     loop_s = time.perf_counter() - started
     return OverheadFigures(trials, last_report - search_started, loop_s, controller_seconds(searcher(prepared), metrics),
-                           finished - last_report)
+                           finished - last_report, before_first_trial_s=first_start - search_started,
+                           inside_trials_s=inside_trials, loop_setup_s=loop_setup_s)
 
 
 def controller_seconds(controller: Any, results: list[dict[str, Any]]) -> float:
