@@ -1,5 +1,7 @@
 """Simulated people (Ray actors), how hard each image is for them, the pool's one queue, and how answers combine."""
 
+from typing import Any
+
 from hgen_ray.human.calibration import (
     PeopleCalibration,
     human_accuracy,
@@ -8,7 +10,6 @@ from hgen_ray.human.calibration import (
     single_person_accuracy,
 )
 from hgen_ray.human.combination import bayes_decide, combine_answers, decide, people_likelihoods
-from hgen_ray.human.image_difficulty import PeopleView, people_view, train_ensemble
 from hgen_ray.human.pool import DeferredSample, HumanPool, ImageAnswers, ImageRequest, PoolResult
 from hgen_ray.human.pool_timeline import Timeline, pool_utilisation, simulate_pool, stream_arrivals
 from hgen_ray.human.simulated_human import HumanAnswer, HumanTask, SimulatedHuman
@@ -39,3 +40,16 @@ __all__ = [
     "stream_arrivals",
     "train_ensemble",
 ]
+
+# How hard each image is (PeopleView and the ensemble that measures it) needs torch; every simulated person's
+# actor imports this package, and torch cost each of them ~1.2 s of CPU at start (a pool of 8 took 8.6-12.5 s
+# to answer on this 2-core machine). So those names load on first use.
+_NEEDS_TORCH = {"PeopleView", "people_view", "train_ensemble"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _NEEDS_TORCH:
+        from hgen_ray.human import image_difficulty
+
+        return getattr(image_difficulty, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
