@@ -7,6 +7,8 @@ each its own process) and times it until every person has answered once, R times
 in one Ray session; prints each time and the median. Ray is up before the clock
 starts. Each person's process imports :mod:`hgen_ray.human`; keeping torch out of
 that import is what this measures (each import of torch cost ~1.2 s of CPU).
+Ray hands actors the idle worker processes it keeps started, so a later repeat
+may find some already up: compare medians of the same repeat count.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from hgen_ray.human import HumanPool
 
 
 def seconds_to_answer(people: int, seed: int) -> float:
+    """Seconds from making a pool until each of its people has answered once."""
     started = time.perf_counter()
     with HumanPool(HumanPoolConfig(size=people), seed) as pool:
         ray.get([person.pid.remote() for person in pool.people])

@@ -42,8 +42,8 @@ __all__ = [
 ]
 
 # How hard each image is (PeopleView and the ensemble that measures it) needs torch; every simulated person's
-# actor imports this package, and torch cost each of them ~1.2 s of CPU at start (a pool of 8 took 8.6-12.5 s
-# to answer on this 2-core machine). So those names load on first use.
+# actor imports this package, and with torch in it a fresh pool of 8 answered 8.62 s after it was made instead
+# of 2.87 s (benchmarks/pool_start.py, median of 3, on a 2-core machine). So those names load on first use.
 _NEEDS_TORCH = {"PeopleView", "people_view", "train_ensemble"}
 
 
@@ -53,3 +53,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(image_difficulty, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _NEEDS_TORCH)
